@@ -1,0 +1,1 @@
+"""binary layer; see ARCHITECTURE.md."""

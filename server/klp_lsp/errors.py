@@ -1,0 +1,31 @@
+"""The error hierarchy: every failure a user can cause is one of these, with a one-line message."""
+
+from __future__ import annotations
+
+
+class KlpError(Exception):
+    """Base of every error klp-lsp reports to a user; `str()` is a one-line message."""
+
+
+class BinaryFormatError(KlpError):
+    """An input file is not a readable ELF object (truncated, corrupt, wrong kind)."""
+
+
+class DebugInfoMissing(KlpError):
+    """A binary has no DWARF, or the debug files of a kernel release cannot be found."""
+
+
+class UnsupportedArchitecture(KlpError):
+    """The binary is for an architecture klp-lsp does not analyse."""
+
+
+class PatchParseError(KlpError):
+    """A patch cannot be read at all (as opposed to problems inside it, which are data)."""
+
+
+class IndexError_(KlpError):  # noqa: N801 - the trailing underscore avoids shadowing the builtin.
+    """The index is missing, corrupt, or of another schema version."""
+
+
+class UsageError(KlpError):
+    """The command line or a setting asks for something that cannot be done."""

@@ -1,0 +1,1 @@
+"""lsp layer; see ARCHITECTURE.md."""

@@ -1,0 +1,1 @@
+"""lsp/features layer; see ARCHITECTURE.md."""

@@ -1,0 +1,1 @@
+"""patch layer; see ARCHITECTURE.md."""
