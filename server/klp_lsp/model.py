@@ -165,3 +165,88 @@ class RegisterDependent:
     site: int  # address of the call instruction
     registers: tuple[str, ...]
     reason: DependencyReason
+
+
+# --- what the index answers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolFact:
+    """One FUNC symbol of an indexed object, with livepatch's view of it."""
+
+    name: str
+    object: str
+    address: int
+    size: int
+    section: str
+    binding: Binding
+    sympos: int
+    clone_kinds: tuple[str, ...]
+    has_mcount: bool
+    patchable: bool
+    not_patchable_reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InlinedInto:
+    """An out-of-line function whose machine code holds an inlined copy of another."""
+
+    function: str  # symbol name of the containing out-of-line function
+    object: str
+    address: int
+    call_file: str | None
+    call_line: int | None
+    depth: int  # 1 when inlined directly, 2+ when through other inlined functions
+
+
+@dataclass(frozen=True, slots=True)
+class DependentFact:
+    """A caller relying on a callee leaving some call-clobbered registers untouched."""
+
+    callee: str
+    caller: str
+    object: str
+    site: int
+    registers: tuple[str, ...]
+    reason: DependencyReason
+
+
+@dataclass(frozen=True, slots=True)
+class CallFact:
+    """One call edge from the binary, named for people."""
+
+    caller: str
+    callee: str | None
+    object: str
+    site: int
+    kind: str  # CallKind, or "inlined" for inline sites in call hierarchies
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionReport:
+    """Everything the index knows about one C function definition in one object."""
+
+    name: str
+    object: str
+    binary: str
+    build_id: str
+    arch: Arch
+    decl_file: str | None
+    decl_line: int | None
+    cu_name: str | None
+    external: bool
+    symbols: tuple[SymbolFact, ...]  # out-of-line copies under the C name itself
+    clones: tuple[SymbolFact, ...]  # GCC clones (.isra, .constprop, .part, .cold, ...)
+    aliases: tuple[str, ...]  # other FUNC symbols at the address of one of `symbols`
+    patchable: bool
+    not_patchable_reasons: tuple[str, ...]
+    out_of_line: bool
+    inlined_into: tuple[InlinedInto, ...]
+    compiler: CompilerFlags | None
+    calling_convention: str  # "normal", "nocall", "program", ... (DW_CC_*)
+    abi_deviation: bool  # a parameter is not where the ABI puts it
+    params: tuple[Param, ...]
+    clobbers: tuple[str, ...] | None  # None when register facts are not computed yet
+    callee_saved_clobbers: tuple[str, ...]
+    register_dependents: tuple[DependentFact, ...]
+    has_dwarf: bool = True

@@ -1,0 +1,462 @@
+"""Answers over one or several index files: function reports, callers, inline sites.
+
+`IndexSet` is what the CLI, the patch engine and the language server hold: the indexes of a
+vmlinux and its modules, queried together. Everything returned is a `model` record.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from klp_lsp.analysis.patchability import symbol_patchability
+from klp_lsp.analysis.signature import abi_deviation, calling_convention_name
+from klp_lsp.index.store import CuRow, Index, from_db, open_readonly, parse_ranges, to_db
+from klp_lsp.model import (
+    CallFact,
+    DependentFact,
+    FunctionReport,
+    InlinedInto,
+    Param,
+    SymbolFact,
+)
+
+# Sections whose code the kernel discards or never traces; see analysis/patchability.py.
+
+
+@dataclass(frozen=True, slots=True)
+class _Definition:
+    """A group of function DIEs that are one C definition (a header inline in many CUs)."""
+
+    name: str
+    decl_file: str | None
+    decl_line: int | None
+    dies: tuple[int, ...]
+    cu_ids: tuple[int, ...]
+    external: bool
+    calling_convention: int | None
+
+
+class ObjectIndex:
+    """Queries over one object's index file."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.object = index.object
+        self._cus: dict[int, CuRow] | None = None
+        self._cu_starts: list[int] = []
+        self._cu_spans: list[tuple[int, int, int]] = []
+
+    # --- compile units ---------------------------------------------------------------------
+
+    def cus(self) -> dict[int, CuRow]:
+        if self._cus is None:
+            self._cus = {c.unit.offset: c for c in self.index.iter_cus()}
+            spans = sorted((lo, hi, c.unit.offset) for c in self._cus.values() for lo, hi in c.ranges)
+            self._cu_spans = spans
+            self._cu_starts = [s[0] for s in spans]
+        return self._cus
+
+    def cu_of_address(self, address: int) -> CuRow | None:
+        cus = self.cus()
+        i = bisect.bisect_right(self._cu_starts, address) - 1
+        if i >= 0:
+            lo, hi, cu_id = self._cu_spans[i]
+            if lo <= address < hi:
+                return cus[cu_id]
+        return None
+
+    # --- symbols ---------------------------------------------------------------------------
+
+    def _symbol_fact(self, r: object) -> SymbolFact:
+        row = r  # sqlite3.Row
+        address = from_db(row["address"])  # type: ignore[index]
+        cu = self.cus().get(row["cu_id"]) if row["cu_id"] is not None else None  # type: ignore[index]
+        kinds = tuple(row["clone_kinds"].split())  # type: ignore[index]
+        patchable, reasons = symbol_patchability(
+            section=row["section"],  # type: ignore[index]
+            has_mcount=bool(row["has_mcount"]),  # type: ignore[index]
+            clone_kinds=kinds,
+            cu_ftrace=None if cu is None else cu.flags.ftrace,
+        )
+        return SymbolFact(
+            name=row["name"],  # type: ignore[index]
+            object=self.object,
+            address=address,
+            size=row["size"],  # type: ignore[index]
+            section=row["section"],  # type: ignore[index]
+            binding=row["binding"],  # type: ignore[index]
+            sympos=row["sympos"],  # type: ignore[index]
+            clone_kinds=kinds,
+            has_mcount=bool(row["has_mcount"]),  # type: ignore[index]
+            patchable=patchable,
+            not_patchable_reasons=reasons,
+        )
+
+    def symbols_named(self, name: str) -> list[SymbolFact]:
+        rows = self.index.query("SELECT * FROM symbols WHERE name = ? ORDER BY address", (name,))
+        return [self._symbol_fact(r) for r in rows]
+
+    def symbols_at(self, address: int) -> list[SymbolFact]:
+        rows = self.index.query(
+            "SELECT * FROM symbols WHERE address = ? ORDER BY binding = 'local', name",
+            (to_db(address),),
+        )
+        return [self._symbol_fact(r) for r in rows]
+
+    def name_at(self, address: int) -> str:
+        """The best symbol name for a function start (globals first), or a hex address."""
+        rows = self.index.query(
+            "SELECT name FROM symbols WHERE address = ?"
+            " ORDER BY clone_kinds LIKE '%cold%', binding = 'local', length(name), name LIMIT 1",
+            (to_db(address),),
+        )
+        return rows[0][0] if rows else f"{address:#x}"
+
+    def function_start(self, address: int) -> int | None:
+        """The start of the FUNC symbol containing `address`."""
+        rows = self.index.query(
+            "SELECT address, size FROM symbols WHERE address <= ? ORDER BY address DESC LIMIT 4",
+            (to_db(address),),
+        )
+        for r in rows:
+            start = from_db(r[0])
+            if start <= address < start + max(r[1], 1):
+                return start
+        return None
+
+    # --- definitions -----------------------------------------------------------------------
+
+    def _definitions(self, name: str) -> list[_Definition]:
+        rows = self.index.query(
+            "SELECT die, cu_id, decl_file, decl_line, external, calling_convention"
+            " FROM functions WHERE name = ? ORDER BY decl_file, decl_line, die",
+            (name,),
+        )
+        groups: dict[tuple[str | None, int | None], list[object]] = {}
+        for r in rows:
+            groups.setdefault((r["decl_file"], r["decl_line"]), []).append(r)
+        out = []
+        for (decl_file, decl_line), members in groups.items():
+            out.append(
+                _Definition(
+                    name=name,
+                    decl_file=decl_file,
+                    decl_line=decl_line,
+                    dies=tuple(m["die"] for m in members),  # type: ignore[index]
+                    cu_ids=tuple(dict.fromkeys(m["cu_id"] for m in members)),  # type: ignore[index]
+                    external=any(m["external"] for m in members),  # type: ignore[index]
+                    calling_convention=members[0]["calling_convention"],  # type: ignore[index]
+                )
+            )
+        return out
+
+    def _instances(self, dies: Sequence[int]) -> list[tuple[int, int, tuple[tuple[int, int], ...]]]:
+        marks = ",".join("?" * len(dies))
+        rows = self.index.query(
+            f"SELECT die, entry, ranges FROM instances WHERE function_die IN ({marks})", dies
+        )
+        return [(r[0], from_db(r[1]), parse_ranges(r[2])) for r in rows]
+
+    def reports(self, name: str) -> list[FunctionReport]:
+        """One report per distinct C definition named `name` in this object."""
+        reports = [self._report(d) for d in self._definitions(name)]
+        covered = {s.address for r in reports for s in (*r.symbols, *r.clones)}
+        # Functions without DWARF (asm) and clones whose origin has no DWARF definition here.
+        orphans = [
+            s
+            for s in self._symbols_for_origin(name)
+            if s.address not in covered
+        ]
+        if orphans:
+            reports.append(self._report_without_dwarf(name, orphans))
+        return reports
+
+    def _symbols_for_origin(self, name: str) -> list[SymbolFact]:
+        rows = self.index.query(
+            "SELECT * FROM symbols WHERE origin = ? ORDER BY address, name", (name,)
+        )
+        return [self._symbol_fact(r) for r in rows]
+
+    def _report(self, d: _Definition) -> FunctionReport:
+        instances = self._instances(d.dies)
+        spans = [rng for _die, _entry, ranges in instances for rng in ranges]
+        entries = {entry for _die, entry, _ranges in instances}
+        symbols: list[SymbolFact] = []
+        clones: list[SymbolFact] = []
+        for s in self._symbols_for_origin(d.name):
+            inside = s.address in entries or any(lo <= s.address < hi for lo, hi in spans)
+            if not inside:
+                continue
+            (clones if s.clone_kinds else symbols).append(s)
+        # An instance whose entry symbol has another name (an alias only) still counts.
+        for entry in sorted(entries):
+            if not any(s.address == entry for s in (*symbols, *clones)):
+                for s in self.symbols_at(entry):
+                    (clones if s.clone_kinds else symbols).append(s)
+                    break
+        addresses = {s.address for s in symbols}
+        names = {s.name for s in (*symbols, *clones)}
+        aliases = sorted(
+            {a.name for addr in addresses for a in self.symbols_at(addr) if a.name not in names}
+        )
+        inlined = self._inlined_into(d.dies)
+        cu = self.cus().get(d.cu_ids[0]) if d.cu_ids else None
+        params = self._params(d, instances, symbols)
+        out_of_line = bool(symbols or clones)
+        patchable, reasons = _verdict(symbols, clones, inlined)
+        clobbers, saved, dependents = self._register_facts([s.address for s in (*symbols, *clones)])
+        return FunctionReport(
+            name=d.name,
+            object=self.object,
+            binary=self.index.binary,
+            build_id=self.index.build_id,
+            arch=self.index.arch,  # type: ignore[arg-type]
+            decl_file=d.decl_file,
+            decl_line=d.decl_line,
+            cu_name=None if cu is None else cu.unit.name,
+            external=d.external,
+            symbols=tuple(symbols),
+            clones=tuple(clones),
+            aliases=tuple(aliases),
+            patchable=patchable,
+            not_patchable_reasons=reasons,
+            out_of_line=out_of_line,
+            inlined_into=inlined,
+            compiler=None if cu is None else cu.flags,
+            calling_convention=calling_convention_name(d.calling_convention),
+            abi_deviation=abi_deviation(self.index.arch, params),
+            params=params,
+            clobbers=clobbers,
+            callee_saved_clobbers=saved,
+            register_dependents=dependents,
+        )
+
+    def _report_without_dwarf(self, name: str, syms: list[SymbolFact]) -> FunctionReport:
+        symbols = [s for s in syms if not s.clone_kinds]
+        clones = [s for s in syms if s.clone_kinds]
+        names = {s.name for s in syms}
+        aliases = sorted(
+            {a.name for s in symbols for a in self.symbols_at(s.address) if a.name not in names}
+        )
+        cu = self.cu_of_address(syms[0].address)
+        patchable, reasons = _verdict(symbols, clones, ())
+        clobbers, saved, dependents = self._register_facts([s.address for s in syms])
+        return FunctionReport(
+            name=name,
+            object=self.object,
+            binary=self.index.binary,
+            build_id=self.index.build_id,
+            arch=self.index.arch,  # type: ignore[arg-type]
+            decl_file=None,
+            decl_line=None,
+            cu_name=None if cu is None else cu.unit.name,
+            external=any(s.binding != "local" for s in syms),
+            symbols=tuple(symbols),
+            clones=tuple(clones),
+            aliases=tuple(aliases),
+            patchable=patchable,
+            not_patchable_reasons=reasons,
+            out_of_line=True,
+            inlined_into=(),
+            compiler=None if cu is None else cu.flags,
+            calling_convention="normal",
+            abi_deviation=False,
+            params=(),
+            clobbers=clobbers,
+            callee_saved_clobbers=saved,
+            register_dependents=dependents,
+            has_dwarf=False,
+        )
+
+    def _params(
+        self,
+        d: _Definition,
+        instances: list[tuple[int, int, tuple[tuple[int, int], ...]]],
+        symbols: list[SymbolFact],
+    ) -> tuple[Param, ...]:
+        # Prefer the out-of-line copy under the C name: its parameters have locations.
+        own = {s.address for s in symbols}
+        for die, entry, _ranges in instances:
+            if entry in own:
+                params = self.index.params_of(die)
+                if params:
+                    return params
+        for die in d.dies:
+            params = self.index.params_of(die)
+            if params:
+                return params
+        return ()
+
+    def _inlined_into(self, dies: Sequence[int]) -> tuple[InlinedInto, ...]:
+        marks = ",".join("?" * len(dies))
+        rows = self.index.query(
+            "SELECT s.die, s.parent_die, s.call_file, s.call_line, i.entry"
+            f" FROM inline_sites s JOIN instances i ON i.die = s.container_die"
+            f" WHERE s.function_die IN ({marks}) ORDER BY i.entry, s.call_line",
+            dies,
+        )
+        out: list[InlinedInto] = []
+        seen: set[tuple[int, str | None, int | None]] = set()
+        for r in rows:
+            entry = from_db(r["entry"])
+            key = (entry, r["call_file"], r["call_line"])
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(
+                InlinedInto(
+                    function=self.name_at(entry),
+                    object=self.object,
+                    address=entry,
+                    call_file=r["call_file"],
+                    call_line=r["call_line"],
+                    depth=self._inline_depth(r["parent_die"]),
+                )
+            )
+        return tuple(out)
+
+    def _inline_depth(self, parent: int | None) -> int:
+        depth = 1
+        while parent is not None and depth < 64:
+            rows = self.index.query("SELECT parent_die FROM inline_sites WHERE die = ?", (parent,))
+            parent = rows[0][0] if rows else None
+            depth += 1
+        return depth
+
+    def _register_facts(
+        self, addresses: Sequence[int]
+    ) -> tuple[tuple[str, ...] | None, tuple[str, ...], tuple[DependentFact, ...]]:
+        if not addresses:
+            return None, (), ()
+        marks = ",".join("?" * len(addresses))
+        db_addresses = [to_db(a) for a in addresses]
+        rows = self.index.query(
+            f"SELECT clobbers, callee_saved_clobbers FROM register_use WHERE address IN ({marks})",
+            db_addresses,
+        )
+        clobbers: tuple[str, ...] | None = None
+        saved: set[str] = set()
+        if rows:
+            regs: set[str] = set()
+            for r in rows:
+                regs.update(r[0].split())
+                saved.update(r[1].split())
+            clobbers = tuple(sorted(regs))
+        deps = self.index.query(
+            "SELECT callee, caller, site, registers, reason FROM register_dependents"
+            f" WHERE callee IN ({marks}) ORDER BY caller, site",
+            db_addresses,
+        )
+        dependents = tuple(
+            DependentFact(
+                callee=self.name_at(from_db(r[0])),
+                caller=self.name_at(from_db(r[1])),
+                object=self.object,
+                site=from_db(r[2]),
+                registers=tuple(r[3].split()),
+                reason=r[4],
+            )
+            for r in deps
+        )
+        return clobbers, tuple(sorted(saved)), dependents
+
+    # --- call graph ------------------------------------------------------------------------
+
+    def callers_of(self, addresses: Iterable[int]) -> list[CallFact]:
+        db = [to_db(a) for a in addresses]
+        if not db:
+            return []
+        marks = ",".join("?" * len(db))
+        rows = self.index.query(
+            f"SELECT caller, site, callee, kind FROM calls WHERE callee IN ({marks})"
+            " ORDER BY caller, site",
+            db,
+        )
+        return [
+            CallFact(
+                caller=self.name_at(from_db(r[0])),
+                callee=self.name_at(from_db(r[2])),
+                object=self.object,
+                site=from_db(r[1]),
+                kind=r[3],
+            )
+            for r in rows
+        ]
+
+    def callees_of(self, address: int) -> list[CallFact]:
+        rows = self.index.query(
+            "SELECT caller, site, callee, kind FROM calls WHERE caller = ? ORDER BY site",
+            (to_db(address),),
+        )
+        return [
+            CallFact(
+                caller=self.name_at(from_db(r[0])),
+                callee=None if r[2] is None else self.name_at(from_db(r[2])),
+                object=self.object,
+                site=from_db(r[1]),
+                kind=r[3],
+            )
+            for r in rows
+        ]
+
+    def search_names(self, prefix: str, limit: int) -> list[str]:
+        """C function names starting with `prefix` (for workspace symbols)."""
+        rows = self.index.query(
+            "SELECT DISTINCT origin FROM symbols WHERE origin >= ? AND origin < ?"
+            " ORDER BY origin LIMIT ?",
+            (prefix, prefix + "\U0010ffff", limit),
+        )
+        return [r[0] for r in rows]
+
+    def functions_in_file(self, decl_file: str) -> list[tuple[str, int]]:
+        """(name, decl_line) of every function declared in a source file."""
+        rows = self.index.query(
+            "SELECT DISTINCT name, decl_line FROM functions WHERE decl_file = ? ORDER BY decl_line",
+            (decl_file,),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+
+def _verdict(
+    symbols: Sequence[SymbolFact],
+    clones: Sequence[SymbolFact],
+    inlined: Sequence[InlinedInto],
+) -> tuple[bool, tuple[str, ...]]:
+    """A C function is patchable when its own out-of-line symbol is."""
+    if any(s.patchable for s in symbols):
+        return True, ()
+    if not symbols:
+        if clones and any(c.patchable for c in clones):
+            return False, ("only clones are out of line; patch the clones",)
+        if inlined:
+            return False, ("fully inlined",)
+        return False, ("no symbol",)
+    reasons = dict.fromkeys(r for s in symbols for r in s.not_patchable_reasons)
+    return False, tuple(reasons)
+
+
+class IndexSet:
+    """The indexes of one kernel build (vmlinux and modules), queried together."""
+
+    def __init__(self, indexes: Sequence[Index]) -> None:
+        self.objects = [ObjectIndex(i) for i in indexes]
+
+    @classmethod
+    def open(cls, paths: Sequence[Path]) -> IndexSet:
+        return cls([open_readonly(p) for p in paths])
+
+    def close(self) -> None:
+        for o in self.objects:
+            o.index.close()
+
+    def reports(self, name: str) -> list[FunctionReport]:
+        return [r for o in self.objects for r in o.reports(name)]
+
+    def get_object(self, name: str) -> ObjectIndex | None:
+        for o in self.objects:
+            if o.object == name:
+                return o
+        return None

@@ -1,0 +1,403 @@
+"""Reading and writing one object's index file; the only module that speaks SQL.
+
+An index file is created under a temporary name and renamed into place once its header and first
+batch of compile units are committed, so a crash never leaves a half-written file under the real
+name. Later batches (the rest of the CUs after a first diagnostic) are added in transactions, each
+together with the `state` of the CUs it completes, so a reader never sees half a CU.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from klp_lsp.errors import IndexError_
+from klp_lsp.index.schema import SCHEMA, SCHEMA_VERSION
+from klp_lsp.model import (
+    CallEdge,
+    CompilerFlags,
+    CompileUnit,
+    CuFacts,
+    Param,
+    RegisterDependent,
+    RegisterUse,
+)
+
+_SIGN = 1 << 63
+_WRAP = 1 << 64
+
+
+def to_db(address: int) -> int:
+    """Store an unsigned 64-bit address in SQLite's signed INTEGER."""
+    return address - _WRAP if address >= _SIGN else address
+
+
+def from_db(value: int) -> int:
+    """Inverse of `to_db`."""
+    return value + _WRAP if value < 0 else value
+
+
+def format_ranges(ranges: Iterable[tuple[int, int]]) -> str:
+    return " ".join(f"{lo:x}-{hi:x}" for lo, hi in ranges)
+
+
+def parse_ranges(text: str) -> tuple[tuple[int, int], ...]:
+    out = []
+    for item in text.split():
+        lo, _, hi = item.partition("-")
+        out.append((int(lo, 16), int(hi, 16)))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRow:
+    """A symbol as the builder stores it."""
+
+    name: str
+    address: int
+    size: int
+    section: str
+    binding: str
+    sympos: int
+    origin: str
+    clone_kinds: tuple[str, ...]
+    has_mcount: bool
+    cu_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CuRow:
+    """A compile unit and its compiler guarantees."""
+
+    unit: CompileUnit
+    flags: CompilerFlags
+    ranges: tuple[tuple[int, int], ...]
+    state: int
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    try:
+        if readonly:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            con = sqlite3.connect(path, check_same_thread=False)
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        raise IndexError_(f"{path}: not a readable klp-lsp index ({e})") from e
+    if readonly and version != SCHEMA_VERSION:
+        con.close()
+        raise IndexError_(f"{path}: index schema {version}, this klp-lsp needs {SCHEMA_VERSION}")
+    return con
+
+
+class IndexWriter:
+    """Builds or extends one index file."""
+
+    def __init__(self, con: sqlite3.Connection, final_path: Path, tmp_path: Path | None) -> None:
+        self._con = con
+        self.path = final_path
+        self._tmp = tmp_path
+
+    @classmethod
+    def create(cls, path: Path) -> IndexWriter:
+        """Start a new index under a temporary name beside `path`."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        con = sqlite3.connect(tmp, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=OFF")
+        con.execute("PRAGMA synchronous=OFF")
+        con.executescript(SCHEMA)
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return cls(con, path, tmp)
+
+    @classmethod
+    def extend(cls, path: Path) -> IndexWriter:
+        """Open a published index to add the compile units it still lacks."""
+        con = _connect(path, readonly=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        return cls(con, path, None)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._con:
+            self._con.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", values.items()
+            )
+
+    def add_cus(self, cus: Sequence[CuRow]) -> None:
+        with self._con:
+            self._con.executemany(
+                "INSERT INTO cus VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        c.unit.offset,
+                        c.unit.name,
+                        c.unit.comp_dir,
+                        c.unit.producer,
+                        c.unit.language,
+                        int(c.unit.is_asm),
+                        c.flags.ftrace,
+                        int(c.flags.ipa_ra),
+                        c.flags.opt_level,
+                        c.flags.live_patching,
+                        c.state,
+                    )
+                    for c in cus
+                ],
+            )
+            self._con.executemany(
+                "INSERT INTO cu_ranges VALUES (?,?,?)",
+                [(c.unit.offset, to_db(lo), to_db(hi)) for c in cus for lo, hi in c.ranges],
+            )
+
+    def add_symbols(self, symbols: Sequence[SymbolRow]) -> None:
+        with self._con:
+            self._con.executemany(
+                "INSERT INTO symbols(name, address, size, section, binding, sympos, origin,"
+                " clone_kinds, has_mcount, cu_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        s.name,
+                        to_db(s.address),
+                        s.size,
+                        s.section,
+                        s.binding,
+                        s.sympos,
+                        s.origin,
+                        " ".join(s.clone_kinds),
+                        int(s.has_mcount),
+                        s.cu_id,
+                    )
+                    for s in symbols
+                ],
+            )
+
+    def add_cu_facts(
+        self,
+        facts: Sequence[CuFacts],
+        register_use: Sequence[RegisterUse] = (),
+        dependents: Sequence[RegisterDependent] = (),
+        *,
+        state: int,
+    ) -> None:
+        """Store the DWARF (and optionally register) facts of whole CUs in one transaction."""
+        functions = []
+        instances = []
+        params = []
+        sites = []
+        for cu in facts:
+            cu_id = cu.unit.offset
+            by_die = {s.die_offset: s for s in cu.subprograms}
+            for sp in cu.subprograms:
+                if sp.declaration or sp.name is None:
+                    continue
+                if sp.abstract_origin is None:
+                    functions.append(
+                        (
+                            sp.die_offset,
+                            cu_id,
+                            sp.name,
+                            sp.linkage_name,
+                            sp.decl_file,
+                            sp.decl_line,
+                            int(sp.external),
+                            sp.inline,
+                            sp.calling_convention,
+                            int(sp.noreturn),
+                        )
+                    )
+                if sp.ranges:
+                    origin = sp.abstract_origin if sp.abstract_origin is not None else sp.die_offset
+                    # A concrete instance may point at a declaration through its abstract origin's
+                    # specification; the function row is the abstract origin itself.
+                    origin_sp = by_die.get(origin)
+                    if origin_sp is not None and origin_sp.abstract_origin is not None:
+                        origin = origin_sp.abstract_origin
+                    entry = sp.entry_pc if sp.entry_pc is not None else min(r[0] for r in sp.ranges)
+                    instances.append(
+                        (sp.die_offset, origin, cu_id, to_db(entry), format_ranges(sp.ranges))
+                    )
+                for i, p in enumerate(sp.params):
+                    params.append((sp.die_offset, i, p.name, p.location))
+            for site in cu.inline_sites:
+                lo = min((r[0] for r in site.ranges), default=None)
+                sites.append(
+                    (
+                        site.die_offset,
+                        site.origin,
+                        cu_id,
+                        site.container,
+                        site.parent,
+                        site.call_file,
+                        site.call_line,
+                        None if lo is None else to_db(lo),
+                    )
+                )
+        con = self._con
+        with con:
+            con.executemany("INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?,?,?,?,?)", functions)
+            con.executemany("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?)", instances)
+            con.executemany("INSERT OR REPLACE INTO params VALUES (?,?,?,?)", params)
+            con.executemany("INSERT OR REPLACE INTO inline_sites VALUES (?,?,?,?,?,?,?,?)", sites)
+            self._write_register_facts(register_use, dependents)
+            con.executemany(
+                "UPDATE cus SET state = ? WHERE id = ?", [(state, cu.unit.offset) for cu in facts]
+            )
+
+    def add_register_facts(
+        self,
+        register_use: Sequence[RegisterUse],
+        dependents: Sequence[RegisterDependent],
+        cu_ids: Sequence[int],
+        *,
+        state: int,
+    ) -> None:
+        with self._con:
+            self._write_register_facts(register_use, dependents)
+            self._con.executemany(
+                "UPDATE cus SET state = max(state, ?) WHERE id = ?", [(state, c) for c in cu_ids]
+            )
+
+    def _write_register_facts(
+        self, register_use: Sequence[RegisterUse], dependents: Sequence[RegisterDependent]
+    ) -> None:
+        con = self._con
+        con.executemany(
+            "INSERT OR REPLACE INTO register_use VALUES (?,?,?)",
+            [
+                (
+                    to_db(u.address),
+                    " ".join(sorted(u.clobbers)),
+                    " ".join(sorted(u.callee_saved_clobbers)),
+                )
+                for u in register_use
+            ],
+        )
+        edges: list[CallEdge] = [e for u in register_use for e in u.calls]
+        con.executemany(
+            "DELETE FROM calls WHERE caller = ?", [(to_db(u.address),) for u in register_use]
+        )
+        con.executemany(
+            "INSERT INTO calls VALUES (?,?,?,?)",
+            [
+                (
+                    to_db(e.caller),
+                    to_db(e.site),
+                    None if e.callee is None else to_db(e.callee),
+                    e.kind,
+                )
+                for e in edges
+            ],
+        )
+        con.executemany(
+            "INSERT INTO register_dependents VALUES (?,?,?,?,?)",
+            [
+                (to_db(d.callee), to_db(d.caller), to_db(d.site), " ".join(d.registers), d.reason)
+                for d in dependents
+            ],
+        )
+
+    def publish(self) -> None:
+        """Make the index visible under its real name (atomic rename)."""
+        self._con.commit()
+        if self._tmp is not None:
+            self._con.close()
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+            self._con = _connect(self.path, readonly=False)
+            self._con.execute("PRAGMA journal_mode=WAL")
+
+    def close(self) -> None:
+        self._con.close()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+
+class Index:
+    """A read-only view of one object's index file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._con = _connect(path, readonly=True)
+        self._con.row_factory = sqlite3.Row
+        meta = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
+        try:
+            self.build_id: str = meta["build_id"]
+            self.object: str = meta["object"]
+            self.binary: str = meta["binary"]
+            self.arch: str = meta["arch"]
+        except KeyError as e:
+            raise IndexError_(f"{path}: index has no {e.args[0]} (incomplete index)") from e
+        self.meta = meta
+
+    def close(self) -> None:
+        self._con.close()
+
+    @property
+    def complete(self) -> bool:
+        row = self._con.execute("SELECT value FROM meta WHERE key = 'complete'").fetchone()
+        return bool(row and row[0] == "1")
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """Run a read query; used by the typed accessors below and in tests."""
+        return self._con.execute(sql, params).fetchall()
+
+    # --- typed accessors -------------------------------------------------------------------
+
+    def iter_cus(self) -> Iterator[CuRow]:
+        ranges: dict[int, list[tuple[int, int]]] = {}
+        for r in self._con.execute("SELECT cu_id, lo, hi FROM cu_ranges"):
+            ranges.setdefault(r[0], []).append((from_db(r[1]), from_db(r[2])))
+        for r in self._con.execute("SELECT * FROM cus ORDER BY id"):
+            yield _cu_row(r, tuple(ranges.get(r["id"], ())))
+
+    def get_cu(self, cu_id: int) -> CuRow | None:
+        r = self._con.execute("SELECT * FROM cus WHERE id = ?", (cu_id,)).fetchone()
+        if r is None:
+            return None
+        ranges = tuple(
+            (from_db(a), from_db(b))
+            for a, b in self._con.execute("SELECT lo, hi FROM cu_ranges WHERE cu_id = ?", (cu_id,))
+        )
+        return _cu_row(r, ranges)
+
+    def cu_states(self) -> dict[int, int]:
+        return {r[0]: r[1] for r in self._con.execute("SELECT id, state FROM cus")}
+
+    def params_of(self, die: int) -> tuple[Param, ...]:
+        rows = self._con.execute(
+            "SELECT name, location FROM params WHERE owner_die = ? ORDER BY idx", (die,)
+        )
+        return tuple(Param(r[0], r[1]) for r in rows)
+
+
+def _cu_row(r: sqlite3.Row, ranges: tuple[tuple[int, int], ...]) -> CuRow:
+    unit = CompileUnit(
+        offset=r["id"],
+        name=r["name"],
+        comp_dir=r["comp_dir"],
+        producer=r["producer"],
+        language=r["language"],
+        is_asm=bool(r["is_asm"]),
+    )
+    flags = CompilerFlags(
+        producer=r["producer"],
+        ftrace=r["ftrace"],
+        ipa_ra=bool(r["ipa_ra"]),
+        opt_level=r["opt_level"],
+        live_patching=r["live_patching"],
+        patchable_entry=None,
+    )
+    return CuRow(unit=unit, flags=flags, ranges=ranges, state=r["state"])
+
+
+def open_readonly(path: Path) -> Index:
+    """Open an index file for queries."""
+    if not path.exists():
+        raise IndexError_(f"{path}: no such index")
+    return Index(path)
