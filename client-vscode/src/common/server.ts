@@ -1,0 +1,163 @@
+// Starts, stops and restarts the language client; owns the one running client.
+
+import * as vscode from 'vscode';
+import {
+    DynamicFeature,
+    ExecuteCommandOptions,
+    ExecuteCommandRequest,
+    LanguageClient,
+    LanguageClientOptions,
+    RegistrationData,
+    RevealOutputChannelOn,
+    ServerOptions,
+    State,
+} from 'vscode-languageclient/node';
+
+import { INDEX_STATE_NOTIFICATION, SECTION, SERVER_ID, SERVER_NAME, ServerCommands } from './constants';
+import { parseIndexState } from './indexState';
+import { errorMessage } from './log';
+import { describeServerCommand, findOnPath, resolveServerCommand, ServerCommand } from './serverCommand';
+import { getLaunchSettings, getServerSettings } from './settings';
+import { SingleFlight } from './singleFlight';
+import { IndexStatusItem } from './status';
+
+/** C sources and patches; VS Code's built-in `diff` language already covers *.patch and *.diff. */
+export const DOCUMENT_SELECTOR = [
+    { scheme: 'file', language: 'c' },
+    { language: 'diff' },
+    { scheme: 'file', pattern: '**/*.{patch,diff}' },
+];
+
+const OWN_COMMANDS: ReadonlySet<string> = new Set(Object.values(ServerCommands));
+
+export class ServerManager implements vscode.Disposable {
+    private client: LanguageClient | undefined;
+    private readonly gate = new SingleFlight();
+
+    constructor(
+        private readonly log: vscode.LogOutputChannel,
+        private readonly status: IndexStatusItem,
+    ) {}
+
+    /** The running client, or undefined while none is up. */
+    get running(): LanguageClient | undefined {
+        return this.client?.isRunning() === true ? this.client : undefined;
+    }
+
+    /** Stop any running server and start a new one; a call while one is in progress joins it. */
+    restart(): Promise<void> {
+        if (this.gate.busy) {
+            this.log.info('A restart is already in progress; not starting another');
+        }
+        return this.gate.run(() => this.doRestart());
+    }
+
+    async stop(): Promise<void> {
+        const client = this.client;
+        this.client = undefined;
+        if (client !== undefined) {
+            try {
+                await client.dispose(2000);
+            } catch (error) {
+                this.log.warn(`Stopping the server: ${errorMessage(error)}`);
+            }
+        }
+    }
+
+    dispose(): void {
+        void this.stop();
+    }
+
+    private async doRestart(): Promise<void> {
+        await this.stop();
+        let cmd: ServerCommand;
+        try {
+            const launch = getLaunchSettings();
+            cmd = resolveServerCommand({ configured: launch.command, python: launch.python, findExecutable: findOnPath });
+        } catch (error) {
+            this.reportStartFailure(errorMessage(error));
+            return;
+        }
+        this.log.info(`Starting the server (${cmd.source}): ${describeServerCommand(cmd)}`);
+        this.status.showText('$(sync~spin) klp-lsp: starting', describeServerCommand(cmd));
+        const client = this.createClient(cmd);
+        this.client = client;
+        try {
+            await client.start();
+        } catch (error) {
+            this.client = undefined;
+            void client.dispose(2000).catch(() => undefined);
+            this.reportStartFailure(`${describeServerCommand(cmd)}: ${errorMessage(error)}`);
+            return;
+        }
+        const info = client.initializeResult?.serverInfo;
+        this.log.info(`Server started: ${info?.name ?? SERVER_NAME} ${info?.version ?? ''}`.trimEnd());
+    }
+
+    private createClient(cmd: ServerCommand): LanguageClient {
+        const workspaceFolder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+        const serverOptions: ServerOptions = {
+            command: cmd.command,
+            args: [...cmd.args],
+            options: workspaceFolder === undefined ? {} : { cwd: workspaceFolder },
+        };
+        const clientOptions: LanguageClientOptions = {
+            documentSelector: DOCUMENT_SELECTOR,
+            outputChannel: this.log,
+            traceOutputChannel: this.log,
+            revealOutputChannelOn: RevealOutputChannelOn.Never,
+            initializationOptions: getServerSettings(),
+            // workspace/configuration is answered by the client's configuration feature (pull).
+            // The push below also sends didChangeConfiguration with the section whenever a
+            // klp-lsp setting changes, which is how a pygls server learns that it should pull again.
+            // eslint-disable-next-line @typescript-eslint/no-deprecated -- the server relies on the notification
+            synchronize: { configurationSection: SECTION },
+            // The first failed start must not loop: restart is the user's choice.
+            connectionOptions: { maxRestartCount: 0 },
+        };
+        const client = new LanguageClient(SERVER_ID, SERVER_NAME, serverOptions, clientOptions);
+        keepPaletteCommands(client);
+        client.onNotification(INDEX_STATE_NOTIFICATION, (params: unknown) => {
+            const state = parseIndexState(params);
+            if (state === undefined) {
+                this.log.warn(`Ignoring malformed ${INDEX_STATE_NOTIFICATION}: ${JSON.stringify(params)}`);
+                return;
+            }
+            this.status.update(state);
+        });
+        client.onDidChangeState((event) => {
+            if (event.newState === State.Stopped && this.client === client) {
+                this.status.showText('$(error) klp-lsp: stopped', 'The language server is not running', true);
+            }
+        });
+        return client;
+    }
+
+    /** Log the failure and offer the log; does not wait for the user, so restart stays free. */
+    private reportStartFailure(message: string): void {
+        this.log.error(`The language server could not start: ${message}`);
+        this.status.showText('$(error) klp-lsp: not running', message, true);
+        void vscode.window
+            .showErrorMessage(`klp-lsp: the language server could not start. ${message}`, 'Show Logs')
+            .then((choice) => {
+                if (choice === 'Show Logs') {
+                    this.log.show();
+                }
+            });
+    }
+}
+
+/**
+ * The palette commands with the server's command ids are registered by the extension itself
+ * (they fill in arguments and open the result). The client's executeCommand feature would
+ * register the same ids when the server advertises them, which VS Code rejects; drop ours from
+ * what it registers and keep any other server command.
+ */
+function keepPaletteCommands(client: LanguageClient): void {
+    const feature: DynamicFeature<ExecuteCommandOptions> = client.getFeature(ExecuteCommandRequest.method);
+    const register = feature.register.bind(feature);
+    feature.register = (data: RegistrationData<ExecuteCommandOptions>): void => {
+        const commands = data.registerOptions.commands.filter((c) => !OWN_COMMANDS.has(c));
+        register({ ...data, registerOptions: { ...data.registerOptions, commands } });
+    };
+}
