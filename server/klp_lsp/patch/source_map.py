@@ -1,0 +1,530 @@
+"""Where things are in a C source text: function extents, data and macro definitions.
+
+Kernel code wraps declarations in attribute macros (`__init`, `__always_inline`, `__releases(x)`)
+that tree-sitter-c cannot know. Before parsing they are blanked with spaces of the same length,
+so every byte offset and line number of the parsed text is the one of the real file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import tree_sitter_c
+from tree_sitter import Language, Node, Parser
+
+
+def _words(text: str) -> frozenset[str]:
+    """A set of names written as a block of text, which reads better than a list of strings."""
+    return frozenset(text.split())
+
+
+# Attribute-like kernel macros without arguments (include/linux/compiler*.h, init.h, linkage.h).
+_ATTRIBUTES = _words(
+    """
+    __init __exit __initdata __exitdata __initconst __ref __refdata __meminit __meminitdata
+    __init_memblock __init_or_module __net_init __net_exit __devinit __devexit __cpuinit
+    notrace noinline __always_inline __noinline __must_check asmlinkage __visible __cold __hot
+    __weak __sched __kprobes nokprobe_inline __noreturn __maybe_unused __used __always_unused
+    __latent_entropy noinstr __flatten __pure __malloc __read_mostly __ro_after_init
+    __attribute_const__ __no_sanitize_address __no_kcsan __naked __irq_entry __softirq_entry
+    __nocfi __cficanonical __randomize_layout __packed __deprecated __exception_irq_entry
+    __user __iomem __rcu __percpu __force __bitwise __nocast __safe __kernel __lockfunc
+    __cacheline_aligned __cacheline_aligned_in_smp ____cacheline_aligned
+    ____cacheline_aligned_in_smp __page_aligned_data __page_aligned_bss __initdata_or_meminfo
+    __noinstr_section __fix_address __no_stack_protector __no_profile __nostackprotector
+    __kprobes_text __lsm_ro_after_init __weak_alias __gnu_inline __inline __inline__
+    __always_inline__ __printf_like __init_refok __ksym __bpf_kfunc __noclone
+    noinline_for_stack __sysfb_init __head __ro_after_init_data __task_pid_nr_ns
+    __trace_event_flags
+    """
+)
+# Attribute-like macros with an argument list, blanked together with their parentheses.
+_ARG_ATTRIBUTES = _words(
+    """
+    __printf __scanf __acquires __releases __must_hold __section __aligned __alloc_size
+    __attribute__ __attribute __cond_lock __diag_ignore __nonstring __counted_by
+    __no_sanitize_or_inline __assume_aligned __realloc_size __nonnull __designated_init
+    __malloc_like ____cacheline_aligned_in __guarded_by __pt_guarded_by __attribute_used__
+    """
+)
+# Attributes that put a function in `.init.text` / `.exit.text` (include/linux/init.h).
+INIT_ATTRIBUTES = frozenset(
+    {"__init", "__exit", "__meminit", "__init_memblock", "__net_init", "__net_exit", "__head"}
+)
+# Section attributes of include/linux/init.h and friends: `__meminitdata`, `__net_exit`, ...
+_INIT_LIKE = re.compile(r"^__(mem|cpu|dev|net_|acpi_)?(init|exit)(data|const|rodata|_memblock)?$")
+_WORD = re.compile(r"\b[A-Za-z_]\w*\b")
+_SYSCALL = re.compile(r"^(COMPAT_)?SYSCALL_DEFINE([0-6])\(\s*(\w+)\s*(,|\))", re.MULTILINE)
+_REGISTRATIONS = _words(
+    """
+    __setup early_param core_param module_init module_exit pure_initcall core_initcall
+    core_initcall_sync postcore_initcall postcore_initcall_sync arch_initcall
+    arch_initcall_sync subsys_initcall subsys_initcall_sync fs_initcall fs_initcall_sync
+    rootfs_initcall device_initcall device_initcall_sync late_initcall late_initcall_sync
+    console_initcall security_initcall early_initcall __initcall EXPORT_SYMBOL
+    EXPORT_SYMBOL_GPL EXPORT_SYMBOL_NS EXPORT_SYMBOL_NS_GPL NOKPROBE_SYMBOL
+    ALLOW_ERROR_INJECTION
+    """
+)
+
+DataKind = Literal["struct", "union", "enum", "typedef", "variable"]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionExtent:
+    """One function definition. Lines are 1-based and inclusive.
+
+    `start_line` includes attribute lines above the declaration; `binary_names` lists the names
+    the compiled function may have, most specific first. For `SYSCALL_DEFINEn(x, ...)` the C body
+    is `__do_sys_x`, inlined into `__se_sys_x`, which is inlined into each arch entry
+    (`__x64_sys_x` and `__ia32_sys_x` on x86-64, `__arm64_sys_x` on arm64); a patch must replace
+    every entry that exists in the binary.
+    """
+
+    name: str
+    start_line: int
+    end_line: int
+    name_line: int
+    body_line: int  # the line of the opening brace
+    is_static: bool
+    is_inline: bool
+    attributes: tuple[str, ...]  # kernel attribute macros and `__attribute__` names, in order
+    macro: str | None  # e.g. "SYSCALL_DEFINE3" when a macro defines the function
+    binary_names: tuple[str, ...]
+    static_locals: tuple[str, ...]
+    signature: tuple[str, ...]  # code tokens from the start of the definition to the brace
+
+    @property
+    def is_init(self) -> bool:
+        """True when the function goes to `.init.text`/`.exit.text` and is freed after boot."""
+        return any(a in INIT_ATTRIBUTES for a in self.attributes)
+
+
+@dataclass(frozen=True, slots=True)
+class DataDefinition:
+    """A top-level struct/union/enum/typedef or global variable definition."""
+
+    name: str
+    kind: DataKind
+    start_line: int
+    end_line: int
+    is_static: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MacroDefinition:
+    """A `#define`, with the lines its continuation backslashes span."""
+
+    name: str
+    start_line: int
+    end_line: int
+    params: tuple[str, ...] | None  # None for an object-like macro
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A macro that registers or exports a function: `__setup("x=", fn)`, `module_init(fn)`."""
+
+    macro: str
+    function: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMap:
+    """Everything `parse_source` found in one C text."""
+
+    functions: tuple[FunctionExtent, ...]
+    data: tuple[DataDefinition, ...]
+    macros: tuple[MacroDefinition, ...]
+    registrations: tuple[Registration, ...]
+
+    def find_function(self, line: int) -> FunctionExtent | None:
+        """The function whose extent contains `line`, or None."""
+        for f in self.functions:
+            if f.start_line <= line <= f.end_line:
+                return f
+        return None
+
+    def iter_functions(self, name: str) -> Iterator[FunctionExtent]:
+        """Every definition of `name` (several under different `#ifdef` branches)."""
+        return (f for f in self.functions if f.name == name)
+
+
+class SourceParser:
+    """A tree-sitter-c parser; create one and reuse it for many files."""
+
+    def __init__(self) -> None:
+        self._parser = Parser(Language(tree_sitter_c.language()))
+
+    def parse(self, text: str) -> SourceMap:
+        """List the definitions in a C source text."""
+        blanked, macros_at = _blank(text)
+        walker = _Walker(blanked, text, macros_at)
+        # Parse each top-level chunk on its own: one unknown macro (`for_each_cpu(i) x;` lacks
+        # a `;` to tree-sitter) could otherwise make a function swallow the rest of the file.
+        # Kernel style closes every top-level block with a `}` in column 0 (coding-style.rst,
+        # section 3), which makes a good chunk boundary; padding newlines keep line numbers.
+        lines = blanked.split("\n")
+        start = 0
+        for i, line in enumerate(lines):
+            if line.startswith("}") or i == len(lines) - 1:
+                chunk = "\n" * start + "\n".join(lines[start : i + 1])
+                walker.src = chunk.encode("utf-8", errors="surrogateescape")
+                walker.visit(self._parser.parse(walker.src).root_node)
+                start = i + 1
+        functions = sorted(walker.functions, key=lambda f: f.start_line)
+        return SourceMap(
+            tuple(functions),
+            tuple(walker.data_defs),
+            tuple(walker.macros),
+            tuple(_registrations(text)),
+        )
+
+
+def parse_source(text: str) -> SourceMap:
+    """List the definitions in a C source text (a convenience for one-off use)."""
+    return SourceParser().parse(text)
+
+
+# --- code tokens ---------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""
+    (?P<comment>/\*.*?\*/|//[^\n]*)
+    |(?P<string>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')
+    |(?P<splice>\\\n)
+    |(?P<space>\s+)
+    |(?P<token>[A-Za-z_]\w*|\d[\w.]*|->|\+\+|--|<<=?|>>=?|[<>=!+\-*/%&|^]=|&&|\|\||\#\#|\.\.\.|\S)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def code_tokens(text: str) -> tuple[str, ...]:
+    """The C tokens of a text, without comments, white space and line splices."""
+    out: list[str] = []
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup
+        if kind in ("token", "string"):
+            out.append(m.group())
+        elif kind == "comment" and m.group().startswith("/*"):
+            # A comment is white space, but it still separates tokens, which `out` already does.
+            continue
+    return tuple(out)
+
+
+# --- preprocessing -------------------------------------------------------------------------
+
+
+def _blank_span(chars: list[str], start: int, end: int) -> None:
+    for i in range(start, end):
+        if chars[i] != "\n":
+            chars[i] = " "
+
+
+def _matching_paren(text: str, open_at: int) -> int:
+    """The index after the parenthesis matching the one at `open_at` (or len(text))."""
+    depth = 0
+    for i in range(open_at, len(text)):
+        c = text[i]
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return len(text)
+
+
+def _blank(text: str) -> tuple[str, dict[int, str]]:
+    """Blank attribute macros and rewrite `SYSCALL_DEFINEn(name, ...)` as `long name(...)`.
+
+    Returns the new text (same length and lines) and, by byte-free character offset of each
+    rewritten syscall name, the macro that defined it.
+    """
+    chars = list(text)
+    syscalls: dict[int, str] = {}
+    for m in _SYSCALL.finditer(text):
+        macro = f"{m.group(1) or ''}SYSCALL_DEFINE{m.group(2)}"
+        name_at = m.start(3)
+        close = _matching_paren(text, m.start() + len(macro))
+        # `SYSCALL_DEFINE3(open, int, fd, ...)` -> `long            open(             )`.
+        _blank_span(chars, m.start(), name_at)
+        chars[m.start() : m.start() + 4] = list("long")
+        _blank_span(chars, m.end(3), close - 1)
+        chars[m.end(3)] = "("
+        chars[close - 1] = ")"
+        syscalls[name_at] = macro
+    for m in _WORD.finditer(text):
+        word = m.group()
+        if word in _ATTRIBUTES or _INIT_LIKE.match(word):
+            _blank_span(chars, m.start(), m.end())
+        elif word in _ARG_ATTRIBUTES:
+            j = m.end()
+            while j < len(text) and text[j] in " \t":
+                j += 1
+            if j < len(text) and text[j] == "(":
+                _blank_span(chars, m.start(), _matching_paren(text, j))
+    return "".join(chars), syscalls
+
+
+def _registrations(text: str) -> Iterator[Registration]:
+    for m in re.finditer(r"^\s*(\w+)\s*\(([^;]*?)\)\s*;", text, re.MULTILINE):
+        macro = m.group(1)
+        if macro not in _REGISTRATIONS:
+            continue
+        args = [a.strip() for a in m.group(2).split(",")]
+        fn = args[-1] if macro in ("__setup", "early_param", "core_param") else args[0]
+        if macro == "core_param" and len(args) >= 2:
+            fn = args[1]
+        if re.fullmatch(r"[A-Za-z_]\w*", fn):
+            yield Registration(macro, fn, text.count("\n", 0, m.start(1)) + 1)
+
+
+# --- tree walk -----------------------------------------------------------------------------
+
+_CONTAINERS = frozenset(
+    {
+        "translation_unit",
+        "preproc_if",
+        "preproc_ifdef",
+        "preproc_else",
+        "preproc_elif",
+        "preproc_elifdef",
+        "linkage_specification",
+        "declaration_list",
+        "ERROR",
+    }
+)
+_DECLARATORS = frozenset(
+    {
+        "function_declarator",
+        "pointer_declarator",
+        "array_declarator",
+        "init_declarator",
+        "parenthesized_declarator",
+        "attributed_declarator",
+    }
+)
+
+
+def _line(node: Node) -> int:
+    return node.start_point.row + 1
+
+
+def _end_line(node: Node) -> int:
+    end = node.end_point
+    # A node that ends with its newline ends on the line before.
+    return end.row if end.column == 0 and end.row > node.start_point.row else end.row + 1
+
+
+def _declarator_name(node: Node | None) -> Node | None:
+    """The identifier a declarator declares, looking through pointers, arrays and parentheses."""
+    while node is not None:
+        if node.type in ("identifier", "field_identifier", "type_identifier"):
+            return node
+        if node.type not in _DECLARATORS:
+            return None
+        inner = node.child_by_field_name("declarator")
+        if inner is None:
+            inner = next((c for c in node.named_children if c.type != "attribute_specifier"), None)
+        node = inner
+    return None
+
+
+class _Walker:
+    def __init__(self, blanked: str, orig_text: str, syscalls: dict[int, str]) -> None:
+        self.src = b""  # the chunk being walked, padded so that its rows are the file's
+        self.orig_text = orig_text
+        self.syscall_lines = {self.orig_text.count("\n", 0, k) + 1: v for k, v in syscalls.items()}
+        self.lines = self.orig_text.split("\n")
+        self.blank = blanked.split("\n")
+        self.functions: list[FunctionExtent] = []
+        self.data_defs: list[DataDefinition] = []
+        self.macros: list[MacroDefinition] = []
+
+    def text(self, node: Node) -> str:
+        return self.src[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape")
+
+    def visit(self, node: Node) -> None:
+        for child in node.children:
+            t = child.type
+            if t == "function_definition":
+                self.function(child)
+            elif t in _CONTAINERS:
+                self.visit(child)
+            elif t in ("preproc_def", "preproc_function_def"):
+                self.macro(child)
+            elif t == "declaration":
+                self.declaration(child)
+            elif t == "type_definition":
+                self.typedef(child)
+            elif t in ("struct_specifier", "union_specifier", "enum_specifier"):
+                self.tagged(child, _line(child), _end_line(child), False)
+
+    # Functions ------------------------------------------------------------------------------
+
+    def function(self, node: Node) -> None:
+        name_node = _declarator_name(node.child_by_field_name("declarator"))
+        body = node.child_by_field_name("body")
+        if name_node is None or body is None:
+            return
+        name = self.text(name_node)
+        start = _line(node)
+        # Attribute-only lines above (blanked to white space) belong to the definition.
+        while start > 1 and self.lines[start - 2].strip() and not self.blank[start - 2].strip():
+            start -= 1
+        prefix = "\n".join(self.lines[start - 1 : body.start_point.row + 1])
+        prefix = prefix[
+            : len(prefix) - (len(self.lines[body.start_point.row]) - body.start_point.column)
+        ]
+        attributes = self.attributes(prefix)
+        words = set(_WORD.findall(prefix))
+        macro = self.syscall_lines.get(_line(name_node))
+        self.functions.append(
+            FunctionExtent(
+                name=name,
+                start_line=start,
+                end_line=_end_line(node),
+                name_line=_line(name_node),
+                body_line=_line(body),
+                is_static="static" in words,
+                is_inline=bool(words & {"inline", "__inline", "__inline__", "__always_inline"}),
+                attributes=attributes,
+                macro=macro,
+                binary_names=_binary_names(name, macro),
+                static_locals=tuple(self.static_locals(body)),
+                signature=code_tokens(prefix),
+            )
+        )
+
+    @staticmethod
+    def attributes(prefix: str) -> tuple[str, ...]:
+        found: list[str] = []
+        for m in _WORD.finditer(prefix):
+            w = m.group()
+            if (w in _ATTRIBUTES or _INIT_LIKE.match(w)) and w not in found:
+                found.append(w)
+        for m in re.finditer(r"__attribute__\s*\(\(\s*(\w+)", prefix):
+            if m.group(1) not in found:
+                found.append(m.group(1))
+        return tuple(found)
+
+    def static_locals(self, body: Node) -> Iterator[str]:
+        stack = [body]
+        while stack:
+            node = stack.pop()
+            for child in reversed(node.children):
+                if child.type == "declaration":
+                    if any(
+                        c.type == "storage_class_specifier" and self.text(c) == "static"
+                        for c in child.children
+                    ):
+                        yield from self.declared_names(child)
+                elif child.named_child_count:
+                    stack.append(child)
+
+    def declared_names(self, decl: Node) -> Iterator[str]:
+        for d in decl.children_by_field_name("declarator"):
+            n = _declarator_name(d)
+            if n is not None:
+                yield self.text(n)
+
+    # Data and macros ------------------------------------------------------------------------
+
+    def declaration(self, node: Node) -> None:
+        words = [c for c in node.children if c.type == "storage_class_specifier"]
+        storage = {self.text(c) for c in words}
+        is_static = "static" in storage
+        declarators = node.children_by_field_name("declarator")
+        type_node = node.child_by_field_name("type")
+        if type_node is not None and type_node.type in (
+            "struct_specifier",
+            "union_specifier",
+            "enum_specifier",
+        ):
+            self.tagged(type_node, _line(node), _end_line(node), is_static)
+        if "extern" in storage:
+            return
+        for d in declarators:
+            # A prototype declares a function; it defines no data.
+            if d.type == "function_declarator":
+                continue
+            n = _declarator_name(d)
+            if n is not None:
+                self.data_defs.append(
+                    DataDefinition(
+                        self.text(n), "variable", _line(node), _end_line(node), is_static
+                    )
+                )
+
+    def tagged(self, node: Node, start: int, end: int, is_static: bool) -> None:
+        name = node.child_by_field_name("name")
+        if name is None or node.child_by_field_name("body") is None:
+            return
+        kind: DataKind = node.type.removesuffix("_specifier")  # type: ignore[assignment]
+        self.data_defs.append(DataDefinition(self.text(name), kind, start, end, is_static))
+
+    def typedef(self, node: Node) -> None:
+        type_node = node.child_by_field_name("type")
+        if type_node is not None and type_node.type in (
+            "struct_specifier",
+            "union_specifier",
+            "enum_specifier",
+        ):
+            self.tagged(type_node, _line(node), _end_line(node), False)
+        for d in node.children_by_field_name("declarator"):
+            n = _declarator_name(d)
+            if n is not None:
+                self.data_defs.append(
+                    DataDefinition(self.text(n), "typedef", _line(node), _end_line(node), False)
+                )
+
+    def macro(self, node: Node) -> None:
+        name = node.child_by_field_name("name")
+        if name is None:
+            return
+        params_node = node.child_by_field_name("parameters")
+        params = (
+            tuple(self.text(c) for c in params_node.named_children)
+            if params_node is not None
+            else None
+        )
+        self.macros.append(MacroDefinition(self.text(name), _line(node), _end_line(node), params))
+
+
+def _binary_names(name: str, macro: str | None) -> tuple[str, ...]:
+    """The symbol names a function may have in the binary, most specific first.
+
+    `SYSCALL_DEFINEn` (include/linux/syscalls.h, arch/x86/include/asm/syscall_wrapper.h,
+    arch/arm64/include/asm/syscall_wrapper.h) defines `__do_sys_<name>` (the body), inlined into
+    `__se_sys_<name>`, inlined into the arch entries. `SYSCALL_DEFINE0` has no `__se_` step.
+    """
+    if macro is None:
+        return (name,)
+    if macro.startswith("COMPAT_"):
+        return (
+            f"__do_compat_sys_{name}",
+            f"__se_compat_sys_{name}",
+            f"__ia32_compat_sys_{name}",
+            f"__x64_compat_sys_{name}",
+            f"__arm64_compat_sys_{name}",
+        )
+    if macro == "SYSCALL_DEFINE0":
+        return (
+            f"__do_sys_{name}",
+            f"__x64_sys_{name}",
+            f"__ia32_sys_{name}",
+            f"__arm64_sys_{name}",
+        )
+    return (
+        f"__do_sys_{name}",
+        f"__se_sys_{name}",
+        f"__x64_sys_{name}",
+        f"__ia32_sys_{name}",
+        f"__arm64_sys_{name}",
+    )
