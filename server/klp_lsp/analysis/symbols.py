@@ -1,0 +1,43 @@
+"""Livepatch symbol facts: `sympos` as the kernel counts it, and aliases sharing one address."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from klp_lsp.model import ElfSymbol
+
+
+def assign_sympos(symbols: Iterable[ElfSymbol]) -> dict[tuple[str, int], int]:
+    """Map (name, address) to livepatch's `sympos`: 0 when the name is unique, else 1-based.
+
+    `symbols` must be the object's kallsyms symbols in kallsyms order (see
+    `ElfBinary.iter_kallsyms_symbols`). kernel/livepatch/core.c `klp_find_callback` counts every
+    kallsyms entry with the same name in the same object, whatever its type or binding (a global
+    and a static with one name both count), in `kallsyms_on_each_symbol` order: for vmlinux the
+    address order made by scripts/kallsyms.c `compare_symbols`, for a module its `.symtab` order
+    (`module_kallsyms_on_each_symbol`). `klp_find_object_symbol` accepts sympos 0 only when the
+    name occurs once.
+    """
+    by_name: dict[str, list[int]] = defaultdict(list)
+    for s in symbols:
+        by_name[s.name].append(s.address)
+    out: dict[tuple[str, int], int] = {}
+    for name, addresses in by_name.items():
+        if len(addresses) == 1:
+            out[(name, addresses[0])] = 0
+            continue
+        for position, address in enumerate(addresses, start=1):
+            # The same (name, address) twice (e.g. a symbol listed twice) keeps its first place.
+            out.setdefault((name, address), position)
+    return out
+
+
+def group_aliases(symbols: Iterable[ElfSymbol]) -> dict[int, tuple[str, ...]]:
+    """Map each address that carries several distinct names to those names, sorted."""
+    by_address: dict[int, set[str]] = defaultdict(set)
+    for s in symbols:
+        by_address[s.address].add(s.name)
+    return {
+        address: tuple(sorted(names)) for address, names in by_address.items() if len(names) > 1
+    }
