@@ -1,0 +1,378 @@
+"""Register usage: each function's clobber set and the callers that rely on it.
+
+Pure: the index builder hands over, per function group, `{start: FunctionCode}` (decoded
+instructions of all of a function's ranges) plus callbacks for what only the index knows, and
+gets `RegisterUse` and `RegisterDependent` records back (`analyse_registers`). Works on any
+subset of a kernel: callees outside the subset get `default_clobbers(callee)` (the ABI set
+unless the caller knows better).
+
+Why a dependency exists (`reason_for(caller, callee)`) is the caller's call: "ipa-ra" when
+both are in one CU built with IPA-RA (GCC clears flag_ipa_ra under -pg and
+-fpatchable-function-entry, toplev.cc), "custom-convention" when the callee is asm or
+otherwise promises more than the ABI, None when the compiler could not have relied on it; a
+register found live across such a call is an analysis artefact (e.g. a noreturn callee not in
+`noreturn`) and is counted in `RegisterReport.artefacts`, not reported.
+
+A dependency through another function is reported too: if caller C keeps `rcx` across a call
+to G and G calls (or tail-calls) F, C relies on F not writing `rcx` either, so the report has a
+dependent with callee F, caller C and the site of the call to G.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+from klp_lsp.analysis.cfg import Block, Cfg, build_cfg
+from klp_lsp.binary.abi import Abi, get_abi, sort_registers
+from klp_lsp.binary.disasm import Insn
+from klp_lsp.model import CallEdge, DependencyReason, RegisterDependent, RegisterUse
+
+Resolver = Callable[[int], int | None]
+RegsOf = Callable[[int], tuple[str, ...] | None]
+ReasonFor = Callable[[int, int], DependencyReason | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCode:
+    """One function's machine code as the index builder hands it over."""
+
+    name: str
+    ranges: tuple[tuple[int, int], ...]  # [lo, hi) ranges, the entry range first
+    insns: tuple[Insn, ...]  # decoded instructions of all ranges, sorted by address
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionFacts:
+    """What one function's own code says, before looking at its callees."""
+
+    address: int
+    cfg: Cfg
+    direct_clobbers: frozenset[str]  # call-clobbered registers written and not restored
+    callee_saved_clobbers: frozenset[str]  # callee-saved registers written without a save
+    calls: tuple[CallEdge, ...]
+    # Block starts' call targets: instruction address -> resolved callee start (None: unknown).
+    call_targets: dict[int, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Artefact:
+    """A register found live across a call that no compiler guarantee explains."""
+
+    caller: int
+    site: int
+    callee: int | None
+    registers: tuple[str, ...]
+    # "no-reason": reason_for() gave None; "clobbered": the callee itself writes the register.
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterReport:
+    """Everything `analyse_registers` computes for one group of functions."""
+
+    uses: dict[int, RegisterUse]
+    dependents: tuple[RegisterDependent, ...]
+    artefacts: tuple[Artefact, ...]
+    # Call sites where the callee's argument registers were unknown (ABI argument registers
+    # were assumed, which can only add liveness before the call).
+    abi_argument_fallbacks: tuple[int, ...]
+
+
+def analyse_function(
+    arch: str,
+    address: int,
+    code: FunctionCode,
+    *,
+    resolve: Resolver,
+    noreturn: Collection[int] = frozenset(),
+    read_pointer: Callable[[int], int | None] | None = None,
+) -> FunctionFacts:
+    """Build the CFG and the function's own writes and call edges."""
+    abi = get_abi(arch)
+    cfg = build_cfg(code.insns, code.ranges, noreturn=noreturn, read_pointer=read_pointer)
+    written: set[str] = set()
+    saved: set[str] = set()
+    restored: set[str] = set()
+    for insn in code.insns:
+        written |= insn.writes
+        saved |= insn.saves
+        restored |= insn.restores
+    # A call-clobbered register saved and restored (push/pop, stp/ldp) is preserved, like
+    # rdi/rdx in the kernel's __sw_hweight64; a callee-saved one needs only the save (a
+    # noreturn function never restores).
+    preserved_clobbered = saved & restored
+    direct = frozenset((written & abi.call_clobbered) - preserved_clobbered)
+    callee_saved = frozenset((written & abi.callee_saved) - saved - {abi.stack_pointer})
+
+    calls: list[CallEdge] = []
+    targets: dict[int, int | None] = {}
+    for insn in code.insns:
+        if insn.flow == "call":
+            callee = resolve(insn.target) if insn.target is not None else None
+            targets[insn.address] = callee
+            calls.append(CallEdge(address, insn.address, callee, "call"))
+        elif insn.flow == "indirect-call":
+            targets[insn.address] = None
+            calls.append(CallEdge(address, insn.address, None, "indirect-call"))
+    for block in cfg.iter_blocks():
+        last = block.insns[-1]
+        if block.tail_call is not None:
+            callee = resolve(block.tail_call)
+            targets[last.address] = callee
+            calls.append(CallEdge(address, last.address, callee, "tail-call"))
+        elif block.indirect_tail_call:
+            targets[last.address] = None
+            calls.append(CallEdge(address, last.address, None, "indirect-jump"))
+    calls.sort(key=lambda e: e.site)
+    return FunctionFacts(address, cfg, direct, callee_saved, tuple(calls), targets)
+
+
+def compute_clobbers(
+    arch: str,
+    facts: Mapping[int, FunctionFacts],
+    default_clobbers: Callable[[int], frozenset[str]] | None = None,
+) -> dict[int, frozenset[str]]:
+    """Clobber set of every function: own writes plus its callees', to a fixpoint."""
+    abi = get_abi(arch)
+    default = default_clobbers or (lambda _callee: abi.call_clobbered)
+    clobbers = {a: f.direct_clobbers for a, f in facts.items()}
+    callers: dict[int, set[int]] = {}
+    for a, f in facts.items():
+        for edge in f.calls:
+            if edge.callee is None:
+                clobbers[a] = clobbers[a] | abi.call_clobbered
+            elif edge.callee in facts:
+                callers.setdefault(edge.callee, set()).add(a)
+            else:
+                clobbers[a] = clobbers[a] | default(edge.callee)
+    work = list(facts)
+    while work:
+        callee = work.pop()
+        for caller in callers.get(callee, ()):
+            merged = clobbers[caller] | clobbers[callee]
+            if merged != clobbers[caller]:
+                clobbers[caller] = merged
+                work.append(caller)
+    return clobbers
+
+
+class _Liveness:
+    """Backward liveness over one caller's CFG, calls modelled with actual clobber sets."""
+
+    def __init__(
+        self,
+        abi: Abi,
+        facts: FunctionFacts,
+        clobbers_of: Callable[[int | None], frozenset[str]],
+        args_of: Callable[[int | None, int], frozenset[str]],
+        returns_of_caller: frozenset[str],
+    ) -> None:
+        self.abi = abi
+        self.facts = facts
+        self.clobbers_of = clobbers_of
+        self.args_of = args_of
+        self.returns = returns_of_caller
+        self.live_in: dict[int, frozenset[str]] = {}
+        self._solve()
+
+    def step(self, insn: Insn, live: frozenset[str]) -> frozenset[str]:
+        """Registers live before `insn` given those live after it."""
+        if insn.flow in ("call", "indirect-call"):
+            callee = self.facts.call_targets.get(insn.address)
+            kill = self.clobbers_of(callee) | insn.writes
+            return (live - kill) | self.args_of(callee, insn.address) | insn.reads
+        return (live - insn.writes) | insn.reads
+
+    def live_out(self, block: Block) -> frozenset[str]:
+        out: frozenset[str] = frozenset()
+        for s in block.successors:
+            out |= self.live_in.get(s, frozenset())
+        last = block.insns[-1]
+        if last.flow == "return":
+            out |= self.returns
+        if block.tail_call is not None or block.indirect_tail_call:
+            out |= self.args_of(self.facts.call_targets.get(last.address), last.address)
+        return out
+
+    def _solve(self) -> None:
+        blocks = self.facts.cfg.blocks
+        preds: dict[int, set[int]] = {a: set() for a in blocks}
+        for a, b in blocks.items():
+            for s in b.successors:
+                preds.setdefault(s, set()).add(a)
+        work = sorted(blocks, reverse=True)
+        pending = set(work)
+        while work:
+            a = work.pop()
+            pending.discard(a)
+            block = blocks[a]
+            live = self.live_out(block)
+            for insn in reversed(block.insns):
+                live = self.step(insn, live)
+            if live != self.live_in.get(a):
+                self.live_in[a] = live
+                for p in preds.get(a, ()):
+                    if p not in pending:
+                        pending.add(p)
+                        work.append(p)
+
+    def iter_call_sites(self) -> list[tuple[Insn, frozenset[str]]]:
+        """Every call instruction with the registers live right after it."""
+        out: list[tuple[Insn, frozenset[str]]] = []
+        for block in self.facts.cfg.blocks.values():
+            live = self.live_out(block)
+            for insn in reversed(block.insns):
+                if insn.flow in ("call", "indirect-call"):
+                    out.append((insn, live))
+                live = self.step(insn, live)
+        return out
+
+
+def _argument_setup(abi: Abi, facts: FunctionFacts) -> dict[int, frozenset[str]]:
+    """ABI argument registers written in each call's block since the previous call."""
+    out: dict[int, frozenset[str]] = {}
+    args = frozenset(abi.arg_registers)
+    for block in facts.cfg.blocks.values():
+        written: set[str] = set()
+        for insn in block.insns:
+            if insn.flow in ("call", "indirect-call") or insn.address == block.insns[-1].address:
+                out[insn.address] = frozenset(written & args)
+            if insn.flow in ("call", "indirect-call"):
+                written.clear()
+            else:
+                written |= insn.writes
+    return out
+
+
+def find_register_dependents(
+    arch: str,
+    facts: Mapping[int, FunctionFacts],
+    clobbers: Mapping[int, frozenset[str]],
+    *,
+    reason_for: ReasonFor,
+    arg_registers_of: RegsOf | None = None,
+    return_registers_of: RegsOf | None = None,
+    default_clobbers: Callable[[int], frozenset[str]] | None = None,
+) -> tuple[tuple[RegisterDependent, ...], tuple[Artefact, ...], tuple[int, ...]]:
+    """(dependents, artefacts, call sites using the ABI argument fallback) of `facts`."""
+    abi = get_abi(arch)
+    default = default_clobbers or (lambda _callee: abi.call_clobbered)
+    fallbacks: set[int] = set()
+
+    def clobbers_of(callee: int | None) -> frozenset[str]:
+        if callee is None:
+            return abi.call_clobbered
+        found = clobbers.get(callee)
+        return found if found is not None else default(callee)
+
+    setup: dict[int, frozenset[str]] = {}
+    for f in facts.values():
+        setup.update(_argument_setup(abi, f))
+
+    def args_of(callee: int | None, site: int) -> frozenset[str]:
+        regs = arg_registers_of(callee) if (arg_registers_of and callee is not None) else None
+        if regs is None:
+            # Unknown parameters (asm, variadic, indirect): take the ABI argument registers
+            # that the caller writes right before the call. All six/eight would make any
+            # value the caller never passed look live across earlier calls, an invented
+            # dependency; an argument computed before an earlier call can be missed instead.
+            fallbacks.add(site)
+            return setup.get(site, frozenset())
+        return frozenset(regs)
+
+    def returns_of(callee: int | None) -> frozenset[str]:
+        regs = return_registers_of(callee) if (return_registers_of and callee is not None) else None
+        return frozenset(abi.return_registers if regs is None else regs)
+
+    reach: dict[int, frozenset[int]] = {}
+
+    def closure(start: int) -> frozenset[int]:
+        if start in reach:
+            return reach[start]
+        seen = {start}
+        todo = [start]
+        while todo:
+            f = facts.get(todo.pop())
+            if f is None:
+                continue
+            for edge in f.calls:
+                if edge.callee is not None and edge.callee not in seen:
+                    seen.add(edge.callee)
+                    todo.append(edge.callee)
+        reach[start] = frozenset(seen)
+        return reach[start]
+
+    dependents: list[RegisterDependent] = []
+    artefacts: list[Artefact] = []
+    for caller, f in facts.items():
+        liveness = _Liveness(abi, f, clobbers_of, args_of, returns_of(caller))
+        for insn, live_after in liveness.iter_call_sites():
+            callee = f.call_targets.get(insn.address)
+            kept = (live_after & abi.call_clobbered) - returns_of(callee)
+            if callee is None or not kept:
+                continue
+            written = kept & clobbers_of(callee)
+            if written:
+                artefacts.append(
+                    Artefact(
+                        caller, insn.address, callee, sort_registers(arch, written), "clobbered"
+                    )
+                )
+            relied = kept - written
+            if not relied:
+                continue
+            regs = sort_registers(arch, relied)
+            reason = reason_for(caller, callee)
+            if reason is None:
+                artefacts.append(Artefact(caller, insn.address, callee, regs, "no-reason"))
+                continue
+            for target in sorted(closure(callee)):
+                dependents.append(RegisterDependent(target, caller, insn.address, regs, reason))
+    dependents.sort(key=lambda d: (d.callee, d.caller, d.site))
+    return tuple(dependents), tuple(artefacts), tuple(sorted(fallbacks))
+
+
+def analyse_registers(
+    arch: str,
+    functions: Mapping[int, FunctionCode],
+    *,
+    resolve: Resolver,
+    reason_for: ReasonFor,
+    noreturn: Collection[int] = frozenset(),
+    arg_registers_of: RegsOf | None = None,
+    return_registers_of: RegsOf | None = None,
+    default_clobbers: Callable[[int], frozenset[str]] | None = None,
+    read_pointer: Callable[[int], int | None] | None = None,
+) -> RegisterReport:
+    """Clobber sets and register dependents of one group of functions.
+
+    `resolve(address)` gives the start of the function containing `address` (None if none);
+    `noreturn` holds the starts of functions that never return; `arg_registers_of(f)` and
+    `return_registers_of(f)` give the registers of f's DWARF parameters and return value
+    (None: unknown, the ABI argument registers / both return registers are assumed);
+    `read_pointer(address)` reads a pointer-sized value of the image, for jump tables.
+    """
+    facts = {
+        start: analyse_function(
+            arch, start, code, resolve=resolve, noreturn=noreturn, read_pointer=read_pointer
+        )
+        for start, code in functions.items()
+    }
+    clobbers = compute_clobbers(arch, facts, default_clobbers)
+    dependents, artefacts, fallbacks = find_register_dependents(
+        arch,
+        facts,
+        clobbers,
+        reason_for=reason_for,
+        arg_registers_of=arg_registers_of,
+        return_registers_of=return_registers_of,
+        default_clobbers=default_clobbers,
+    )
+    uses = {
+        start: RegisterUse(
+            start, clobbers[start], facts[start].callee_saved_clobbers, facts[start].calls
+        )
+        for start in facts
+    }
+    return RegisterReport(uses, dependents, artefacts, fallbacks)

@@ -1,0 +1,326 @@
+"""Disassemble one function into `Insn` records: folded register reads/writes and control flow.
+
+`Decoder` owns two capstone handles and a cache keyed by instruction bytes: register accesses
+depend only on the encoding (rip-relative and pc-relative operands read the ignored instruction
+pointer), so the slow detail decode runs once per distinct encoding and every other instruction
+comes from the fast `disasm_lite` pass. Decode per function: capstone's detail mode on a whole
+`.text` section takes gigabytes of memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import capstone
+from capstone import arm64 as cs_arm64
+from capstone import x86 as cs_x86
+
+from klp_lsp.binary.abi import fold_register, get_abi
+from klp_lsp.errors import BinaryFormatError
+
+FlowKind = Literal[
+    "fallthrough",
+    "jump",
+    "cond-jump",
+    "call",
+    "return",
+    "indirect-jump",
+    "indirect-call",
+    "trap",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Insn:
+    """One decoded instruction with full-width register reads and writes."""
+
+    address: int
+    size: int
+    mnemonic: str
+    op_str: str
+    reads: frozenset[str]
+    writes: frozenset[str]
+    flow: FlowKind
+    target: int | None = None  # direct branch or call target
+    # For x86 `jmp [index*scale + disp]` (a jump table in non-PIC code): (disp, index, scale).
+    table: tuple[int, str, int] | None = None
+    # Registers stored to / loaded from the stack frame (`push`/`pop`, `stp`/`ldp` with an
+    # sp or x29 base): how save and restore pairs are recognised.
+    saves: frozenset[str] = frozenset()
+    restores: frozenset[str] = frozenset()
+
+    @property
+    def end(self) -> int:
+        return self.address + self.size
+
+
+_EMPTY: frozenset[str] = frozenset()
+
+# x86 idioms that write a register without depending on its old value (`xor eax, eax`).
+_X86_ZERO_IDIOMS = frozenset(("xor", "sub", "sbb"))
+_X86_COND_JUMPS_EXTRA = frozenset(("jrcxz", "jecxz", "jcxz", "loop", "loope", "loopne"))
+_X86_RETURNS = frozenset(("ret", "retf", "iret", "iretd", "iretq", "sysret", "sysretq"))
+_X86_TRAPS = frozenset(("ud2", "int3", "ud1", "ud0"))
+
+# Capstone 5 reports the destination of these AArch64 instructions as read and written (and
+# the first operand of the compares as written): they are aliases of SBFM/UBFM, whose
+# destination is write-only, and flag-setting compares with no destination at all.
+_A64_DEST_WRITE_ONLY = frozenset(
+    (
+        "sxtb", "sxth", "sxtw", "uxtb", "uxth", "uxtw",
+        "sbfx", "ubfx", "sbfiz", "ubfiz", "sbfm", "ubfm",
+        "lsl", "lsr", "asr",
+    )
+)  # fmt: skip
+_A64_NO_DEST = frozenset(("cmp", "cmn", "tst", "ccmp", "ccmn"))
+_A64_COND_JUMPS = frozenset(("cbz", "cbnz", "tbz", "tbnz"))
+_A64_RETURNS = frozenset(("ret", "retaa", "retab", "eret", "eretaa", "eretab"))
+_A64_INDIRECT_CALLS = frozenset(("blr", "blraa", "blraaz", "blrab", "blrabz"))
+_A64_INDIRECT_JUMPS = frozenset(("br", "braa", "braaz", "brab", "brabz"))
+_A64_TRAPS = frozenset(("brk", "udf", "hlt"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoding:
+    reads: frozenset[str]
+    writes: frozenset[str]
+    table: tuple[int, str, int] | None
+    saves: frozenset[str]
+    restores: frozenset[str]
+
+
+def _parse_target(op_str: str) -> int | None:
+    """The direct target printed as the last operand (`0x401000`, `x1, #0x1084`)."""
+    last = op_str.rsplit(",", 1)[-1].strip().lstrip("#")
+    if not last.startswith("0x"):
+        return None
+    try:
+        return int(last, 16)
+    except ValueError:
+        return None
+
+
+class Decoder:
+    """Decodes functions of one architecture; reuse one instance to share its encoding cache.
+
+    `thunks` maps the addresses of the kernel's return and indirect-branch thunks to their
+    names (`__x86_return_thunk`, `__x86_indirect_thunk_rax`, ...): a jump to the return thunk
+    is a return, a call or jump to `__x86_indirect_thunk_<reg>` is an indirect call or jump
+    through `<reg>`. arm64 kernels have no such thunks.
+    """
+
+    def __init__(self, arch: str, thunks: Mapping[int, str] | None = None) -> None:
+        self.arch = arch
+        self.abi = get_abi(arch)
+        if arch == "x86_64":
+            cs_arch, cs_mode = capstone.CS_ARCH_X86, capstone.CS_MODE_64
+        else:
+            cs_arch, cs_mode = capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM
+        self._lite = capstone.Cs(cs_arch, cs_mode)
+        self._detail = capstone.Cs(cs_arch, cs_mode)
+        self._detail.detail = True
+        self._cache: dict[bytes, _Encoding] = {}
+        self._thunks: dict[int, str] = dict(thunks or {})
+        self.detail_decodes = 0  # how many encodings needed the slow path
+
+    def decode(self, code: bytes, address: int) -> tuple[Insn, ...]:
+        """Decode `code` loaded at `address`; stops at the first undecodable byte."""
+        out: list[Insn] = []
+        offset = 0
+        make = self._make_x86 if self.arch == "x86_64" else self._make_a64
+        for addr, size, mnemonic, op_str in self._lite.disasm_lite(code, address):
+            offset = addr - address
+            raw = code[offset : offset + size]
+            enc = self._cache.get(raw)
+            if enc is None:
+                enc = self._encode(raw, addr)
+                self._cache[raw] = enc
+            out.append(make(addr, size, mnemonic, op_str, enc))
+        return tuple(out)
+
+    def _encode(self, raw: bytes, addr: int) -> _Encoding:
+        self.detail_decodes += 1
+        try:
+            insn = next(self._detail.disasm(raw, addr, 1))
+        except (StopIteration, capstone.CsError) as e:
+            raise BinaryFormatError(f"capstone cannot re-decode {raw.hex()} at {addr:#x}") from e
+        regs_read, regs_write = insn.regs_access()
+        reads = self._fold({insn.reg_name(r) for r in regs_read})
+        writes = self._fold({insn.reg_name(r) for r in regs_write})
+        table = None
+        if self.arch == "x86_64":
+            reads, writes, table = self._fix_x86(insn, reads, writes)
+        else:
+            reads, writes = self._fix_a64(insn, reads, writes)
+        saves, restores = self._stack_transfers(insn)
+        return _Encoding(reads, writes, table, saves, restores)
+
+    def _stack_transfers(self, insn: capstone.CsInsn) -> tuple[frozenset[str], frozenset[str]]:
+        """Registers this instruction saves to or restores from the stack frame."""
+        mnemonic = insn.mnemonic
+        if self.arch == "x86_64":
+            if mnemonic not in ("push", "pop"):
+                return _EMPTY, _EMPTY
+            ops = insn.operands
+            if len(ops) != 1 or ops[0].type != cs_x86.X86_OP_REG:
+                return _EMPTY, _EMPTY
+            regs = self._fold({insn.reg_name(ops[0].reg)})
+            return (regs, _EMPTY) if mnemonic == "push" else (_EMPTY, regs)
+        is_store = mnemonic in ("stp", "str", "stur")
+        if not is_store and mnemonic not in ("ldp", "ldr", "ldur"):
+            return _EMPTY, _EMPTY
+        regs_named: set[str] = set()
+        frame_base = False
+        for op in insn.operands:
+            if op.type == cs_arm64.ARM64_OP_REG:
+                regs_named.add(insn.reg_name(op.reg))
+            elif op.type == cs_arm64.ARM64_OP_MEM:
+                base = insn.reg_name(op.mem.base) if op.mem.base else None
+                frame_base = base in ("sp", "x29", "fp")
+        if not frame_base:
+            return _EMPTY, _EMPTY
+        regs = self._fold(regs_named)
+        return (regs, _EMPTY) if is_store else (_EMPTY, regs)
+
+    def _fold(self, names: set[str]) -> frozenset[str]:
+        folded = {fold_register(self.arch, n) for n in names}
+        folded.discard(None)
+        folded.discard(self.abi.stack_pointer)
+        return frozenset(r for r in folded if r is not None)
+
+    def _fix_x86(
+        self, insn: capstone.CsInsn, reads: frozenset[str], writes: frozenset[str]
+    ) -> tuple[frozenset[str], frozenset[str], tuple[int, str, int] | None]:
+        ops = insn.operands
+        if insn.mnemonic == "nop":
+            # Multi-byte nops (`nop dword ptr [rax]`) name a register but never read it.
+            return _EMPTY, _EMPTY, None
+        if (
+            insn.mnemonic in _X86_ZERO_IDIOMS
+            and len(ops) == 2
+            and ops[0].type == cs_x86.X86_OP_REG
+            and ops[1].type == cs_x86.X86_OP_REG
+            and ops[0].reg == ops[1].reg
+        ):
+            reads = reads - self._fold({insn.reg_name(ops[0].reg)})
+        table = None
+        if insn.mnemonic == "jmp" and len(ops) == 1 and ops[0].type == cs_x86.X86_OP_MEM:
+            mem = ops[0].mem
+            if mem.base == 0 and mem.index != 0 and mem.scale == 8:
+                index = fold_register("x86_64", insn.reg_name(mem.index))
+                if index is not None:
+                    table = (mem.disp & 0xFFFFFFFFFFFFFFFF, index, mem.scale)
+        return reads, writes, table
+
+    def _fix_a64(
+        self, insn: capstone.CsInsn, reads: frozenset[str], writes: frozenset[str]
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        mnemonic = insn.mnemonic
+        if mnemonic in _A64_NO_DEST or mnemonic in _A64_DEST_WRITE_ONLY:
+            regs = [
+                fold_register("aarch64", insn.reg_name(op.reg))
+                for op in insn.operands
+                if op.type == cs_arm64.ARM64_OP_REG
+            ]
+            named = [r for r in regs if r is not None]
+            if mnemonic in _A64_NO_DEST:
+                return frozenset(named), _EMPTY
+            if regs and regs[0] is not None:
+                return frozenset(r for r in regs[1:] if r is not None), frozenset((regs[0],))
+        if mnemonic in _A64_RETURNS:
+            reads = reads | {"x30"}
+        return reads, writes
+
+    def _thunk_reg(self, target: int | None) -> tuple[str | None, str | None]:
+        """(thunk kind, register) for a branch target that is a known thunk."""
+        if target is None:
+            return None, None
+        name = self._thunks.get(target)
+        if name is None:
+            return None, None
+        if name.startswith("__x86_return_thunk"):
+            return "return", None
+        prefix = "__x86_indirect_thunk_"
+        if name.startswith(prefix):
+            return "indirect", fold_register("x86_64", name[len(prefix) :])
+        return None, None
+
+    def _make_x86(self, addr: int, size: int, mnemonic: str, op_str: str, enc: _Encoding) -> Insn:
+        flow: FlowKind = "fallthrough"
+        target = None
+        reads, writes = enc.reads, enc.writes
+        if mnemonic == "jmp" or mnemonic == "call":
+            target = _parse_target(op_str) if op_str.startswith("0x") else None
+            kind, reg = self._thunk_reg(target)
+            is_call = mnemonic == "call"
+            if kind == "return" and not is_call:
+                flow, target = "return", None
+            elif kind == "indirect":
+                flow = "indirect-call" if is_call else "indirect-jump"
+                target = None
+                if reg is not None:
+                    reads = reads | {reg}
+            elif target is None:
+                flow = "indirect-call" if is_call else "indirect-jump"
+            else:
+                flow = "call" if is_call else "jump"
+        elif mnemonic.startswith("j") or mnemonic in _X86_COND_JUMPS_EXTRA:
+            flow = "cond-jump"
+            target = _parse_target(op_str)
+        elif mnemonic in _X86_RETURNS:
+            flow = "return"
+        elif mnemonic in _X86_TRAPS:
+            flow = "trap"
+        return Insn(
+            addr,
+            size,
+            mnemonic,
+            op_str,
+            reads,
+            writes,
+            flow,
+            target,
+            enc.table,
+            enc.saves,
+            enc.restores,
+        )
+
+    def _make_a64(self, addr: int, size: int, mnemonic: str, op_str: str, enc: _Encoding) -> Insn:
+        flow: FlowKind = "fallthrough"
+        target = None
+        if mnemonic == "b":
+            flow, target = "jump", _parse_target(op_str)
+        elif mnemonic.startswith("b.") or mnemonic in _A64_COND_JUMPS:
+            flow, target = "cond-jump", _parse_target(op_str)
+        elif mnemonic == "bl":
+            flow, target = "call", _parse_target(op_str)
+        elif mnemonic in _A64_INDIRECT_CALLS:
+            flow = "indirect-call"
+        elif mnemonic in _A64_INDIRECT_JUMPS:
+            flow = "indirect-jump"
+        elif mnemonic in _A64_RETURNS:
+            flow = "return"
+        elif mnemonic in _A64_TRAPS:
+            flow = "trap"
+        return Insn(
+            addr,
+            size,
+            mnemonic,
+            op_str,
+            enc.reads,
+            enc.writes,
+            flow,
+            target,
+            None,
+            enc.saves,
+            enc.restores,
+        )
+
+
+def decode_function(
+    arch: str, code: bytes, address: int, thunks: Mapping[int, str] | None = None
+) -> tuple[Insn, ...]:
+    """Decode one function's bytes; for many functions reuse a `Decoder` instead."""
+    return Decoder(arch, thunks).decode(code, address)
