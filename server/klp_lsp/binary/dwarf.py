@@ -277,10 +277,17 @@ class DwarfData:
         info = self._info
         pos = 0
         n = len(info)
-        while pos + 4 <= n:
-            out.append(pos)
-            length = U32(info, pos)[0]
-            pos += 4 + length if length != 0xFFFFFFFF else 12 + U64(info, pos + 4)[0]
+        try:
+            while pos + 4 <= n:
+                out.append(pos)
+                length = U32(info, pos)[0]
+                pos += 4 + length if length != 0xFFFFFFFF else 12 + U64(info, pos + 4)[0]
+        except ValueError:  # struct.error: a 64-bit DWARF length cut short
+            pos = -1
+        if pos != n:
+            raise BinaryFormatError(
+                f"{self.source}: .debug_info ends inside the unit at 0x{out[-1] if out else 0:x}"
+            )
         return out
 
     def list_units(self) -> list[UnitHeader]:
@@ -291,8 +298,13 @@ class DwarfData:
         """The header and top-DIE facts of the unit at `offset`."""
         u = self._unit_at(offset)
         try:
-            abbrevs = self._abbrevs(u)
             code, pos = uleb(self._info, u.die_offset)
+            key = (u.abbrev_offset, u.address_size, u.offset_size)
+            abbrevs = self._abbrev_cache.get(key)
+            if abbrevs is None:
+                abbrevs = parse_abbrev_table(
+                    self._s[".debug_abbrev"], *key, self.source, only_code=code
+                )
             vals, _ = self._decode(u, _Bases(), pos, abbrevs[code])
             bases = self._bases(u, vals)
             ranges = self._ranges(u, bases, vals, bases.low_pc)

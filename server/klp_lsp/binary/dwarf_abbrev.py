@@ -234,9 +234,18 @@ class Abbrev:
 
 
 def parse_abbrev_table(
-    data: bytes, offset: int, address_size: int, offset_size: int, source: str
+    data: bytes,
+    offset: int,
+    address_size: int,
+    offset_size: int,
+    source: str,
+    only_code: int | None = None,
 ) -> dict[int, Abbrev]:
-    """Parse the abbreviation table at `offset` of .debug_abbrev into plans keyed by code."""
+    """Parse the abbreviation table at `offset` of .debug_abbrev into plans keyed by code.
+
+    With `only_code`, stop at that abbreviation and plan only it: reading a unit's top DIE
+    then costs a fraction of the whole table.
+    """
     table: dict[int, Abbrev] = {}
     pos = offset
     try:
@@ -257,7 +266,10 @@ def parse_abbrev_table(
                 if form == _F["DW_FORM_implicit_const"]:
                     implicit, pos = sleb(data, pos)
                 specs.append((attr, form, implicit))
-            table[code] = _plan(code, tag, has_children, specs, address_size, offset_size)
+            if only_code is None or code == only_code:
+                table[code] = _plan(code, tag, has_children, specs, address_size, offset_size)
+                if only_code is not None:
+                    return table
     except (IndexError, ValueError) as e:
         raise BinaryFormatError(f"{source}: bad .debug_abbrev table at 0x{offset:x}: {e}") from None
 
