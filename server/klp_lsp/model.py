@@ -250,3 +250,99 @@ class FunctionReport:
     callee_saved_clobbers: tuple[str, ...]
     register_dependents: tuple[DependentFact, ...]
     has_dwarf: bool = True
+
+
+# --- what a patch check finds ----------------------------------------------------------------
+
+Severity = Literal["error", "warning", "information", "hint"]
+
+# Stable finding kinds; each has a page under docs/findings/<kind>.md.
+FINDING_KINDS: tuple[str, ...] = (
+    "register-dependents",
+    "not-patchable",
+    "inlined",
+    "has-clones",
+    "signature-changed",
+    "ambiguous-sympos",
+    "header-change",
+    "data-change",
+    "init-code",
+    "static-local",
+    "unknown-function",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Related:
+    """A place that explains a finding: a caller, a clone, an inline site."""
+
+    role: Literal["caller", "clone", "inline-site", "container", "symbol"]
+    name: str
+    object: str
+    source_file: str | None = None
+    source_line: int | None = None
+    address: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a live-patch author must know about a change."""
+
+    kind: str  # one of FINDING_KINDS
+    severity: Severity
+    function: str | None
+    object: str | None
+    message: str
+    patch_file: str | None = None
+    patch_line: int | None = None  # 1-based line in the patch file
+    source_file: str | None = None
+    source_line: int | None = None  # 1-based line in the pre-image source file
+    related: tuple[Related, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceEntry:
+    """One function a live patch must replace: a `klp_func` entry."""
+
+    object: str  # "vmlinux" or a module name
+    symbol: str
+    sympos: int
+    reason: str  # why it is in the set, e.g. "changed", "inlines foo", "relies on rcx of foo"
+    patchable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedFunction:
+    """A C function whose body a patch changes, as found in the binary."""
+
+    name: str
+    source_file: str
+    object: str | None  # None when not found in any indexed object
+    patch_file: str | None = None
+    patch_line: int | None = None
+    source_line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong with the user's input (a patch line, a missing file); data, not an error."""
+
+    file: str
+    line: int | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The outcome of checking one or more patches (or an edited buffer) against a kernel."""
+
+    changed_functions: tuple[ChangedFunction, ...]
+    findings: tuple[Finding, ...]
+    replace: tuple[ReplaceEntry, ...]
+    problems: tuple[Problem, ...]
+    notes: tuple[str, ...] = ()  # e.g. "source tree: /usr/src/linux (from DW_AT_comp_dir)"
+
+    @property
+    def has_errors(self) -> bool:
+        return any(f.severity == "error" for f in self.findings)

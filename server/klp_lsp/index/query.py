@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from klp_lsp.analysis.patchability import symbol_patchability
+from klp_lsp.analysis.clones import is_cold_part
+from klp_lsp.analysis.patchability import assess_patchability
 from klp_lsp.analysis.signature import abi_deviation, calling_convention_name
 from klp_lsp.index.store import CuRow, Index, from_db, open_readonly, parse_ranges, to_db
 from klp_lsp.model import (
@@ -54,7 +55,9 @@ class ObjectIndex:
     def cus(self) -> dict[int, CuRow]:
         if self._cus is None:
             self._cus = {c.unit.offset: c for c in self.index.iter_cus()}
-            spans = sorted((lo, hi, c.unit.offset) for c in self._cus.values() for lo, hi in c.ranges)
+            spans = sorted(
+                (lo, hi, c.unit.offset) for c in self._cus.values() for lo, hi in c.ranges
+            )
             self._cu_spans = spans
             self._cu_starts = [s[0] for s in spans]
         return self._cus
@@ -75,11 +78,13 @@ class ObjectIndex:
         address = from_db(row["address"])  # type: ignore[index]
         cu = self.cus().get(row["cu_id"]) if row["cu_id"] is not None else None  # type: ignore[index]
         kinds = tuple(row["clone_kinds"].split())  # type: ignore[index]
-        patchable, reasons = symbol_patchability(
+        patchable, reasons = assess_patchability(
+            has_symbol=True,
+            fully_inlined=False,
             section=row["section"],  # type: ignore[index]
             has_mcount=bool(row["has_mcount"]),  # type: ignore[index]
-            clone_kinds=kinds,
-            cu_ftrace=None if cu is None else cu.flags.ftrace,
+            ftrace=None if cu is None else cu.flags.ftrace,
+            is_cold_part=is_cold_part(row["name"]),  # type: ignore[index]
         )
         return SymbolFact(
             name=row["name"],  # type: ignore[index]
@@ -165,11 +170,7 @@ class ObjectIndex:
         reports = [self._report(d) for d in self._definitions(name)]
         covered = {s.address for r in reports for s in (*r.symbols, *r.clones)}
         # Functions without DWARF (asm) and clones whose origin has no DWARF definition here.
-        orphans = [
-            s
-            for s in self._symbols_for_origin(name)
-            if s.address not in covered
-        ]
+        orphans = [s for s in self._symbols_for_origin(name) if s.address not in covered]
         if orphans:
             reports.append(self._report_without_dwarf(name, orphans))
         return reports
@@ -432,8 +433,12 @@ def _verdict(
         if clones and any(c.patchable for c in clones):
             return False, ("only clones are out of line; patch the clones",)
         if inlined:
-            return False, ("fully inlined",)
-        return False, ("no symbol",)
+            return assess_patchability(
+                has_symbol=False, fully_inlined=True, section=None, has_mcount=False, ftrace=None
+            )
+        return assess_patchability(
+            has_symbol=False, fully_inlined=False, section=None, has_mcount=False, ftrace=None
+        )
     reasons = dict.fromkeys(r for s in symbols for r in s.not_patchable_reasons)
     return False, tuple(reasons)
 

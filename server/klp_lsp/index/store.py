@@ -240,7 +240,9 @@ class IndexWriter:
                 )
         con = self._con
         with con:
-            con.executemany("INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?,?,?,?,?)", functions)
+            con.executemany(
+                "INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?,?,?,?,?)", functions
+            )
             con.executemany("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?)", instances)
             con.executemany("INSERT OR REPLACE INTO params VALUES (?,?,?,?)", params)
             con.executemany("INSERT OR REPLACE INTO inline_sites VALUES (?,?,?,?,?,?,?,?)", sites)
@@ -300,6 +302,12 @@ class IndexWriter:
                 (to_db(d.callee), to_db(d.caller), to_db(d.site), " ".join(d.registers), d.reason)
                 for d in dependents
             ],
+        )
+
+    def count_cus_below(self, state: int) -> int:
+        """How many CUs have not reached `state` yet."""
+        return int(
+            self._con.execute("SELECT count(*) FROM cus WHERE state < ?", (state,)).fetchone()[0]
         )
 
     def publish(self) -> None:

@@ -1,0 +1,362 @@
+"""Builds an object's index: symbols, DWARF facts and register facts, CU by CU.
+
+The builder is the only place that drives the binary readers and the analyses together. It can
+index a chosen subset of compile units first (those a patch touches) and the rest later into the
+same file: IPA-RA, inlining and cloning do not cross CUs in kernels built without LTO, so the
+facts of one CU depend only on that CU's DWARF and code, plus the clobber sets of callees in other
+CUs, which are computed on demand from their code.
+
+Work is spread over a process pool: over CUs for one large object, over objects for many modules.
+Each worker opens the binary itself (see `_WorkerCache`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from klp_lsp import __version__
+from klp_lsp.analysis.clones import parse_clone_name
+from klp_lsp.analysis.patchability import function_has_mcount
+from klp_lsp.analysis.producer import parse_producer
+from klp_lsp.analysis.symbols import assign_sympos
+from klp_lsp.binary.dwarf import DwarfData
+from klp_lsp.binary.elf import ElfBinary
+from klp_lsp.errors import DebugInfoMissing, IndexError_
+from klp_lsp.index import regfacts
+from klp_lsp.index.locate import index_path
+from klp_lsp.index.store import CuRow, Index, IndexWriter, SymbolRow
+from klp_lsp.model import Arch, CuFacts, ElfSymbol, RegisterDependent, RegisterUse
+from klp_lsp.progress import Cancelled, Progress
+
+# Scan state of a CU in the `cus` table.
+CU_LISTED, CU_SCANNED, CU_ANALYSED = 0, 1, 2
+
+# CUs per task sent to a worker: large enough to amortise pickling, small enough to balance.
+_BATCH_BYTES = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    """What `build_index` did for one binary."""
+
+    binary: Path
+    object: str
+    build_id: str
+    index_path: Path
+    reused: bool
+    complete: bool
+    seconds: float
+
+
+class _WorkerCache:
+    """One open binary per worker process, reused across the CU batches it is sent."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.binary: ElfBinary | None = None
+        self.dwarf: DwarfData | None = None
+        self.analyser: regfacts.RegisterAnalyser | None = None
+
+    def get(
+        self, path: Path, units: Sequence[CuRow]
+    ) -> tuple[ElfBinary, DwarfData, regfacts.RegisterAnalyser]:
+        if self.path != path or self.binary is None or self.dwarf is None or self.analyser is None:
+            if self.binary is not None:
+                self.binary.close()
+            self.binary = ElfBinary.open(path)
+            self.dwarf = DwarfData(self.binary.get_dwarf_sections(), self.binary.arch)
+            self.analyser = regfacts.RegisterAnalyser(self.binary, units)
+            self.path = path
+        return self.binary, self.dwarf, self.analyser
+
+
+# A process-wide cache is how a pool worker keeps its open binary between tasks; it is owned by
+# the worker process and keyed by path, and the parent process never reads it.
+_WORKER = _WorkerCache()
+
+BatchResult = tuple[list[CuFacts], list[RegisterUse], list[RegisterDependent]]
+
+
+def _index_batch(path: Path, units: Sequence[CuRow], offsets: Sequence[int]) -> BatchResult:
+    """Scan the DWARF of some CUs and analyse their machine code (runs in a worker)."""
+    _binary, dwarf, analyser = _WORKER.get(path, units)
+    facts = [dwarf.scan_unit(o) for o in offsets]
+    uses, dependents = analyser.analyse(facts)
+    return facts, uses, dependents
+
+
+def _default_jobs(jobs: int) -> int:
+    return jobs if jobs > 0 else max(1, min(os.cpu_count() or 1, 8))
+
+
+def _select_units(units: Sequence[CuRow], cu_names: Sequence[str] | None) -> list[CuRow]:
+    if cu_names is None:
+        return list(units)
+    wanted = {n.lstrip("./") for n in cu_names}
+    return [u for u in units if u.unit.name.lstrip("./") in wanted]
+
+
+def _batches(units: Sequence[CuRow], sizes: dict[int, int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    current: list[int] = []
+    weight = 0
+    # Largest first, so the pool does not finish on one big straggler.
+    for u in sorted(units, key=lambda u: -sizes.get(u.unit.offset, 0)):
+        current.append(u.unit.offset)
+        weight += sizes.get(u.unit.offset, 0)
+        if weight >= _BATCH_BYTES:
+            out.append(current)
+            current, weight = [], 0
+    if current:
+        out.append(current)
+    return out
+
+
+class _CuLocator:
+    """Maps addresses to the CU whose code ranges hold them."""
+
+    def __init__(self, units: Iterable[CuRow]) -> None:
+        spans = sorted((lo, hi, u.unit.offset) for u in units for lo, hi in u.ranges if hi > lo)
+        self._starts = [s[0] for s in spans]
+        self._spans = spans
+
+    def find(self, address: int) -> int | None:
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i >= 0 and self._spans[i][0] <= address < self._spans[i][1]:
+            return self._spans[i][2]
+        return None
+
+
+def _symbol_rows(
+    symbols: Sequence[ElfSymbol],
+    kallsyms: Sequence[ElfSymbol],
+    records: frozenset[int],
+    locate: Callable[[int], int | None],
+    arch: Arch,
+) -> list[SymbolRow]:
+    sympos = assign_sympos(kallsyms)
+    rows = []
+    for s in symbols:
+        clone = parse_clone_name(s.name)
+        rows.append(
+            SymbolRow(
+                name=s.name,
+                address=s.address,
+                size=s.size,
+                section=s.section,
+                binding=s.binding,
+                sympos=sympos.get((s.name, s.address), 0),
+                origin=clone.origin,
+                clone_kinds=clone.kinds,
+                has_mcount=function_has_mcount(s.address, s.size, records, arch),
+                cu_id=locate(s.address),
+            )
+        )
+    return rows
+
+
+def _list_units(dwarf: DwarfData) -> list[CuRow]:
+    rows = []
+    for h in dwarf.list_units():
+        unit = h.to_compile_unit()
+        rows.append(
+            CuRow(unit=unit, flags=parse_producer(h.producer), ranges=tuple(h.ranges), state=0)
+        )
+    return rows
+
+
+def build_index(
+    path: Path,
+    index_dir: Path,
+    *,
+    jobs: int = 0,
+    progress: Progress | None = None,
+    cu_names: Sequence[str] | None = None,
+    executor: Executor | None = None,
+) -> BuildResult:
+    """Index `path` into `index_dir` (all CUs, or first only those named in `cu_names`).
+
+    Re-indexing a binary whose build-id is already fully indexed is a no-op. With `cu_names`, a
+    missing index is created with just those CUs analysed, and an existing partial one gains them.
+    """
+    started = time.monotonic()
+    path = Path(path)
+    with ElfBinary.open(path) as binary:
+        if not binary.has_dwarf:
+            raise DebugInfoMissing(
+                f"{path}: no DWARF debug info; install the kernel's debug package"
+                " (Debian/Ubuntu: linux-image-$(uname -r)-dbg or -dbgsym;"
+                " Fedora/RHEL: kernel-debuginfo)"
+            )
+        target = index_path(index_dir, binary.build_id)
+        existing = _open_existing(target)
+        if existing is not None:
+            states = existing.cu_states()
+            done = existing.complete
+            names = {r.unit.offset: r.unit.name for r in existing.iter_cus()}
+            existing.close()
+            if done or (cu_names is not None and _covers(states, names, cu_names)):
+                return BuildResult(
+                    path,
+                    binary.object_name,
+                    binary.build_id,
+                    target,
+                    True,
+                    done,
+                    time.monotonic() - started,
+                )
+            writer = IndexWriter.extend(target)
+            units = _reload_units(target)
+        else:
+            writer = IndexWriter.create(target)
+            dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
+            units = _list_units(dwarf)
+            writer.set_meta(
+                {
+                    "build_id": binary.build_id,
+                    "object": binary.object_name,
+                    "binary": str(path.resolve()),
+                    "arch": binary.arch,
+                    "kind": binary.kind,
+                    "elf_type": binary.elf_type,
+                    "klp_lsp_version": __version__,
+                    "complete": "0",
+                }
+            )
+            writer.add_cus(units)
+            locator = _CuLocator(units)
+            writer.add_symbols(
+                _symbol_rows(
+                    binary.iter_function_symbols(),
+                    binary.iter_kallsyms_symbols(),
+                    binary.get_mcount_records(),
+                    locator.find,
+                    binary.arch,
+                )
+            )
+        try:
+            todo = [
+                u
+                for u in _select_units(units, cu_names)
+                if _state_of(target, u.unit.offset, existing is not None) < CU_ANALYSED
+            ]
+            _index_units(binary, path, writer, units, todo, jobs, progress, executor)
+            if cu_names is None or len(todo) == len(units):
+                writer.set_meta({"complete": "1"})
+                complete = True
+            else:
+                complete = _all_analysed(writer)
+                if complete:
+                    writer.set_meta({"complete": "1"})
+            writer.publish()
+        except BaseException:
+            writer.close()
+            raise
+        writer.close()
+        return BuildResult(
+            path,
+            binary.object_name,
+            binary.build_id,
+            target,
+            False,
+            complete,
+            time.monotonic() - started,
+        )
+
+
+def _open_existing(target: Path) -> Index | None:
+    if not target.exists():
+        return None
+    try:
+        return Index(target)
+    except IndexError_:
+        # Another schema version or a damaged file: rebuild from scratch.
+        target.unlink(missing_ok=True)
+        return None
+
+
+def _covers(states: dict[int, int], names: dict[int, str], cu_names: Sequence[str]) -> bool:
+    wanted = {n.lstrip("./") for n in cu_names}
+    return all(
+        states.get(o, 0) >= CU_ANALYSED for o, n in names.items() if n.lstrip("./") in wanted
+    )
+
+
+def _reload_units(target: Path) -> list[CuRow]:
+    idx = Index(target)
+    try:
+        return list(idx.iter_cus())
+    finally:
+        idx.close()
+
+
+def _state_of(target: Path, offset: int, existing: bool) -> int:
+    if not existing:
+        return CU_LISTED
+    idx = Index(target)
+    try:
+        return idx.cu_states().get(offset, CU_LISTED)
+    finally:
+        idx.close()
+
+
+def _all_analysed(writer: IndexWriter) -> bool:
+    return writer.count_cus_below(CU_ANALYSED) == 0
+
+
+def _index_units(
+    binary: ElfBinary,
+    path: Path,
+    writer: IndexWriter,
+    all_units: Sequence[CuRow],
+    todo: Sequence[CuRow],
+    jobs: int,
+    progress: Progress | None,
+    executor: Executor | None,
+) -> None:
+    """Scan and analyse `todo`, writing each batch in its own transaction."""
+    if progress is not None:
+        progress.begin(f"indexing {binary.object_name}", len(todo))
+    sizes = {u.unit.offset: s for u, s in zip(all_units, _unit_sizes(all_units), strict=True)}
+    batches = _batches(todo, sizes)
+    workers = _default_jobs(jobs)
+    done = 0
+
+    def consume(result: BatchResult) -> None:
+        nonlocal done
+        facts, uses, dependents = result
+        writer.add_cu_facts(facts, uses, dependents, state=CU_ANALYSED)
+        done += len(facts)
+        if progress is not None:
+            progress.advance(done, facts[-1].unit.name if facts else "")
+            if progress.cancelled():
+                raise Cancelled(f"indexing {binary.object_name} cancelled")
+
+    if workers == 1 or len(batches) <= 1:
+        for batch in batches:
+            consume(_index_batch(path, all_units, batch))
+    else:
+        own = executor is None
+        pool = executor or ProcessPoolExecutor(max_workers=workers)
+        try:
+            futures = [pool.submit(_index_batch, path, all_units, b) for b in batches]
+            for f in futures:
+                consume(f.result())
+        finally:
+            if own:
+                pool.shutdown(cancel_futures=True)
+    if progress is not None:
+        progress.end(f"{done} compile units")
+
+
+def _unit_sizes(units: Sequence[CuRow]) -> list[int]:
+    # The distance to the next CU header is the CU's size in .debug_info.
+    offsets = sorted(u.unit.offset for u in units)
+    nxt = {o: (offsets[i + 1] if i + 1 < len(offsets) else o + 1) for i, o in enumerate(offsets)}
+    return [nxt[u.unit.offset] - u.unit.offset for u in units]

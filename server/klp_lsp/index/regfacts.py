@@ -1,0 +1,331 @@
+"""Register facts of a group of CUs: decode their functions and run the register analysis.
+
+This is the glue between the binary readers (symbols, code bytes, relocations) and the pure
+analysis in `analysis/registers.py`, with the index's knowledge of compile units:
+
+- A callee in another C compile unit is modelled with the ABI clobber set: without LTO, GCC
+  compiled the caller knowing nothing better, so no caller can rely on more.
+- A callee without C DWARF (hand-written asm such as `__sw_hweight64`, `__put_user_4`) is
+  decoded on demand and modelled with its actual clobber set: its callers were written or
+  compiled against its custom convention.
+- A dependency is "ipa-ra" when caller and callee share a CU built with IPA-RA, and
+  "custom-convention" when the callee is asm; anything else is an analysis artefact.
+- The ftrace entry call (`call __fentry__`, arm64 needs none: NOPs) is not a call for this
+  purpose: ftrace replaces it with NOPs at boot, and its trampolines save every register.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from klp_lsp.analysis.clones import is_cold_part
+from klp_lsp.analysis.registers import (
+    FunctionCode,
+    FunctionFacts,
+    analyse_function,
+    compute_clobbers,
+    find_register_dependents,
+)
+from klp_lsp.binary.abi import get_abi
+from klp_lsp.binary.disasm import Decoder, Insn
+from klp_lsp.binary.elf import ElfBinary
+from klp_lsp.errors import BinaryFormatError
+from klp_lsp.index.store import CuRow
+from klp_lsp.model import CuFacts, DependencyReason, RegisterDependent, RegisterUse
+
+# Calls that ftrace turns into NOPs at boot (x86 -mfentry / -pg).
+_FTRACE_ENTRY_CALLS = frozenset({"__fentry__", "mcount", "_mcount", "__mcount"})
+
+# Synthetic addresses for functions a module calls but does not define (resolved at load time):
+# far above any real kernel or synthetic-layout address, one per name.
+_EXTERNAL_BASE = 0xFFFF_FFFF_F000_0000
+
+_X86_PC_RELOCS = frozenset({2, 4})  # R_X86_64_PC32, R_X86_64_PLT32
+_A64_BRANCH_RELOCS = frozenset({282, 283})  # R_AARCH64_JUMP26, R_AARCH64_CALL26
+
+
+@dataclass(frozen=True, slots=True)
+class _Func:
+    name: str
+    start: int
+    size: int
+    cu: int | None
+
+
+class RegisterAnalyser:
+    """Analyses the functions of some CUs of one binary; reused across batches in a worker."""
+
+    def __init__(self, binary: ElfBinary, units: Sequence[CuRow]) -> None:
+        self.binary = binary
+        self.arch = binary.arch
+        self.abi = get_abi(binary.arch)
+        self.units = {u.unit.offset: u for u in units}
+        spans = sorted((lo, hi, u.unit.offset) for u in units for lo, hi in u.ranges if hi > lo)
+        self._cu_starts = [s[0] for s in spans]
+        self._cu_spans = spans
+        funcs: dict[int, _Func] = {}
+        names: dict[str, int] = {}
+        for s in binary.iter_function_symbols():
+            if is_cold_part(s.name):
+                continue
+            old = funcs.get(s.address)
+            # Prefer the sized, global name at an address (aliases share one body).
+            if (
+                old is None
+                or (old.size == 0 and s.size)
+                or (old.size == s.size and s.binding != "local" and not old.name.startswith("__"))
+            ):
+                funcs[s.address] = _Func(s.name, s.address, s.size, self._cu_of(s.address))
+            if s.binding != "local" or s.name not in names:
+                names[s.name] = s.address
+        self.funcs = funcs
+        self.names = names
+        self._starts = sorted(funcs)
+        self._externals: dict[str, int] = {}
+        self._external_names: dict[int, str] = {}
+        thunks = {
+            a: f.name
+            for a, f in funcs.items()
+            if f.name == "__x86_return_thunk" or f.name.startswith("__x86_indirect_thunk_")
+        }
+        self.decoder = Decoder(binary.arch, thunks)
+        self._thunk_names = set(thunks.values())
+        self._ftrace_entry = {names[n] for n in _FTRACE_ENTRY_CALLS if n in names}
+        self._asm_clobbers: dict[int, frozenset[str]] = {}
+        self._relocatable = binary.elf_type == "ET_REL"
+
+    # --- addresses -------------------------------------------------------------------------
+
+    def _cu_of(self, address: int) -> int | None:
+        i = bisect.bisect_right(self._cu_starts, address) - 1
+        if i >= 0 and self._cu_spans[i][0] <= address < self._cu_spans[i][1]:
+            return self._cu_spans[i][2]
+        return None
+
+    def resolve(self, address: int) -> int | None:
+        """The start of the function containing `address`."""
+        if address in self._external_names:
+            return address
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i < 0:
+            return None
+        f = self.funcs[self._starts[i]]
+        if address == f.start or address < f.start + max(f.size, 1):
+            return f.start
+        return None
+
+    def _is_c_function(self, start: int) -> bool:
+        cu = self.funcs[start].cu if start in self.funcs else None
+        return cu is not None and not self.units[cu].unit.is_asm
+
+    # --- decoding --------------------------------------------------------------------------
+
+    def _external(self, name: str) -> int:
+        address = self._externals.get(name)
+        if address is None:
+            address = _EXTERNAL_BASE + 16 * len(self._externals)
+            self._externals[name] = address
+            self._external_names[address] = name
+        return address
+
+    def _decode(self, start: int, ranges: Sequence[tuple[int, int]]) -> tuple[Insn, ...]:
+        insns: list[Insn] = []
+        for lo, hi in ranges:
+            try:
+                code = self.binary.read_code(lo, hi - lo)
+            except BinaryFormatError:
+                continue
+            decoded = self.decoder.decode(code, lo)
+            if self._relocatable:
+                decoded = self._apply_relocations(decoded, lo, hi)
+            insns.extend(decoded)
+        insns.sort(key=lambda i: i.address)
+        return tuple(self._drop_ftrace_entry(insns))
+
+    def _apply_relocations(self, insns: tuple[Insn, ...], lo: int, hi: int) -> tuple[Insn, ...]:
+        """Give a module's calls and tail calls their targets from the relocations."""
+        relocs = {
+            at: (rtype, name, value)
+            for at, rtype, name, value in self.binary.iter_relocations_at(lo, hi - lo)
+        }
+        if not relocs:
+            return insns
+        out = []
+        for insn in insns:
+            if insn.flow in ("call", "jump") and insn.target is not None:
+                if self.arch == "x86_64":
+                    found = relocs.get(insn.end - 4)
+                    ok = found is not None and found[0] in _X86_PC_RELOCS
+                    delta = 4
+                else:
+                    found = relocs.get(insn.address)
+                    ok = found is not None and found[0] in _A64_BRANCH_RELOCS
+                    delta = 0
+                if ok and found is not None:
+                    _rtype, name, value = found
+                    if name and name not in self.names:
+                        target = self._external(name)
+                    else:
+                        target = value + delta
+                    if self.arch == "x86_64" and name == "__x86_return_thunk":
+                        insn = dataclasses.replace(insn, target=None, flow="return")
+                    else:
+                        insn = dataclasses.replace(insn, target=target)
+            out.append(insn)
+        return tuple(out)
+
+    def _drop_ftrace_entry(self, insns: list[Insn]) -> list[Insn]:
+        out = []
+        for insn in insns:
+            if (
+                insn.flow == "call"
+                and insn.target is not None
+                and (
+                    insn.target in self._ftrace_entry
+                    or self._external_names.get(insn.target) in _FTRACE_ENTRY_CALLS
+                )
+            ):
+                insn = dataclasses.replace(insn, flow="fallthrough", target=None)
+            out.append(insn)
+        return out
+
+    def _read_pointer(self, address: int) -> int | None:
+        try:
+            value: int = struct.unpack("<Q", self.binary.read_code(address, 8))[0]
+        except (BinaryFormatError, struct.error):
+            return None
+        return value
+
+    def _code_of(
+        self, f: _Func, instance_ranges: Mapping[int, tuple[tuple[int, int], ...]]
+    ) -> FunctionCode:
+        ranges = instance_ranges.get(f.start)
+        if not ranges:
+            ranges = ((f.start, f.start + max(f.size, 1)),)
+        else:
+            # The entry range first, as the analysis expects.
+            ranges = tuple(sorted(ranges, key=lambda r: (not (r[0] <= f.start < r[1]), r[0])))
+        return FunctionCode(f.name, ranges, self._decode(f.start, ranges))
+
+    # --- custom conventions ----------------------------------------------------------------
+
+    def _actual_clobbers(self, start: int, depth: int = 0) -> frozenset[str]:
+        """Clobber set of a function without C DWARF, from its code (memoised)."""
+        found = self._asm_clobbers.get(start)
+        if found is not None:
+            return found
+        f = self.funcs.get(start)
+        if f is None or depth > 8:
+            return self.abi.call_clobbered
+        self._asm_clobbers[start] = self.abi.call_clobbered  # cycle guard
+        code = self._code_of(f, {})
+        facts = analyse_function(
+            self.arch, start, code, resolve=self.resolve, read_pointer=self._read_pointer
+        )
+        regs = set(facts.direct_clobbers)
+        for edge in facts.calls:
+            if edge.callee is None:
+                regs |= self.abi.call_clobbered
+            else:
+                regs |= self._default_clobbers(edge.callee, depth + 1)
+        result = frozenset(regs)
+        self._asm_clobbers[start] = result
+        return result
+
+    def _default_clobbers(self, callee: int, depth: int = 0) -> frozenset[str]:
+        if callee in self._external_names or callee not in self.funcs:
+            return self.abi.call_clobbered
+        if self._is_c_function(callee):
+            return self.abi.call_clobbered
+        if self.funcs[callee].name in self._thunk_names:
+            return self.abi.call_clobbered
+        return self._actual_clobbers(callee, depth)
+
+    # --- the analysis ----------------------------------------------------------------------
+
+    def analyse(
+        self, facts: Sequence[CuFacts]
+    ) -> tuple[list[RegisterUse], list[RegisterDependent]]:
+        """Register uses and dependents of every function whose code lies in these CUs."""
+        cu_ids = {f.unit.offset for f in facts}
+        instance_ranges: dict[int, tuple[tuple[int, int], ...]] = {}
+        params: dict[int, tuple[str, ...]] = {}
+        noreturn_names: set[str] = set()
+        for cu in facts:
+            by_die = {s.die_offset: s for s in cu.subprograms}
+            for sp in cu.subprograms:
+                if sp.noreturn and sp.name:
+                    noreturn_names.add(sp.name)
+                if sp.abstract_origin is not None:
+                    origin = by_die.get(sp.abstract_origin)
+                    if origin is not None and origin.noreturn and sp.ranges:
+                        noreturn_names.add(origin.name or "")
+                if not sp.ranges:
+                    continue
+                entry = sp.entry_pc if sp.entry_pc is not None else min(r[0] for r in sp.ranges)
+                instance_ranges[entry] = sp.ranges
+                regs = tuple(p.location for p in sp.params if p.location in self.abi.call_clobbered)
+                params[entry] = regs
+        group = {a: f for a, f in self.funcs.items() if f.cu in cu_ids}
+        noreturn = {self.names[n] for n in noreturn_names if n in self.names}
+        ffacts: dict[int, FunctionFacts] = {}
+        for start, f in group.items():
+            code = self._code_of(f, instance_ranges)
+            ffacts[start] = analyse_function(
+                self.arch,
+                start,
+                code,
+                resolve=self.resolve,
+                noreturn=noreturn,
+                read_pointer=self._read_pointer,
+            )
+        clobbers = compute_clobbers(self.arch, ffacts, self._default_clobbers)
+
+        def arg_registers_of(callee: int) -> tuple[str, ...] | None:
+            return params.get(callee)
+
+        def return_registers_of(callee: int) -> tuple[str, ...] | None:
+            # DWARF return types are not indexed; a 16-byte return value in rax:rdx (x0:x1)
+            # is rare in the kernel, so one register is assumed.
+            return (self.abi.return_registers[0],)
+
+        def reason_for(caller: int, callee: int) -> DependencyReason | None:
+            if callee in self._external_names:
+                return None
+            caller_cu = self.funcs[caller].cu if caller in self.funcs else None
+            callee_cu = self.funcs[callee].cu if callee in self.funcs else None
+            if callee_cu is None or self.units[callee_cu].unit.is_asm:
+                return "custom-convention"
+            if caller_cu == callee_cu and self.units[caller_cu].flags.ipa_ra:
+                return "ipa-ra"
+            return None
+
+        dependents, _artefacts, _fallbacks = find_register_dependents(
+            self.arch,
+            ffacts,
+            clobbers,
+            reason_for=reason_for,
+            arg_registers_of=arg_registers_of,
+            return_registers_of=return_registers_of,
+            default_clobbers=self._default_clobbers,
+        )
+        uses = [
+            RegisterUse(
+                start,
+                clobbers[start],
+                ffacts[start].callee_saved_clobbers,
+                tuple(
+                    dataclasses.replace(e, callee=None)
+                    if e.callee is not None and e.callee in self._external_names
+                    else e
+                    for e in ffacts[start].calls
+                ),
+            )
+            for start in ffacts
+        ]
+        deps = [d for d in dependents if d.callee not in self._external_names]
+        return uses, deps
