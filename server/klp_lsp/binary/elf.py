@@ -122,16 +122,20 @@ class RawSymbol:
     section: str | None  # None for undefined, absolute and common symbols
 
 
-def parse_gnu_build_id(notes: bytes) -> str | None:
-    """The hex NT_GNU_BUILD_ID descriptor in a run of ELF notes (a section, /sys/kernel/notes)."""
+def parse_gnu_build_id(notes: bytes, align: int = 4) -> str | None:
+    """The hex NT_GNU_BUILD_ID descriptor in a run of ELF notes (a section, /sys/kernel/notes).
+
+    `align` is the note alignment: 4 normally, 8 in a section whose `sh_addralign` is 8.
+    """
+    step = 8 if align == 8 else 4
     pos = 0
     while pos + 12 <= len(notes):
         namesz, descsz, ntype = struct.unpack_from("<III", notes, pos)
         name_start = pos + 12
-        desc_start = name_start + (namesz + 3) // 4 * 4
+        desc_start = (name_start + namesz + step - 1) // step * step
         if ntype == NT_GNU_BUILD_ID and notes[name_start : name_start + namesz] == b"GNU\0":
             return notes[desc_start : desc_start + descsz].hex() or None
-        pos = desc_start + (descsz + 3) // 4 * 4
+        pos = (desc_start + descsz + step - 1) // step * step
     return None
 
 
@@ -172,7 +176,12 @@ class ElfBinary:
         self._path = path
         self._mmap = owner
         self._data = memoryview(data)
-        self._parse_headers()
+        try:
+            self._parse_headers()
+        except BaseException:
+            # Drop the view so that `open` can close the mapping it made.
+            self._data.release()
+            raise
         self._symbols: list[RawSymbol] | None = None
         self._by_name: dict[str, int] | None = None
 
@@ -356,7 +365,7 @@ class ElfBinary:
         """The NT_GNU_BUILD_ID note of any SHT_NOTE section, in hex, or None."""
         for s in self._sections:
             if s.type == SHT_NOTE and s.size:
-                found = parse_gnu_build_id(bytes(self._data[s.offset : s.offset + s.size]))
+                found = parse_gnu_build_id(bytes(self._data[s.offset : s.offset + s.size]), s.align)
                 if found is not None:
                     return found
         return None
@@ -708,7 +717,7 @@ class ElfBinary:
         `.init.data`); when the file holds zeros there (arm64 PIE), the values are the addends
         of the `R_AARCH64_RELATIVE` relocations in `.rela.dyn` at those slots. Modules: every
         `__mcount_loc` (x86-64) or `__patchable_function_entries` (arm64) section with its
-        relocations applied in the synthetic layout. Zero slots are dropped.
+        relocations applied in the synthetic layout. Zero slots of a linked object are dropped.
         """
         start = self.get_symbol_address("__start_mcount_loc")
         stop = self.get_symbol_address("__stop_mcount_loc")
@@ -736,7 +745,12 @@ class ElfBinary:
             elif self._elf_type == "ET_DYN":
                 for offset, value in self._relative_overlay(s.address, s.address + s.size).items():
                     _U64.pack_into(buf, offset - s.address, value)
-            records.update(v for (v,) in _U64.iter_unpack(buf[: len(buf) // 8 * 8]) if v)
+            # In the synthetic layout the first function of `.text` is at address 0, so a zero
+            # record is real there; in a linked object a zero slot is padding.
+            keep_zero = self._elf_type == "ET_REL"
+            records.update(
+                v for (v,) in _U64.iter_unpack(buf[: len(buf) // 8 * 8]) if v or keep_zero
+            )
         return frozenset(records)
 
     def iter_relocations_at(self, address: int, size: int) -> list[tuple[int, int, str, int]]:
