@@ -1,0 +1,138 @@
+"""Decoding: folded reads/writes, capstone's AArch64 fixes, flow kinds, thunks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+from klp_lsp.binary.disasm import Decoder, Insn, decode_function
+
+REGS = Path(__file__).parent / "fixtures" / "regs"
+
+
+def a64(*words: int) -> bytes:
+    return b"".join(w.to_bytes(4, "little") for w in words)
+
+
+def one(arch: str, code: bytes, address: int = 0x1000) -> Insn:
+    (insn,) = decode_function(arch, code, address)
+    return insn
+
+
+@pytest.mark.parametrize(
+    ("word", "reads", "writes"),
+    [
+        # Capstone 5 reports these destinations as read too (SBFM/UBFM aliases).
+        (0x93407C20, {"x1"}, {"x0"}),  # sxtw x0, w1
+        (0xD343FC84, {"x4"}, {"x4"}),  # lsr x4, x4, #3: the source is the same register
+        (0xD3442C62, {"x3"}, {"x2"}),  # ubfx x2, x3, #4, #8
+        # ... and the first operand of compares as written.
+        (0xEB02003F, {"x1", "x2"}, set()),  # cmp x1, x2
+        (0xF240043F, {"x1"}, set()),  # tst x1, #3
+        # A bit-field insert really reads its destination.
+        (0xB37D0C41, {"x1", "x2"}, {"x1"}),  # bfi x1, x2, #3, #4
+        (0xD65F03C0, {"x30"}, set()),  # ret reads the link register
+        (0xAA0003F3, {"x0"}, {"x19"}),  # mov x19, x0
+    ],
+)
+def test_aarch64_operand_access(word: int, reads: set[str], writes: set[str]) -> None:
+    insn = one("aarch64", a64(word))
+    assert (set(insn.reads), set(insn.writes)) == (reads, writes)
+
+
+def test_aarch64_stack_saves() -> None:
+    stp, ldp = decode_function("aarch64", a64(0xA90153F3, 0xA94153F3), 0x1000)
+    assert stp.saves == {"x19", "x20"} and not stp.restores
+    assert ldp.restores == {"x19", "x20"} and ldp.writes == {"x19", "x20"}
+
+
+@pytest.mark.parametrize(
+    ("word", "flow", "target"),
+    [
+        (0x94000040, "call", 0x1100),  # bl .+0x100
+        (0xD63F0060, "indirect-call", None),  # blr x3
+        (0xD61F0080, "indirect-jump", None),  # br x4
+        (0xD4210000, "trap", None),  # brk #0x800
+        (0xB4000041, "cond-jump", 0x1008),  # cbz x1, .+8
+        (0xD65F03C0, "return", None),
+    ],
+)
+def test_aarch64_flow(word: int, flow: str, target: int | None) -> None:
+    insn = one("aarch64", a64(word))
+    assert (insn.flow, insn.target) == (flow, target)
+
+
+@pytest.mark.parametrize(
+    ("code", "reads", "writes"),
+    [
+        ("31c0", set(), {"rax"}),  # xor eax, eax: a zeroing idiom reads nothing
+        ("0f1f00", set(), set()),  # nop dword ptr [rax]
+        ("4489c0", {"r8"}, {"rax"}),  # mov eax, r8d
+        ("88c1", {"rax"}, {"rcx"}),  # mov cl, al
+        ("4889c3", {"rax"}, {"rbx"}),  # mov rbx, rax
+        ("c3", set(), set()),  # ret: rsp is never reported
+    ],
+)
+def test_x86_access(code: str, reads: set[str], writes: set[str]) -> None:
+    insn = one("x86_64", bytes.fromhex(code))
+    assert (set(insn.reads), set(insn.writes)) == (reads, writes)
+
+
+def test_x86_flow_and_tables() -> None:
+    push, pop, jmp, ud2 = decode_function("x86_64", bytes.fromhex("535bff24fd80a047000f0b"), 0)
+    assert push.saves == {"rbx"} and pop.restores == {"rbx"}
+    assert jmp.flow == "indirect-jump" and jmp.table == (0x47A080, "rdi", 8)
+    assert ud2.flow == "trap"
+
+
+def test_x86_thunks() -> None:
+    # jmp rel32 / call rel32 to the thunks at 0x2000 and 0x3000.
+    thunks = {0x2000: "__x86_return_thunk", 0x3000: "__x86_indirect_thunk_r11"}
+    decoder = Decoder("x86_64", thunks)
+    code = bytes.fromhex("e9fb0f0000") + bytes.fromhex("e8f61f0000") + bytes.fromhex("e9f11f0000")
+    ret, icall, ijmp = decoder.decode(code, 0x1000)
+    assert (ret.flow, ret.target) == ("return", None)
+    assert (icall.flow, icall.target, "r11" in icall.reads) == ("indirect-call", None, True)
+    assert (ijmp.flow, "r11" in ijmp.reads) == ("indirect-jump", True)
+
+
+def test_cache_reuses_encodings() -> None:
+    decoder = Decoder("x86_64")
+    decoder.decode(bytes.fromhex("4889c3" * 50), 0)
+    assert decoder.detail_decodes == 1
+
+
+def _function_bytes(path: Path, name: str) -> tuple[int, bytes]:
+    with path.open("rb") as f:
+        elf = ELFFile(f)
+        (sym,) = elf.get_section_by_name(".symtab").get_symbol_by_name(name)
+        text = elf.get_section_by_name(".text")
+        lo = sym["st_value"] - text["sh_addr"]
+        return sym["st_value"], text.data()[lo : lo + sym["st_size"]]
+
+
+@pytest.mark.parametrize(
+    ("binary", "objdump"),
+    [("regs-x86_64-O2", "objdump"), ("regs-aarch64-O2", "aarch64-linux-gnu-objdump")],
+)
+def test_addresses_match_objdump(binary: str, objdump: str) -> None:
+    if shutil.which(objdump) is None:
+        pytest.skip(f"{objdump} is not installed")
+    arch = "x86_64" if "x86_64" in binary else "aarch64"
+    path = REGS / binary
+    for name in ("chain", "dispatch", "bitmap_weight", "main"):
+        start, code = _function_bytes(path, name)
+        ours = [i.address for i in decode_function(arch, code, start)]
+        out = subprocess.run(
+            [objdump, "-d", f"--disassemble={name}", str(path)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        theirs = [
+            int(line.split(":")[0], 16)
+            for line in out.splitlines()
+            if line.startswith("  ") and line.count("\t") >= 2
+        ]
+        assert ours == theirs, name

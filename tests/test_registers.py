@@ -1,0 +1,416 @@
+"""Register analysis over the real fixture programs in tests/fixtures/regs and plain values.
+
+The expected dependents of the IPA-RA builds were read off `objdump -d` by hand: after each
+call, the call-clobbered registers that are read before being written, minus the return
+value.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+from klp_lsp.analysis.cfg import Cfg, build_cfg
+from klp_lsp.analysis.registers import FunctionCode, RegisterReport, analyse_registers
+from klp_lsp.binary.abi import get_abi
+from klp_lsp.binary.disasm import Decoder, Insn
+from klp_lsp.model import DependencyReason
+
+REGS = Path(__file__).parent / "fixtures" / "regs"
+
+# The functions of regs.c with their parameter counts (what DWARF would give), void ones apart.
+PARAMS = {
+    "leaf_add": 1, "leaf_mix": 2, "leaf_store": 2, "die": 1, "chain": 3, "store_twice": 3,
+    "tail": 1, "via_tail": 2, "dispatch": 3, "checked": 2, "bitmap_weight": 3, "main": 2,
+    "sw_weight": 1,
+}  # fmt: skip
+VOID = frozenset(("leaf_store", "die"))
+BUILDS = {
+    "regs-x86_64-O2": ("x86_64", True),
+    "regs-x86_64-noipara": ("x86_64", False),
+    "regs-x86_64-pg": ("x86_64", False),
+    "regs-aarch64-O2": ("aarch64", True),
+    "regs-aarch64-noipara": ("aarch64", False),
+    "regs-aarch64-patchable": ("aarch64", False),
+}
+
+
+@dataclass
+class Program:
+    """One fixture program, decoded and analysed as the index builder would."""
+
+    path: Path
+    arch: str
+    symbols: dict[str, tuple[int, int]]  # name -> (start, size)
+    names: dict[int, str]
+    functions: dict[int, FunctionCode]
+    report: RegisterReport
+
+    def addr(self, name: str) -> int:
+        return self.symbols[name][0]
+
+    def dependents(self) -> set[tuple[str, str, int, tuple[str, ...], str]]:
+        """(callee, caller, site offset in caller, registers, reason) of every dependent."""
+        return {
+            (self.names[d.callee], self.names[d.caller], d.site - d.caller, d.registers, d.reason)
+            for d in self.report.dependents
+        }
+
+
+def load_program(binary: str) -> Program:
+    arch, ipa_ra = BUILDS[binary]
+    abi = get_abi(arch)
+    path = REGS / binary
+    with path.open("rb") as f:
+        elf = ELFFile(f)
+        text = elf.get_section_by_name(".text")
+        data, base = text.data(), text["sh_addr"]
+        rodata = elf.get_section_by_name(".rodata")
+        ro, ro_base = rodata.data(), rodata["sh_addr"]
+        symbols = {
+            s.name: (s["st_value"], s["st_size"])
+            for s in elf.get_section_by_name(".symtab").iter_symbols()
+            if s["st_info"]["type"] == "STT_FUNC" and s["st_size"] > 0
+        }
+    names = {start: name for name, (start, _) in symbols.items()}
+    starts = sorted(names)
+
+    def resolve(address: int) -> int | None:
+        i = bisect.bisect_right(starts, address) - 1
+        if i < 0:
+            return None
+        start = starts[i]
+        return start if address < start + symbols[names[start]][1] else None
+
+    def read_pointer(address: int) -> int | None:
+        off = address - ro_base
+        return int.from_bytes(ro[off : off + 8], "little") if 0 <= off <= len(ro) - 8 else None
+
+    decoder = Decoder(arch)
+    functions = {}
+    for name in PARAMS:
+        start, size = symbols[name]
+        code = data[start - base : start - base + size]
+        functions[start] = FunctionCode(name, ((start, start + size),), decoder.decode(code, start))
+    helper = symbols["sw_weight"][0]
+
+    def reason_for(caller: int, callee: int) -> DependencyReason | None:
+        if callee == helper:
+            return "custom-convention"
+        if ipa_ra and names[caller] in PARAMS and names.get(callee) in PARAMS:
+            return "ipa-ra"
+        return None
+
+    def arg_registers_of(callee: int) -> tuple[str, ...] | None:
+        n = PARAMS.get(names.get(callee, ""))
+        return None if n is None else abi.arg_registers[:n]
+
+    def return_registers_of(callee: int) -> tuple[str, ...] | None:
+        name = names.get(callee, "")
+        if name in VOID:
+            return ()
+        return abi.return_registers[:1] if name in PARAMS else None
+
+    report = analyse_registers(
+        arch,
+        functions,
+        resolve=resolve,
+        reason_for=reason_for,
+        noreturn={symbols["die"][0], symbols["exit"][0]},
+        arg_registers_of=arg_registers_of,
+        return_registers_of=return_registers_of,
+        read_pointer=read_pointer,
+    )
+    return Program(path, arch, symbols, names, functions, report)
+
+
+_CACHE: dict[str, Program] = {}
+
+
+def program(binary: str) -> Program:
+    if binary not in _CACHE:
+        _CACHE[binary] = load_program(binary)
+    return _CACHE[binary]
+
+
+X86_O2 = {
+    ("leaf_add", "chain", 0x11, ("rcx", "rsi", "r8"), "ipa-ra"),
+    ("leaf_add", "chain", 0x1C, ("rcx", "rdx", "rsi"), "ipa-ra"),
+    ("leaf_add", "chain", 0x32, ("rcx", "rdx", "rsi", "rdi"), "ipa-ra"),
+    ("leaf_mix", "chain", 0x27, ("rcx", "rdx", "rsi", "r9"), "ipa-ra"),
+    ("leaf_store", "store_twice", 0xA, ("rcx", "rdx", "rdi", "r8"), "ipa-ra"),
+    ("leaf_store", "store_twice", 0x16, ("rcx", "rdx", "r8"), "ipa-ra"),
+    ("tail", "via_tail", 0xA, ("rcx", "rdx"), "ipa-ra"),
+    # Through the tail call in `tail`: via_tail relies on leaf_mix too.
+    ("leaf_mix", "via_tail", 0xA, ("rcx", "rdx"), "ipa-ra"),
+    ("leaf_add", "checked", 0x9, ("rsi",), "ipa-ra"),
+    (
+        "sw_weight",
+        "bitmap_weight",
+        0x24,
+        ("rcx", "rdx", "rsi", "r8", "r9", "r10"),
+        "custom-convention",
+    ),
+}
+A64_O2 = {
+    ("leaf_add", "chain", 0x10, ("x2", "x4", "x5"), "ipa-ra"),
+    ("leaf_add", "chain", 0x1C, ("x2", "x3", "x4", "x5"), "ipa-ra"),
+    ("leaf_mix", "chain", 0x30, ("x1", "x3", "x4", "x5"), "ipa-ra"),
+    ("leaf_add", "chain", 0x3C, ("x1", "x3", "x4", "x5"), "ipa-ra"),
+    ("leaf_store", "store_twice", 0x10, ("x0", "x2", "x3", "x4"), "ipa-ra"),
+    ("leaf_store", "store_twice", 0x1C, ("x2", "x3", "x4"), "ipa-ra"),
+    ("tail", "via_tail", 0x10, ("x2", "x3"), "ipa-ra"),
+    ("leaf_mix", "via_tail", 0x10, ("x2", "x3"), "ipa-ra"),
+    ("leaf_add", "checked", 0xC, ("x1",), "ipa-ra"),
+    (
+        "sw_weight",
+        "bitmap_weight",
+        0x34,
+        ("x1", "x2", "x3", "x4", "x5", "x6"),
+        "custom-convention",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("binary", "expected"), [("regs-x86_64-O2", X86_O2), ("regs-aarch64-O2", A64_O2)]
+)
+def test_ipa_ra_builds_show_every_dependency(
+    binary: str, expected: set[tuple[str, str, int, tuple[str, ...], str]]
+) -> None:
+    prog = program(binary)
+    found = prog.dependents()
+    dispatch = {d for d in found if d[1] == "dispatch"}
+    assert found - dispatch == expected
+    # Every case of the jump table that calls a leaf keeps v/w (and the result) across it.
+    assert len(dispatch) == 10
+    assert all(d[0] in ("leaf_add", "leaf_mix") and d[4] == "ipa-ra" for d in dispatch)
+    assert not prog.report.artefacts
+
+
+@pytest.mark.parametrize(
+    "binary",
+    ["regs-x86_64-noipara", "regs-x86_64-pg", "regs-aarch64-noipara", "regs-aarch64-patchable"],
+)
+def test_builds_without_ipa_ra_only_depend_on_the_asm_helper(binary: str) -> None:
+    prog = program(binary)
+    found = prog.dependents()
+    assert {(d[0], d[1], d[4]) for d in found} == {
+        ("sw_weight", "bitmap_weight", "custom-convention")
+    }
+    assert not prog.report.artefacts
+
+
+@pytest.mark.parametrize(
+    ("binary", "expected"),
+    [
+        (
+            "regs-x86_64-O2",
+            {
+                "leaf_add": {"rax"},
+                "leaf_mix": {"rax", "rdi"},
+                "leaf_store": {"rsi"},
+                "tail": {"rax", "rdi", "rsi"},
+                "sw_weight": {"rax"},
+            },
+        ),
+        (
+            "regs-aarch64-O2",
+            {"leaf_add": {"x0"}, "leaf_mix": {"x0"}, "leaf_store": {"x1"}, "sw_weight": {"x0"}},
+        ),
+    ],
+)
+def test_clobber_sets(binary: str, expected: dict[str, set[str]]) -> None:
+    prog = program(binary)
+    for name, regs in expected.items():
+        use = prog.report.uses[prog.addr(name)]
+        assert set(use.clobbers) == regs, name
+        assert not use.callee_saved_clobbers, name
+    abi = get_abi(prog.arch)
+    # main calls printf, whose clobbers are unknown: the whole ABI set.
+    assert prog.report.uses[prog.addr("main")].clobbers == abi.call_clobbered
+
+
+@pytest.mark.parametrize("binary", ["regs-x86_64-O2", "regs-aarch64-O2"])
+def test_call_edges(binary: str) -> None:
+    prog = program(binary)
+    tail = prog.report.uses[prog.addr("tail")]
+    assert [(e.callee, e.kind) for e in tail.calls] == [(prog.addr("leaf_mix"), "tail-call")]
+    chain = prog.report.uses[prog.addr("chain")]
+    assert [prog.names[e.callee or 0] for e in chain.calls] == [
+        "leaf_add", "leaf_add", "leaf_mix", "leaf_add",
+    ]  # fmt: skip
+
+
+def test_jump_tables() -> None:
+    x86 = program("regs-x86_64-O2")
+    start = x86.addr("dispatch")
+    cfg = build_cfg(x86.functions[start].insns, x86.functions[start].ranges)
+    assert not any(b.jump_table for b in cfg.blocks.values())  # no read_pointer: unresolved
+    # Resolved through .rodata with the `cmp edi, 11; ja` bound.
+    facts_blocks = [b for b in _cfg(x86, "dispatch").blocks.values() if b.jump_table]
+    assert len(facts_blocks) == 1 and len(facts_blocks[0].successors) == 12
+    # arm64 dispatches through `ldrb; adr; add; br`: the cases are the orphan blocks.
+    a64 = program("regs-aarch64-O2")
+    guessed = [b for b in _cfg(a64, "dispatch").blocks.values() if b.guessed_targets]
+    assert len(guessed) == 1 and len(guessed[0].successors) >= 10
+
+
+def _cfg(prog: Program, name: str) -> Cfg:
+    start = prog.addr(name)
+    with prog.path.open("rb") as f:
+        rodata = ELFFile(f).get_section_by_name(".rodata")
+        ro, ro_base = rodata.data(), rodata["sh_addr"]
+
+    def read_pointer(address: int) -> int | None:
+        off = address - ro_base
+        return int.from_bytes(ro[off : off + 8], "little") if 0 <= off <= len(ro) - 8 else None
+
+    code = prog.functions[start]
+    return build_cfg(
+        code.insns, code.ranges, noreturn={prog.addr("die")}, read_pointer=read_pointer
+    )
+
+
+def test_noreturn_call_ends_block() -> None:
+    prog = program("regs-x86_64-O2")
+    cfg = _cfg(prog, "checked")
+    (block,) = [b for b in cfg.blocks.values() if b.insns[-1].target == prog.addr("die")]
+    assert block.successors == ()
+
+
+# --- plain values -------------------------------------------------------------------------
+
+
+def insn(
+    address: int,
+    reads: str = "",
+    writes: str = "",
+    flow: str = "fallthrough",
+    target: int | None = None,
+    saves: str = "",
+    restores: str = "",
+) -> Insn:
+    return Insn(
+        address, 1, "op", "", frozenset(reads.split()), frozenset(writes.split()),
+        flow, target, None, frozenset(saves.split()), frozenset(restores.split()),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def check(
+    code: dict[int, list[Insn]],
+    reasons: dict[tuple[int, int], DependencyReason],
+    expected: set[tuple[int, int, int, tuple[str, ...]]],
+    *,
+    noreturn: frozenset[int] = frozenset(),
+) -> RegisterReport:
+    """Analyse hand-made x86-64 functions; expected holds (callee, caller, site, registers)."""
+    functions = {
+        start: FunctionCode(f"f{start:x}", ((start, start + len(body)),), tuple(body))
+        for start, body in code.items()
+    }
+    report = analyse_registers(
+        "x86_64",
+        functions,
+        resolve=lambda a: a if a in code else None,
+        reason_for=lambda caller, callee: reasons.get((caller, callee)),
+        noreturn=noreturn,
+        arg_registers_of=lambda f: (),
+        return_registers_of=lambda f: ("rax",),
+    )
+    assert {(d.callee, d.caller, d.site, d.registers) for d in report.dependents} == expected
+    return report
+
+
+LEAF = [insn(0x100, "rdi", "rax"), insn(0x101, flow="return")]
+WRITES_RCX = [insn(0x200, "rdi", "rcx rax"), insn(0x201, flow="return")]
+
+
+def test_value_live_across_two_calls() -> None:
+    caller = [
+        insn(0x10, "", "rcx"),
+        insn(0x11, flow="call", target=0x100),
+        insn(0x12, flow="call", target=0x100),
+        insn(0x13, "rcx rax", "rax"),
+        insn(0x14, flow="return"),
+    ]
+    check(
+        {0x10: caller, 0x100: LEAF},
+        {(0x10, 0x100): "ipa-ra"},
+        {(0x100, 0x10, 0x11, ("rcx",)), (0x100, 0x10, 0x12, ("rcx",))},
+    )
+
+
+def test_clobbering_callee_kills_liveness() -> None:
+    # rcx is redefined by the second callee, so nothing is kept across the first call.
+    caller = [
+        insn(0x10, flow="call", target=0x100),
+        insn(0x11, flow="call", target=0x200),
+        insn(0x12, "rcx"),
+        insn(0x13, flow="return"),
+    ]
+    check({0x10: caller, 0x100: LEAF, 0x200: WRITES_RCX}, {(0x10, 0x100): "ipa-ra"}, set())
+
+
+def test_no_reason_is_an_artefact() -> None:
+    caller = [insn(0x10, flow="call", target=0x100), insn(0x11, "rcx"), insn(0x12, flow="return")]
+    report = check({0x10: caller, 0x100: LEAF}, {}, set())
+    assert [(a.site, a.registers, a.why) for a in report.artefacts] == [
+        (0x10, ("rcx",), "no-reason")
+    ]
+
+
+def test_transitive_and_tail_calls() -> None:
+    # 0x10 keeps rsi across a call to 0x300, which tail-calls the leaf 0x100.
+    middle = [insn(0x300, "", "rdi"), insn(0x301, flow="jump", target=0x100)]
+    caller = [insn(0x10, flow="call", target=0x300), insn(0x11, "rsi"), insn(0x12, flow="return")]
+    report = check(
+        {0x10: caller, 0x100: LEAF, 0x300: middle},
+        {(0x10, 0x300): "ipa-ra"},
+        {(0x300, 0x10, 0x10, ("rsi",)), (0x100, 0x10, 0x10, ("rsi",))},
+    )
+    assert report.uses[0x300].clobbers == {"rax", "rdi"}
+    assert [(e.callee, e.kind) for e in report.uses[0x300].calls] == [(0x100, "tail-call")]
+
+
+def test_noreturn_call_has_no_successor() -> None:
+    # Without the noreturn fact the read of rdx after the call would look like a dependency.
+    caller = [
+        insn(0x10, flow="call", target=0x100),
+        insn(0x11, flow="call", target=0x400),
+        insn(0x12, "rdx"),
+        insn(0x13, flow="return"),
+    ]
+    never = [insn(0x400, flow="trap")]
+    code = {0x10: caller, 0x100: LEAF, 0x400: never}
+    reasons: dict[tuple[int, int], DependencyReason] = {
+        (0x10, 0x100): "ipa-ra",
+        (0x10, 0x400): "ipa-ra",
+    }
+    check(code, reasons, {(0x100, 0x10, 0x10, ("rdx",)), (0x400, 0x10, 0x11, ("rdx",))})
+    check(code, reasons, set(), noreturn=frozenset({0x400}))
+
+
+def test_unknown_callee_clobbers_everything() -> None:
+    caller = [insn(0x10, "rax", flow="indirect-call"), insn(0x11, flow="return")]
+    report = check({0x10: caller}, {}, set())
+    assert report.uses[0x10].clobbers == get_abi("x86_64").call_clobbered
+    assert report.abi_argument_fallbacks == (0x10,)
+
+
+def test_callee_saved_written_without_save() -> None:
+    custom = [insn(0x10, "rax", "rbx"), insn(0x11, flow="return")]
+    saved = [
+        insn(0x20, "rbx", saves="rbx"),
+        insn(0x21, "", "rbx rdx", saves="rdx"),
+        insn(0x22, "", "rbx rdx", restores="rbx rdx"),
+        insn(0x23, flow="return"),
+    ]
+    report = check({0x10: custom, 0x20: saved}, {}, set())
+    assert report.uses[0x10].callee_saved_clobbers == {"rbx"}
+    assert not report.uses[0x20].callee_saved_clobbers
+    # rdx is pushed and popped: preserved, like rdi/rdx in __sw_hweight64.
+    assert report.uses[0x20].clobbers == frozenset()
