@@ -50,6 +50,12 @@ _ARG_ATTRIBUTES = _words(
     __malloc_like ____cacheline_aligned_in __guarded_by __pt_guarded_by __attribute_used__
     """
 )
+# Sparse address-space and type annotations (include/linux/compiler_types.h): blanked, but they
+# qualify types, not the function, so they are not reported as its attributes.
+_SPARSE = frozenset(
+    {"__user", "__iomem", "__rcu", "__percpu", "__force", "__bitwise", "__nocast", "__safe"}
+    | {"__kernel"}
+)
 # Attributes that put a function in `.init.text` / `.exit.text` (include/linux/init.h).
 INIT_ATTRIBUTES = frozenset(
     {"__init", "__exit", "__meminit", "__init_memblock", "__net_init", "__net_exit", "__head"}
@@ -407,6 +413,8 @@ class _Walker:
         found: list[str] = []
         for m in _WORD.finditer(prefix):
             w = m.group()
+            if w in _SPARSE:
+                continue
             if (w in _ATTRIBUTES or _INIT_LIKE.match(w)) and w not in found:
                 found.append(w)
         for m in re.finditer(r"__attribute__\s*\(\(\s*(\w+)", prefix):
@@ -429,10 +437,26 @@ class _Walker:
                     stack.append(child)
 
     def declared_names(self, decl: Node) -> Iterator[str]:
+        for n in self.declared(decl):
+            yield self.text(n)
+
+    def declared(self, decl: Node) -> Iterator[Node]:
+        """The names a declaration defines, including `DEFINE_MUTEX(name)`-style macros."""
+        type_node = decl.child_by_field_name("type")
+        if type_node is not None and type_node.type == "macro_type_specifier":
+            # `static DEFINE_RATELIMIT_STATE(rs, 1, 1);` parses as a macro type around `rs`.
+            inner = type_node.child_by_field_name("type")
+            name = (
+                _declarator_name(inner.named_children[0])
+                if inner and inner.named_children
+                else None
+            )
+            if name is not None:
+                yield name
         for d in decl.children_by_field_name("declarator"):
             n = _declarator_name(d)
-            if n is not None:
-                yield self.text(n)
+            if n is not None and not n.is_missing and n.end_byte > n.start_byte:
+                yield n
 
     # Data and macros ------------------------------------------------------------------------
 
@@ -440,7 +464,6 @@ class _Walker:
         words = [c for c in node.children if c.type == "storage_class_specifier"]
         storage = {self.text(c) for c in words}
         is_static = "static" in storage
-        declarators = node.children_by_field_name("declarator")
         type_node = node.child_by_field_name("type")
         if type_node is not None and type_node.type in (
             "struct_specifier",
@@ -450,17 +473,12 @@ class _Walker:
             self.tagged(type_node, _line(node), _end_line(node), is_static)
         if "extern" in storage:
             return
-        for d in declarators:
+        for n in self.declared(node):
             # A prototype declares a function; it defines no data.
-            if d.type == "function_declarator":
+            if n.parent is not None and n.parent.type == "function_declarator":
                 continue
-            n = _declarator_name(d)
-            if n is not None:
-                self.data_defs.append(
-                    DataDefinition(
-                        self.text(n), "variable", _line(node), _end_line(node), is_static
-                    )
-                )
+            line, end = _line(node), _end_line(node)
+            self.data_defs.append(DataDefinition(self.text(n), "variable", line, end, is_static))
 
     def tagged(self, node: Node, start: int, end: int, is_static: bool) -> None:
         name = node.child_by_field_name("name")

@@ -1,0 +1,550 @@
+"""What a patch, or an edited buffer, changes in C terms: functions, data, macros, or nothing.
+
+Hunks are mapped through the pre-image file (the source tree the kernel was built from), because
+the binary and its DWARF describe that file. Every change keeps the patch line that caused it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from klp_lsp.patch.diff import FileDiff, Hunk, Patch, Problem
+from klp_lsp.patch.source_map import (
+    DataDefinition,
+    DataKind,
+    FunctionExtent,
+    MacroDefinition,
+    SourceMap,
+    SourceParser,
+    code_tokens,
+)
+
+Status = Literal["changed", "added", "removed"]
+NoteKind = Literal[
+    "comment-only", "not-c", "new-file", "deleted-file", "binary", "renamed", "outside-definitions"
+]
+_C_SUFFIXES = (".c", ".h")
+K = TypeVar("K")
+T = TypeVar("T")
+# How far from its stated line a hunk may apply, like patch(1)'s offset search.
+_MAX_OFFSET = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionChange:
+    """A function whose body, signature or attributes a change touches.
+
+    Lines are those of the pre-image (of the post-image for an added function). `patch_line` is
+    the first changed line inside the function: in the patch file for a patch, in the new
+    buffer for `changes_between`.
+    """
+
+    name: str
+    binary_names: tuple[str, ...]
+    source_file: str
+    start_line: int
+    end_line: int
+    name_line: int
+    patch_file: str
+    patch_line: int
+    status: Status  # "added": new code, nothing to replace; "removed": the definition is gone
+    is_header: bool
+    is_init: bool
+    is_static: bool
+    is_inline: bool
+    attributes: tuple[str, ...]
+    macro: str | None  # "SYSCALL_DEFINE3" and the like
+    signature_changed: bool  # the tokens before the body's brace differ
+    static_locals_added: tuple[str, ...]
+    static_locals_removed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DataChange:
+    """A changed struct/union/enum/typedef or global variable definition."""
+
+    name: str
+    kind: DataKind
+    source_file: str
+    start_line: int
+    end_line: int
+    patch_file: str
+    patch_line: int
+    status: Status
+    is_header: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MacroUser:
+    """A function whose body names a macro."""
+
+    function: str
+    source_file: str
+    line: int  # the first line of the function that names the macro
+
+
+@dataclass(frozen=True, slots=True)
+class MacroChange:
+    """A changed `#define`, with the functions found to use it."""
+
+    name: str
+    source_file: str
+    start_line: int
+    end_line: int
+    patch_file: str
+    patch_line: int
+    status: Status
+    is_header: bool
+    users: tuple[MacroUser, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FileNote:
+    """A change that touches no definition: comments only, not C, a new file, and so on."""
+
+    kind: NoteKind
+    source_file: str
+    patch_file: str
+    patch_line: int
+    message: str
+
+
+Change = FunctionChange | DataChange | MacroChange | FileNote
+
+
+@dataclass(slots=True)
+class _Edits:
+    """Changed lines of one file, with positions on both sides.
+
+    `removed`: (pre line, post anchor, patch line); `added`: (post line, pre anchor, patch line).
+    An anchor k means "between lines k and k+1" of the other side.
+    """
+
+    removed: list[tuple[int, int, int]] = field(default_factory=list)
+    added: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+class ChangeMapper:
+    """Maps patches and buffer edits to changes; holds one parser for all files."""
+
+    def __init__(self) -> None:
+        self._parser = SourceParser()
+
+    def changes_from_patch(
+        self,
+        patches: Sequence[Patch],
+        source_root: Path | None,
+        macro_search: Sequence[Path] = (),
+    ) -> tuple[list[Change], list[Problem]]:
+        """The changes of a patch series against the pre-image files in `source_root`.
+
+        Later patches of a series apply on top of earlier ones, so their pre-image is the
+        earlier patches' post-image. `macro_search` lists files (relative to `source_root`, or
+        absolute) searched for users of macros that a header change touches.
+        """
+        changes: list[Change] = []
+        problems: list[Problem] = []
+        texts: dict[str, str | None] = {}  # path -> current text, None once deleted
+        added_by_series: set[tuple[str, str]] = set()
+        for patch in patches:
+            for fd in patch.files:
+                self._file_from_patch(
+                    patch.patch_file, fd, source_root, macro_search, texts, changes, problems
+                )
+        # A function added earlier in the series and changed later is still new code.
+        merged: list[Change] = []
+        for c in changes:
+            if isinstance(c, FunctionChange):
+                key = (c.source_file, c.name)
+                if c.status == "added":
+                    if key in added_by_series:
+                        continue
+                    added_by_series.add(key)
+                elif key in added_by_series:
+                    continue
+            merged.append(c)
+        return merged, problems
+
+    def changes_between(
+        self, path: str, old_text: str, new_text: str, macro_search: Sequence[Path] = ()
+    ) -> list[Change]:
+        """The changes from `old_text` (the file on disk) to `new_text` (an edited buffer).
+
+        `patch_file` of each change is `path` and `patch_line` a 1-based line of `new_text`.
+        """
+        old_lines = old_text.split("\n")
+        new_lines = new_text.split("\n")
+        edits = _Edits()
+        matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "equal":
+                continue
+            for i in range(i1, i2):
+                edits.removed.append((i + 1, j1, j1 + 1))
+            for j in range(j1, j2):
+                edits.added.append((j + 1, i1, j + 1))
+        if not edits.removed and not edits.added:
+            return []
+        if not path.endswith(_C_SUFFIXES):
+            return [FileNote("not-c", path, path, 1, f"{path} is not C source")]
+        return self._file_changes(path, old_text, new_text, edits, path, None, macro_search)
+
+    # --- one file of a patch ------------------------------------------------------------------
+
+    def _file_from_patch(
+        self,
+        patch_file: str,
+        fd: FileDiff,
+        source_root: Path | None,
+        macro_search: Sequence[Path],
+        texts: dict[str, str | None],
+        changes: list[Change],
+        problems: list[Problem],
+    ) -> None:
+        path = fd.path
+        line = fd.hunks[0].changes[0].patch_line if fd.hunks and fd.hunks[0].changes else 0
+        line = line or fd.patch_line
+        if fd.status == "binary":
+            changes.append(FileNote("binary", path, patch_file, fd.patch_line, f"{path}: binary"))
+            return
+        if fd.status == "renamed" and not fd.hunks:
+            msg = f"{fd.old_path} renamed to {fd.new_path}; no content change"
+            changes.append(FileNote("renamed", path, patch_file, fd.patch_line, msg))
+            return
+        if not path.endswith(_C_SUFFIXES):
+            msg = f"{path} is not C source; it changes no function"
+            changes.append(FileNote("not-c", path, patch_file, line, msg))
+            return
+        if fd.status == "added":
+            pre_text = ""
+            changes.append(
+                FileNote("new-file", path, patch_file, fd.patch_line, f"{path} is a new file")
+            )
+        else:
+            got = self._pre_image(path, source_root, texts, patch_file, fd.patch_line, problems)
+            if got is None:
+                return
+            pre_text = got
+        post_text, edits = _apply(pre_text, fd.hunks, path, patch_file, problems)
+        new_path = fd.new_path or path
+        texts[path] = post_text if fd.status != "deleted" else None
+        if fd.status == "renamed":
+            texts[new_path] = post_text
+        if fd.status == "deleted":
+            changes.append(
+                FileNote("deleted-file", path, patch_file, fd.patch_line, f"{path} is deleted")
+            )
+        changes.extend(
+            self._file_changes(
+                path, pre_text, post_text, edits, patch_file, source_root, macro_search
+            )
+        )
+
+    def _pre_image(
+        self,
+        path: str,
+        source_root: Path | None,
+        texts: dict[str, str | None],
+        patch_file: str,
+        patch_line: int,
+        problems: list[Problem],
+    ) -> str | None:
+        if path in texts:
+            text = texts[path]
+            if text is None:
+                problems.append(Problem(patch_file, patch_line, f"{path} was deleted earlier"))
+            return text
+        if source_root is None:
+            problems.append(
+                Problem(patch_file, patch_line, f"{path}: no source tree given to map hunks")
+            )
+            return None
+        file = source_root / path
+        try:
+            return file.read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError:
+            problems.append(
+                Problem(patch_file, patch_line, f"{path}: pre-image not found in {source_root}")
+            )
+            return None
+
+    # --- the mapping ------------------------------------------------------------------------
+
+    def _file_changes(
+        self,
+        path: str,
+        pre_text: str,
+        post_text: str,
+        edits: _Edits,
+        patch_file: str,
+        source_root: Path | None,
+        macro_search: Sequence[Path],
+    ) -> list[Change]:
+        first_line = min((p for *_, p in (*edits.removed, *edits.added)), default=0)
+        if code_tokens(pre_text) == code_tokens(post_text):
+            msg = f"{path}: only comments or white space change; no function changes"
+            return [FileNote("comment-only", path, patch_file, first_line, msg)]
+        pre = self._parser.parse(pre_text)
+        post = self._parser.parse(post_text)
+        pre_lines = pre_text.split("\n")
+        post_lines = post_text.split("\n")
+        is_header = path.endswith(".h")
+        out: list[Change] = []
+        covered: set[int] = set()  # patch lines inside some definition
+        sides = _Sides(edits, pre_lines, post_lines, covered)
+
+        fns = _pair([(f.name, f) for f in pre.functions], [(f.name, f) for f in post.functions])
+        for old, new, line in sides.changed(fns):
+            out.append(_function_change(path, patch_file, line, old, new, is_header))
+
+        data_pairs = _pair(
+            [((d.kind, d.name), d) for d in pre.data], [((d.kind, d.name), d) for d in post.data]
+        )
+        for old_d, new_d, line in sides.changed(data_pairs):
+            d = old_d or new_d
+            assert d is not None
+            status = _status(old_d, new_d)
+            out.append(
+                DataChange(
+                    d.name, d.kind, path, d.start_line, d.end_line, patch_file, line, status,
+                    is_header,
+                )
+            )  # fmt: skip
+
+        macro_pairs = _pair([(m.name, m) for m in pre.macros], [(m.name, m) for m in post.macros])
+        for old_m, new_m, line in sides.changed(macro_pairs):
+            m = old_m or new_m
+            assert m is not None
+            users = list(_macro_users(m.name, path, pre_text, pre))
+            if is_header and source_root is not None:
+                users += self._search_users(m.name, source_root, macro_search)
+            out.append(
+                MacroChange(
+                    m.name, path, m.start_line, m.end_line, patch_file, line,
+                    _status(old_m, new_m), is_header, tuple(users),
+                )
+            )  # fmt: skip
+
+        rest_removed = [(line, p) for line, _, p in edits.removed if p not in covered]
+        rest_added = [(line, p) for line, _, p in edits.added if p not in covered]
+        old_rest = "\n".join(pre_lines[line - 1] for line, _ in rest_removed)
+        new_rest = "\n".join(post_lines[line - 1] for line, _ in rest_added)
+        if code_tokens(old_rest) != code_tokens(new_rest):
+            first = min(p for _, p in (*rest_removed, *rest_added))
+            msg = f"{path}: a change outside any function, data or macro definition"
+            out.append(FileNote("outside-definitions", path, patch_file, first, msg))
+        if not out:
+            msg = f"{path}: only comments or white space change inside definitions"
+            out.append(FileNote("comment-only", path, patch_file, first_line, msg))
+        return out
+
+    def _search_users(self, macro: str, root: Path, files: Iterable[Path]) -> list[MacroUser]:
+        users: list[MacroUser] = []
+        word = re.compile(rf"\b{re.escape(macro)}\b")
+        for f in files:
+            full = f if f.is_absolute() else root / f
+            try:
+                text = full.read_text(encoding="utf-8", errors="surrogateescape")
+            except OSError:
+                continue
+            if not word.search(text):
+                continue
+            rel = str(full.relative_to(root)) if full.is_relative_to(root) else str(full)
+            users.extend(_macro_users(macro, rel, text, self._parser.parse(text)))
+        return users
+
+
+def changes_from_patch(
+    patches: Sequence[Patch], source_root: Path | None, macro_search: Sequence[Path] = ()
+) -> tuple[list[Change], list[Problem]]:
+    """The changes of a patch series against `source_root` (see `ChangeMapper`)."""
+    return ChangeMapper().changes_from_patch(patches, source_root, macro_search)
+
+
+def changes_between(path: str, old_text: str, new_text: str) -> list[Change]:
+    """The changes from a file on disk to an edited buffer (see `ChangeMapper`)."""
+    return ChangeMapper().changes_between(path, old_text, new_text)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+Definition = TypeVar("Definition", FunctionExtent, DataDefinition, MacroDefinition)
+
+
+@dataclass(slots=True)
+class _Sides:
+    """The edits of one file seen from definitions on either side."""
+
+    edits: _Edits
+    pre_lines: list[str]
+    post_lines: list[str]
+    covered: set[int]  # patch lines found inside some definition
+
+    def hits(self, d: FunctionExtent | DataDefinition | MacroDefinition, pre: bool) -> list[int]:
+        """Patch lines of the edits inside `d`, a definition of the pre- or post-image."""
+        own, other = (
+            (self.edits.removed, self.edits.added)
+            if pre
+            else (self.edits.added, self.edits.removed)
+        )
+        found = [p for line, _, p in own if d.start_line <= line <= d.end_line]
+        # An anchor k is a change between lines k and k+1, inside `d` only if both are.
+        found += [p for _, k, p in other if d.start_line <= k < d.end_line]
+        return found
+
+    def changed(
+        self, pairs: list[tuple[Definition | None, Definition | None]]
+    ) -> Iterable[tuple[Definition | None, Definition | None, int]]:
+        """The pairs whose code tokens differ, with the first patch line that touches them."""
+        for old, new in pairs:
+            found = (self.hits(old, True) if old else []) + (self.hits(new, False) if new else [])
+            if not found:
+                continue
+            self.covered.update(found)
+            if (
+                old
+                and new
+                and _span_tokens(self.pre_lines, old) == _span_tokens(self.post_lines, new)
+            ):
+                continue
+            yield old, new, min(found)
+
+
+def _apply(
+    pre_text: str, hunks: Sequence[Hunk], path: str, patch_file: str, problems: list[Problem]
+) -> tuple[str, _Edits]:
+    """Apply hunks to the pre-image, finding each at an offset if needed, like patch(1)."""
+    pre = pre_text.split("\n") if pre_text else []
+    out: list[str] = []
+    edits = _Edits()
+    pos = 0  # next pre-image index to copy
+    for h in hunks:
+        want = (h.old_start - 1) if h.old_count else h.old_start
+        at = _find(pre, list(h.old_lines), want, pos)
+        if at is None:
+            problems.append(
+                Problem(patch_file, h.patch_line, f"hunk does not apply to {path} in the tree")
+            )
+            continue
+        if at != want:
+            problems.append(
+                Problem(
+                    patch_file, h.patch_line, f"hunk applies to {path} at offset {at - want:+d}"
+                )
+            )
+        out.extend(pre[pos:at])
+        pos = at
+        # Hunk numbering: a removed line's `old_line` is its pre-image line as the patch saw it,
+        # an added line's `old_line` the pre-image line it follows; `shift` moves both to `at`.
+        shift = at - want
+        removed = {c.old_line + shift: c for c in h.changes if c.kind == "removed"}
+        added = [c for c in h.changes if c.kind == "added"]
+        k = 0
+        for text in h.old_lines:
+            while k < len(added) and added[k].old_line + shift <= pos:
+                out.append(added[k].text)
+                edits.added.append((len(out), pos, added[k].patch_line))
+                k += 1
+            gone = removed.get(pos + 1)
+            if gone is not None:
+                edits.removed.append((pos + 1, len(out), gone.patch_line))
+            else:
+                out.append(text)
+            pos += 1
+        for c in added[k:]:
+            out.append(c.text)
+            edits.added.append((len(out), pos, c.patch_line))
+    out.extend(pre[pos:])
+    return "\n".join(out), edits
+
+
+def _find(pre: list[str], old: list[str], want: int, lowest: int) -> int | None:
+    """The index where `old` occurs in `pre`, nearest to `want`, not before `lowest`."""
+    if not old:
+        return max(min(want, len(pre)), lowest)
+    n = len(old)
+    for delta in range(_MAX_OFFSET):
+        for at in (want + delta, want - delta) if delta else (want,):
+            if lowest <= at <= len(pre) - n and pre[at : at + n] == old:
+                return at
+    return None
+
+
+def _pair(old: list[tuple[K, T]], new: list[tuple[K, T]]) -> list[tuple[T | None, T | None]]:
+    """Pair definitions by key, the n-th old one with the n-th new one of the same key."""
+    pairs: list[tuple[T | None, T | None]] = []
+    pending: dict[K, list[T]] = {}
+    for key, item in new:
+        pending.setdefault(key, []).append(item)
+    for key, item in old:
+        match = pending.get(key)
+        pairs.append((item, match.pop(0) if match else None))
+    for items in pending.values():
+        pairs.extend((None, item) for item in items)
+    return pairs
+
+
+def _status(old: object | None, new: object | None) -> Status:
+    if old is None:
+        return "added"
+    if new is None:
+        return "removed"
+    return "changed"
+
+
+def _span_tokens(
+    lines: list[str], d: FunctionExtent | DataDefinition | MacroDefinition
+) -> tuple[str, ...]:
+    return code_tokens("\n".join(lines[d.start_line - 1 : d.end_line]))
+
+
+def _function_change(
+    path: str,
+    patch_file: str,
+    patch_line: int,
+    old: FunctionExtent | None,
+    new: FunctionExtent | None,
+    is_header: bool,
+) -> FunctionChange:
+    f = old or new
+    assert f is not None
+    old_locals = set(old.static_locals) if old else set()
+    new_locals = set(new.static_locals) if new else set()
+    both = old is not None and new is not None
+    return FunctionChange(
+        name=f.name,
+        binary_names=f.binary_names,
+        source_file=path,
+        start_line=f.start_line,
+        end_line=f.end_line,
+        name_line=f.name_line,
+        patch_file=patch_file,
+        patch_line=patch_line,
+        status=_status(old, new),
+        is_header=is_header,
+        # A function that is `__init` before or after the patch is init code either way.
+        is_init=any(x is not None and x.is_init for x in (old, new)),
+        is_static=f.is_static,
+        is_inline=f.is_inline,
+        attributes=f.attributes,
+        macro=f.macro,
+        signature_changed=old is not None and new is not None and old.signature != new.signature,
+        static_locals_added=tuple(sorted(new_locals - old_locals)) if both else (),
+        static_locals_removed=tuple(sorted(old_locals - new_locals)) if both else (),
+    )
+
+
+def _macro_users(macro: str, path: str, text: str, smap: SourceMap) -> Iterable[MacroUser]:
+    word = re.compile(rf"\b{re.escape(macro)}\b")
+    lines = text.split("\n")
+    for f in smap.functions:
+        for i in range(f.start_line - 1, f.end_line):
+            if word.search(lines[i]):
+                yield MacroUser(f.name, path, i + 1)
+                break
