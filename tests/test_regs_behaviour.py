@@ -1,0 +1,91 @@
+"""Behavioural check of the register analysis: poison registers at a callee's returns, run.
+
+Each fixture program links tests/fixtures/regs/poison.c: with KLP_POISON_REG and
+KLP_POISON_AT it puts a trap on the given return instructions of F, and its SIGTRAP handler
+performs the return with a poison value in the register. The program's output may change only
+for (F, register) pairs that the analysis reports as register dependents, and must change for
+every reported pair (each value the fixture keeps across a call reaches the output). x86-64
+programs run natively, arm64 ones under qemu-aarch64.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from klp_lsp.binary.abi import get_abi
+from test_registers import PARAMS, VOID, Program, program
+
+# Functions poisoned at their returns: every function of regs.c that returns (not main, whose
+# return only ends the program) plus the asm helper.
+POISONED = tuple(n for n in PARAMS if n not in ("main", "die"))
+
+
+def _runner(arch: str) -> list[str]:
+    if arch == "x86_64":
+        if platform.machine() != "x86_64":
+            pytest.skip("x86-64 fixtures run natively only on x86-64")
+        return []
+    if platform.machine() == "aarch64":
+        return []
+    qemu = shutil.which("qemu-aarch64")
+    if qemu is None:
+        pytest.skip("qemu-aarch64 is not installed (Debian package qemu-user)")
+    return [qemu]
+
+
+def _run(cmd: list[str], reg: str | None = None, at: tuple[int, ...] = ()) -> str:
+    env = dict(os.environ)
+    if reg is not None:
+        env["KLP_POISON_REG"] = reg
+        env["KLP_POISON_AT"] = ",".join(f"{a:x}" for a in at)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+    return f"{proc.returncode}\n{proc.stdout}"
+
+
+def _returns(prog: Program, name: str) -> tuple[int, ...]:
+    code = prog.functions[prog.addr(name)]
+    return tuple(i.address for i in code.insns if i.flow == "return")
+
+
+@pytest.mark.parametrize(
+    "binary",
+    [
+        "regs-x86_64-O2",
+        "regs-x86_64-noipara",
+        "regs-x86_64-pg",
+        "regs-aarch64-O2",
+        "regs-aarch64-noipara",
+        "regs-aarch64-patchable",
+    ],
+)
+def test_poisoning_changes_output_exactly_for_reported_pairs(binary: str) -> None:
+    prog = program(binary)
+    cmd = [*_runner(prog.arch), str(prog.path)]
+    baseline = _run(cmd)
+    assert baseline.startswith("0\nchain ")
+    abi = get_abi(prog.arch)
+    reported = {(prog.names[d.callee], reg) for d in prog.report.dependents for reg in d.registers}
+    jobs: list[tuple[str, str, tuple[int, ...]]] = []
+    for name in POISONED:
+        returns = _returns(prog, name)
+        if not returns:
+            continue  # `tail` ends in a tail call: its callee's returns are its returns.
+        carried = set() if name in VOID else {abi.return_registers[0]}
+        for reg in sorted(abi.call_clobbered - carried):
+            jobs.append((name, reg, returns))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outputs = list(pool.map(lambda job: _run(cmd, job[1], job[2]), jobs))
+    changed = {
+        (name, reg) for (name, reg, _), out in zip(jobs, outputs, strict=True) if out != baseline
+    }
+    tested = {(name, reg) for name, reg, _ in jobs}
+    assert changed <= reported, f"output changed for unreported pairs {sorted(changed - reported)}"
+    assert reported & tested <= changed, (
+        f"reported pairs with no effect on output {sorted((reported & tested) - changed)}"
+    )
+    assert len(jobs) >= 60
