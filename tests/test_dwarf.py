@@ -19,7 +19,7 @@ import pytest
 from elftools.dwarf.compileunit import CompileUnit as PyCU
 from elftools.dwarf.die import DIE
 from elftools.dwarf.dwarf_expr import DWARFExprParser
-from elftools.dwarf.dwarfinfo import DWARFInfo
+from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 from elftools.dwarf.locationlists import (
     BaseAddressEntry,
     LocationEntry,
@@ -68,6 +68,31 @@ def open_pair(path: Path) -> tuple[DwarfData, DWARFInfo, model.Arch]:
             sections[name] = desc.stream.getvalue()
     arch = _arch(elf)
     return DwarfData(sections, arch, str(path)), dwarfinfo, arch
+
+
+def dwarfinfo_from_sections(sections: dict[str, bytes], arch: model.Arch) -> DWARFInfo:
+    """pyelftools' DWARFInfo over sections relocated elsewhere (binary/elf.py for modules)."""
+
+    def desc(name: str) -> DebugSectionDescriptor | None:
+        data = sections.get(name)
+        if not data:
+            return None
+        return DebugSectionDescriptor(io.BytesIO(data), name, 0, len(data), 0)
+
+    secs = {name[1:] + "_sec": desc(name) for name in _SECTIONS}
+    machine = "x64" if arch == "x86_64" else "AArch64"
+    return DWARFInfo(
+        config=DwarfConfig(little_endian=True, machine_arch=machine, default_address_size=8),
+        debug_aranges_sec=None,
+        debug_frame_sec=None,
+        eh_frame_sec=None,
+        debug_pubtypes_sec=None,
+        debug_pubnames_sec=None,
+        debug_sup_sec=None,
+        gnu_debugaltlink_sec=None,
+        debug_types_sec=None,
+        **secs,
+    )
 
 
 # --- the slow path ------------------------------------------------------------------------------
@@ -331,9 +356,22 @@ def assert_same(fast: model.CuFacts, slow: model.CuFacts) -> None:
         assert f2 == s2
 
 
-def differential(path: Path, names: set[str] | None = None, every: int = 1) -> int:
-    """Compare fast and slow scans on the chosen CUs of `path`; return how many were compared."""
-    fast, dwarfinfo, arch = open_pair(path)
+def differential(
+    path: Path, names: set[str] | None = None, every: int = 1, use_elf_layer: bool = False
+) -> int:
+    """Compare fast and slow scans on the chosen CUs of `path`; return how many were compared.
+
+    With `use_elf_layer`, both read the sections binary/elf.py relocated (fast for big modules).
+    """
+    if use_elf_layer:
+        from klp_lsp.binary.elf import ElfBinary
+
+        with ElfBinary.open(path) as elf:
+            sections, arch = elf.get_dwarf_sections(), elf.arch
+        fast = DwarfData(sections, arch, str(path))
+        dwarfinfo = dwarfinfo_from_sections(sections, arch)
+    else:
+        fast, dwarfinfo, arch = open_pair(path)
     headers = {h.offset: h for h in fast.list_units()}
     n = 0
     for i, cu in enumerate(dwarfinfo.iter_CUs()):
@@ -466,6 +504,9 @@ def _fixture_files() -> list[Path]:
 @pytest.mark.parametrize("path", _fixture_files(), ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_fixture_differential(path: Path) -> None:
     assert differential(path) >= 1
+    if path.suffix == ".ko":
+        # The same comparison over the sections binary/elf.py relocated.
+        assert differential(path, use_elf_layer=True) >= 1
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -525,6 +566,17 @@ def test_corpus_differential(arch: str) -> None:
 
 @corpus
 @pytest.mark.corpus
+@pytest.mark.slow
+def test_corpus_module_differential() -> None:
+    """xfs.ko, relocated by binary/elf.py, on a few of its CUs."""
+    assert CORPUS is not None
+    path = Path(CORPUS) / "amd64" / "modules" / "fs" / "xfs" / "xfs.ko"
+    names = {"fs/xfs/xfs_inode.c", "fs/xfs/xfs_trace.c", "fs/xfs/libxfs/xfs_bmap.c"}
+    assert differential(path, names=names, use_elf_layer=True) == len(names)
+
+
+@corpus
+@pytest.mark.corpus
 def test_corpus_census() -> None:
     """Counts over the whole amd64 vmlinux agree with the census in KERNEL_FACTS."""
     assert CORPUS is not None
@@ -541,3 +593,66 @@ def test_corpus_census() -> None:
         sites += len(facts.inline_sites)
     assert 240_000 < subs < 260_000
     assert 300_000 < sites < 320_000
+
+
+# --- facts of the fixture kernels (tests/fixtures/README.md) -------------------------------------
+
+_LOW_PC = {  # symbol value; arm64 DW_AT_low_pc sits after the two patchable-entry NOPs
+    "x86_64": {"demo_req_cost.isra.0": 0xFFFFFFFF81000060, "demo_submit": 0xFFFFFFFF81000190},
+    "arm64": {
+        "demo_req_cost.isra.0": 0xFFFF800008000080 + 8,
+        "demo_submit": 0xFFFF800008000280 + 8,
+    },
+}
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason="fixtures not built")
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_fixture_facts(arch: str) -> None:
+    from klp_lsp.binary.elf import ElfBinary
+
+    with ElfBinary.open(FIXTURES / arch / "vmlinux") as elf:
+        dwarf = DwarfData(elf.get_dwarf_sections(), elf.arch, "vmlinux")
+    units = {u.name: u for u in dwarf.list_units()}
+    assert units["kernel/demo_sched.c"].version == 4
+    assert units["kernel/demo_core.c"].version == 5
+    assert units["kernel/demo_core.c"].comp_dir == "/usr/src/linux-klp-demo"
+    if arch == "x86_64":
+        assert units["arch/x86/lib/hweight.S"].is_asm
+
+    core = dwarf.scan_unit(units["kernel/demo_core.c"].offset)
+    subs = {s.die_offset: s for s in core.subprograms}
+    concrete = {s.ranges[0][0]: s for s in core.subprograms if s.ranges}
+
+    # The isra clone has no DWARF name of its own; its name comes through DW_AT_abstract_origin.
+    clone = concrete[_LOW_PC[arch]["demo_req_cost.isra.0"]]
+    assert clone.abstract_origin is not None and clone.name == "demo_req_cost"
+    assert clone.decl_file == "kernel/demo_core.c" and not clone.external
+
+    # demo_submit: demo_account_twice (155) -> demo_account (62, 63); demo_lookup (157).
+    submit = concrete[_LOW_PC[arch]["demo_submit"]]
+    assert submit.name == "demo_submit" and submit.external
+    sites = [s for s in core.inline_sites if s.container == submit.die_offset]
+    top = sorted((subs[s.origin].name, s.call_line) for s in sites if s.parent is None)
+    assert top == [("demo_account_twice", 155), ("demo_lookup", 157)]
+    twice = next(s for s in sites if s.parent is None and s.call_line == 155)
+    inner = sorted(
+        s.call_line
+        for s in sites
+        if s.parent == twice.die_offset and subs[s.origin].name == "demo_account"
+    )
+    assert inner == [62, 63]
+    assert all(s.call_file == "kernel/demo_core.c" for s in sites if s.parent is None)
+
+    # demo_mix32 is declared in a header and inlined into demo_hash of three CUs.
+    mix = [s for s in core.subprograms if s.name == "demo_mix32"]
+    assert mix and mix[0].decl_file == "include/linux/demo_inline.h"
+    sched = dwarf.scan_unit(units["kernel/demo_sched.c"].offset)
+    sched_subs = {s.die_offset: s for s in sched.subprograms}
+    assert {sched_subs[s.origin].name for s in sched.inline_sites} >= {"demo_mix32"}
+    assert {s.call_line for s in sched.inline_sites} >= {18, 30}
+    assert all(s.call_file == "kernel/demo_sched.c" for s in sched.inline_sites if s.parent is None)
+
+    # panic is __noreturn.
+    panic = dwarf.scan_unit(units["kernel/panic_demo.c"].offset)
+    assert any(s.name == "panic" and s.noreturn and s.ranges for s in panic.subprograms)
