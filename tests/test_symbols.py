@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from klp_lsp.analysis.symbols import assign_sympos, group_aliases
+from klp_lsp.analysis.symbols import assign_sympos, find_symbol_start, group_aliases
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.model import Binding, ElfSymbol
 
@@ -111,3 +111,12 @@ def test_corpus_sympos(arch: str) -> None:
     aliases = group_aliases(functions)
     if arch == "amd64":
         assert ("__do_sys_fork", "__ia32_sys_fork", "__x64_sys_fork") in aliases.values()
+
+
+def test_find_symbol_start() -> None:
+    starts = {0x1000, 0x2000}
+    assert find_symbol_start(0x1000, starts, "x86_64") == 0x1000
+    assert find_symbol_start(0x1008, starts, "x86_64") is None
+    assert find_symbol_start(0x1008, starts, "aarch64") == 0x1000  # after the two NOPs
+    assert find_symbol_start(0x2000, starts, "aarch64") == 0x2000  # notrace: no NOPs
+    assert find_symbol_start(0x1004, starts, "aarch64") is None

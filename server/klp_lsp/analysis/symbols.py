@@ -1,11 +1,11 @@
-"""Livepatch symbol facts: `sympos` as the kernel counts it, and aliases sharing one address."""
+"""Livepatch symbol facts: `sympos` as the kernel counts it, aliases, DWARF-to-symbol matching."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
-from klp_lsp.model import ElfSymbol
+from klp_lsp.model import Arch, ElfSymbol
 
 
 def assign_sympos(symbols: Iterable[ElfSymbol]) -> dict[tuple[str, int], int]:
@@ -41,3 +41,19 @@ def group_aliases(symbols: Iterable[ElfSymbol]) -> dict[int, tuple[str, ...]]:
     return {
         address: tuple(sorted(names)) for address, names in by_address.items() if len(names) > 1
     }
+
+
+# GCC emits the `-fpatchable-function-entry=2` NOPs before the function's DWARF entry label, so
+# on arm64 DW_AT_low_pc is the symbol address + 8 (Debian 6.1: `vfs_read` is at
+# 0xffff8000083a0710, its DW_AT_low_pc 0xffff8000083a0718; every patchable function of xfs.ko
+# likewise). A function without the NOPs (notrace, no ftrace flags) keeps low_pc == symbol.
+_PATCHABLE_ENTRY_BYTES = 8
+
+
+def find_symbol_start(low_pc: int, starts: Set[int], arch: Arch) -> int | None:
+    """The FUNC symbol address that a DW_TAG_subprogram's DW_AT_low_pc belongs to, or None."""
+    if low_pc in starts:
+        return low_pc
+    if arch == "aarch64" and low_pc - _PATCHABLE_ENTRY_BYTES in starts:
+        return low_pc - _PATCHABLE_ENTRY_BYTES
+    return None
