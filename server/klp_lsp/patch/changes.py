@@ -285,7 +285,9 @@ class ChangeMapper:
         source_root: Path | None,
         macro_search: Sequence[Path],
     ) -> list[Change]:
-        first_line = min((p for *_, p in (*edits.removed, *edits.added)), default=0)
+        if not edits.removed and not edits.added:
+            return []
+        first_line = min(p for *_, p in (*edits.removed, *edits.added))
         if code_tokens(pre_text) == code_tokens(post_text):
             msg = f"{path}: only comments or white space change; no function changes"
             return [FileNote("comment-only", path, patch_file, first_line, msg)]
