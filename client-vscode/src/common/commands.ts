@@ -124,14 +124,14 @@ function textOf(result: unknown): string {
     throw new Error(`unexpected result from the server: ${JSON.stringify(result)}`);
 }
 
-/** Show Markdown in the preview; the untitled document stays open for copying. */
+/** Show a Markdown report in the preview beside the editor, else as an untitled document. */
 async function openMarkdown(content: string): Promise<void> {
     const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content });
-    await vscode.window.showTextDocument(doc, { preview: false, viewColumn: vscode.ViewColumn.Beside });
     try {
-        await vscode.commands.executeCommand('markdown.showPreview', doc.uri);
+        await vscode.commands.executeCommand('markdown.showPreviewToSide', doc.uri);
     } catch {
         // Without the built-in Markdown extension the plain document is the report.
+        await vscode.window.showTextDocument(doc, { preview: false, viewColumn: vscode.ViewColumn.Beside });
     }
 }
 

@@ -2,7 +2,10 @@
 
 import * as vscode from 'vscode';
 import {
+    CloseAction,
     DynamicFeature,
+    ErrorAction,
+    ErrorHandler,
     ExecuteCommandOptions,
     ExecuteCommandRequest,
     LanguageClient,
@@ -27,6 +30,9 @@ export const DOCUMENT_SELECTOR = [
     { language: 'diff' },
     { scheme: 'file', pattern: '**/*.{patch,diff}' },
 ];
+
+const MAX_CRASHES = 3;
+const CRASH_WINDOW_MS = 3 * 60 * 1000;
 
 const OWN_COMMANDS: ReadonlySet<string> = new Set(Object.values(ServerCommands));
 
@@ -87,7 +93,11 @@ export class ServerManager implements vscode.Disposable {
         } catch (error) {
             this.client = undefined;
             void client.dispose(2000).catch(() => undefined);
-            this.reportStartFailure(`${describeServerCommand(cmd)}: ${errorMessage(error)}`);
+            const hint =
+                cmd.source === 'python'
+                    ? ` Is klp-lsp installed for ${cmd.command} (pip install klp-lsp)? Or set klp-lsp.server.command.`
+                    : '';
+            this.reportStartFailure(`${describeServerCommand(cmd)}: ${errorMessage(error)}.${hint}`);
             return;
         }
         const info = client.initializeResult?.serverInfo;
@@ -112,8 +122,9 @@ export class ServerManager implements vscode.Disposable {
             // klp-lsp setting changes, which is how a pygls server learns that it should pull again.
             // eslint-disable-next-line @typescript-eslint/no-deprecated -- the server relies on the notification
             synchronize: { configurationSection: SECTION },
-            // The first failed start must not loop: restart is the user's choice.
-            connectionOptions: { maxRestartCount: 0 },
+            // A failed start is reported once, by reportStartFailure, not by the client as well.
+            initializationFailedHandler: () => false,
+            errorHandler: this.errorHandler(() => client),
         };
         const client = new LanguageClient(SERVER_ID, SERVER_NAME, serverOptions, clientOptions);
         keepPaletteCommands(client);
@@ -134,6 +145,43 @@ export class ServerManager implements vscode.Disposable {
     }
 
     /** Log the failure and offer the log; does not wait for the user, so restart stays free. */
+    /**
+     * A server that dies before it answered `initialize` is a start failure (reported by
+     * doRestart); one that dies later is restarted up to MAX_CRASHES times in CRASH_WINDOW_MS,
+     * then reported with the log and a restart button.
+     */
+    private errorHandler(current: () => LanguageClient): ErrorHandler {
+        const crashes: number[] = [];
+        return {
+            error: () => ({ action: ErrorAction.Continue, handled: true }),
+            closed: () => {
+                if (current().initializeResult === undefined) {
+                    return { action: CloseAction.DoNotRestart, handled: true };
+                }
+                const now = Date.now();
+                crashes.push(now);
+                while (crashes.length > 0 && (crashes[0] ?? now) < now - CRASH_WINDOW_MS) {
+                    crashes.shift();
+                }
+                if (crashes.length <= MAX_CRASHES) {
+                    this.log.warn(`The server exited; restarting it (${crashes.length} of ${MAX_CRASHES})`);
+                    return { action: CloseAction.Restart, handled: true };
+                }
+                this.log.error(`The server exited ${crashes.length} times in ${CRASH_WINDOW_MS / 60000} minutes`);
+                void vscode.window
+                    .showErrorMessage('klp-lsp: the language server keeps exiting.', 'Show Logs', 'Restart')
+                    .then((choice) => {
+                        if (choice === 'Show Logs') {
+                            this.log.show();
+                        } else if (choice === 'Restart') {
+                            void this.restart();
+                        }
+                    });
+                return { action: CloseAction.DoNotRestart, handled: true };
+            },
+        };
+    }
+
     private reportStartFailure(message: string): void {
         this.log.error(`The language server could not start: ${message}`);
         this.status.showText('$(error) klp-lsp: not running', message, true);

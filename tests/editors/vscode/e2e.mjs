@@ -1,0 +1,222 @@
+// Drives a running code-server in headless Chromium: opens the fixture patch, waits for
+// klp-lsp's squiggle, hovers a function, opens a C file and waits for a code lens, runs the
+// skeleton command. Every wait polls with a timeout; screenshots go to KLP_E2E_ARTIFACTS.
+import { createRequire } from 'node:module';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+const require = createRequire(path.join(process.env.KLP_PLAYWRIGHT_DIR ?? '.', 'package.json'));
+const { chromium } = require('playwright-core');
+
+const env = (name) => {
+    const value = process.env[name];
+    if (!value) {
+        throw new Error(`${name} is not set`);
+    }
+    return value;
+};
+const URL = env('KLP_E2E_URL');
+const WORKSPACE = env('KLP_E2E_WORKSPACE');
+const ARTIFACTS = env('KLP_E2E_ARTIFACTS');
+const HOVER_WORD = env('KLP_E2E_HOVER_WORD');
+const TIMEOUT = Number(process.env.KLP_E2E_TIMEOUT_MS ?? 120000);
+// What the hover card must show; by default the hovered name itself.
+const HOVER_EXPECT = new RegExp(process.env.KLP_E2E_HOVER_EXPECT ?? `\\b${HOVER_WORD}\\b`);
+const relative = (p) => (path.isAbsolute(p) ? path.relative(WORKSPACE, p) : p);
+const PATCH = relative(env('KLP_E2E_PATCH'));
+const CFILE = relative(env('KLP_E2E_CFILE'));
+
+const results = { checks: [] };
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+const note = (name, detail) => {
+    results.checks.push({ name, detail, at: elapsed() });
+    console.log(`[e2e] ok: ${name} (${elapsed()})${detail ? `: ${detail}` : ''}`);
+};
+
+const browser = await chromium.launch({
+    executablePath: process.env.KLP_CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        '--disable-dev-shm-usage',
+    ],
+});
+const context = await browser.newContext({ viewport: { width: 1400, height: 860 } });
+const page = await context.newPage();
+const shot = (name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+
+let failed = false;
+try {
+    await page.goto(URL, { waitUntil: 'domcontentloaded' });
+    await page.locator('.monaco-workbench').waitFor({ timeout: TIMEOUT });
+    await page.locator('.explorer-folders-view, .explorer-viewlet').first().waitFor({ timeout: TIMEOUT });
+    note('workbench loaded');
+
+    if (process.env.KLP_E2E_EXPECT_START_FAILURE === '1') {
+        await checkStartFailure();
+        throw Symbol.for('done');
+    }
+
+    await openFile(PATCH);
+    const activeEditor = page.locator('.editor-group-container.active .monaco-editor').first();
+    const squiggle = activeEditor.locator('.squiggly-error, .squiggly-warning, .squiggly-info, .squiggly-hint');
+    await squiggle.first().waitFor({ state: 'attached', timeout: TIMEOUT });
+    note('squiggle on the patch', `${await squiggle.count()} decoration(s)`);
+    await shot('1-patch-squiggle');
+
+    const hoverText = await hover(activeEditor, HOVER_WORD);
+    if (!HOVER_EXPECT.test(hoverText)) {
+        throw new Error(`the hover on ${HOVER_WORD} does not match ${HOVER_EXPECT}: ${hoverText}`);
+    }
+    note('hover card', hoverText.replace(/\s+/g, ' ').slice(0, 200));
+    results.hover = hoverText;
+    await shot('2-hover');
+    await shot('readme');
+    await page.mouse.move(5, 400);
+    await page.keyboard.press('Escape');
+
+    results.statusBar = await statusText();
+    note('status bar', results.statusBar);
+
+    await runCommand('klp-lsp: Generate Livepatch Skeleton');
+    const untitled = page.locator('.tab.active', { hasText: 'Untitled' });
+    await untitled.waitFor({ timeout: TIMEOUT });
+    const language = page.locator('.statusbar-item[id="status.editor.mode"]');
+    await waitFor(async () => (await language.innerText()).trim() === 'C', 'the skeleton editor to be C');
+    note('skeleton command opened an untitled C editor');
+    await shot('3-skeleton');
+
+    await openFile(CFILE);
+    const lens = page.locator('.editor-group-container.active .codelens-decoration');
+    await waitFor(async () => (await lens.count()) > 0 && (await lens.first().innerText()).trim() !== '',
+        'a code lens on the C file');
+    results.codeLens = (await lens.first().innerText()).trim();
+    note('code lens on the C file', results.codeLens);
+    await shot('4-codelens');
+
+    // The lens runs klp-lsp.showFunctionReport; the report opens as a Markdown preview.
+    await lens.first().locator('a').first().click();
+    const preview = page.locator('.tab', { hasText: /Preview/ });
+    await preview.first().waitFor({ timeout: TIMEOUT });
+    // The preview is a webview: an iframe whose active frame holds the rendered Markdown.
+    const rendered = page.frameLocator('iframe.webview.ready').last().frameLocator('#active-frame').locator('body');
+    await waitFor(async () => (await rendered.innerText({ timeout: 1000 })).trim() !== '', 'the rendered report');
+    results.report = (await rendered.innerText()).trim();
+    note('code lens opened the function report', results.report.replace(/\s+/g, ' ').slice(0, 200));
+    await shot('5-function-report');
+} catch (error) {
+    if (error === Symbol.for('done')) {
+        // The start-failure scenario ends early on purpose.
+    } else {
+    failed = true;
+    results.error = String(error?.stack ?? error);
+    console.error(`[e2e] FAILED after ${elapsed()}: ${error?.message ?? error}`);
+    await shot('failure').catch(() => undefined);
+    results.statusBar ??= await statusText().catch(() => '');
+    }
+} finally {
+    results.seconds = (Date.now() - started) / 1000;
+    fs.writeFileSync(path.join(ARTIFACTS, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+    await browser.close();
+}
+console.log(failed ? '[e2e] 0 passed, 1 failed' : `[e2e] ${results.checks.length} checks passed`);
+process.exit(failed ? 1 : 0);
+
+/** A server that cannot start: an error toast with "Show Logs", which opens the log. */
+async function checkStartFailure() {
+    await openFile(PATCH);
+    const toast = page.locator('.notification-toast', { hasText: 'could not start' });
+    await toast.first().waitFor({ timeout: TIMEOUT });
+    note('start failure reported', (await toast.first().innerText()).replace(/\s+/g, ' ').slice(0, 200));
+    await shot('start-failure');
+    await toast.first().getByRole('button', { name: 'Show Logs' }).click();
+    const output = page.locator('.part.panel .monaco-editor .view-lines', { hasText: 'could not start' });
+    await output.first().waitFor({ timeout: TIMEOUT });
+    note('Show Logs opened the klp-lsp log');
+    results.statusBar = await statusText();
+    note('status bar', results.statusBar);
+    await shot('start-failure-log');
+}
+
+/** Poll `predicate` until it holds or the timeout passes. */
+async function waitFor(predicate, what) {
+    const deadline = Date.now() + TIMEOUT;
+    for (;;) {
+        try {
+            if (await predicate()) {
+                return;
+            }
+        } catch {
+            // The element may be re-rendering: try again.
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`timed out after ${TIMEOUT} ms waiting for ${what}`);
+        }
+        await page.waitForTimeout(250);
+    }
+}
+
+/** Run a palette command by its title. */
+async function runCommand(title) {
+    await page.keyboard.press('F1');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ timeout: TIMEOUT });
+    await input.fill(`>${title}`);
+    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title.split(': ').pop() });
+    await row.first().waitFor({ timeout: TIMEOUT });
+    await page.keyboard.press('Enter');
+}
+
+/** Open a workspace file with Quick Open and wait for its tab. */
+async function openFile(rel) {
+    await page.locator('.monaco-workbench').click({ position: { x: 700, y: 300 } }).catch(() => undefined);
+    await page.keyboard.press('Control+P');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ timeout: TIMEOUT });
+    await input.fill(rel);
+    const base = path.basename(rel);
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: base }).first().waitFor({ timeout: TIMEOUT });
+    await page.keyboard.press('Enter');
+    await page.locator('.tab.active', { hasText: base }).waitFor({ timeout: TIMEOUT });
+    await page.locator('.editor-group-container.active .monaco-editor .view-lines').first().waitFor({ timeout: TIMEOUT });
+}
+
+/** Hover the first visible occurrence of `word` and return the hover widget's text. */
+async function hover(editor, word) {
+    const box = await editor.evaluate((root, w) => {
+        const re = new RegExp(`\\b${w}\\b`);
+        for (const span of root.querySelectorAll('.view-line span span')) {
+            const text = span.textContent ?? '';
+            const m = re.exec(text);
+            if (!m || !span.firstChild) {
+                continue;
+            }
+            const range = document.createRange();
+            range.setStart(span.firstChild, m.index);
+            range.setEnd(span.firstChild, m.index + w.length);
+            const r = range.getBoundingClientRect();
+            return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+        }
+        return null;
+    }, word);
+    if (!box) {
+        throw new Error(`"${word}" is not visible in the editor`);
+    }
+    const widget = page.locator('.monaco-hover:not(.hidden)').filter({ hasText: /\S/ });
+    let text = '';
+    await waitFor(async () => {
+        // Move off and back on: a hover asked before the server was ready does not come back.
+        await page.mouse.move(box.x, box.y - 40);
+        await page.mouse.move(box.x, box.y);
+        await widget.first().waitFor({ state: 'visible', timeout: 3000 });
+        text = (await widget.first().innerText()).trim();
+        return text.length > 0 && !/^Loading/.test(text);
+    }, `a hover on ${word}`);
+    return text;
+}
+
+async function statusText() {
+    const items = page.locator('.statusbar-item', { hasText: 'klp-lsp' });
+    return (await items.count()) > 0 ? (await items.first().innerText()).trim() : '';
+}
