@@ -136,3 +136,31 @@ def test_addresses_match_objdump(binary: str, objdump: str) -> None:
             if line.startswith("  ") and line.count("\t") >= 2
         ]
         assert ours == theirs, name
+
+
+@pytest.mark.parametrize(
+    ("code", "flow"),
+    [
+        ("3effe0", "indirect-jump"),  # notrack jmp rax
+        ("f3c3", "return"),  # repz ret
+        ("f2c3", "return"),  # bnd ret
+        ("f30f1efa", "fallthrough"),  # endbr64
+    ],
+)
+def test_x86_prefixes_do_not_hide_flow(code: str, flow: str) -> None:
+    assert one("x86_64", bytes.fromhex(code)).flow == flow
+
+
+def test_fentry_call_is_not_a_call() -> None:
+    decoder = Decoder("x86_64", {0x2000: "__fentry__"})
+    (insn,) = decoder.decode(bytes.fromhex("e8fb0f0000"), 0x1000)
+    assert (insn.flow, insn.target) == ("fallthrough", None)
+
+
+def test_cache_key_ignores_numbers() -> None:
+    decoder = Decoder("x86_64")
+    # mov rax, [rbp - 8]; mov rax, [rbp - 0x10]; mov rcx, [rbp - 8]
+    a, b, c = decoder.decode(bytes.fromhex("488b45f8488b45f0488b4df8"), 0)
+    assert decoder.detail_decodes == 2
+    assert a.writes == b.writes == {"rax"} and c.writes == {"rcx"}
+    assert a.reads == c.reads == {"rbp"}

@@ -283,7 +283,9 @@ def find_register_dependents(
 
     def returns_of(callee: int | None) -> frozenset[str]:
         regs = return_registers_of(callee) if (return_registers_of and callee is not None) else None
-        return frozenset(abi.return_registers if regs is None else regs)
+        # Unknown (asm without DWARF): one register. Assuming rdx/x1 too would hide the rdx
+        # that __bitmap_weight keeps across __sw_hweight64.
+        return frozenset(abi.return_registers[:1] if regs is None else regs)
 
     reach: dict[int, frozenset[int]] = {}
 
@@ -350,7 +352,8 @@ def analyse_registers(
     `resolve(address)` gives the start of the function containing `address` (None if none);
     `noreturn` holds the starts of functions that never return; `arg_registers_of(f)` and
     `return_registers_of(f)` give the registers of f's DWARF parameters and return value
-    (None: unknown, the ABI argument registers / both return registers are assumed);
+    (() for void, rax/x0 up to 8 bytes, rax+rdx/x0+x1 for 16; None: unknown, then the ABI
+    argument registers written before the call and the first return register are assumed);
     `read_pointer(address)` reads a pointer-sized value of the image, for jump tables.
     """
     facts = {

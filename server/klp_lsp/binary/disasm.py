@@ -1,14 +1,15 @@
 """Disassemble one function into `Insn` records: folded register reads/writes and control flow.
 
-`Decoder` owns two capstone handles and a cache keyed by instruction bytes: register accesses
-depend only on the encoding (rip-relative and pc-relative operands read the ignored instruction
-pointer), so the slow detail decode runs once per distinct encoding and every other instruction
-comes from the fast `disasm_lite` pass. Decode per function: capstone's detail mode on a whole
-`.text` section takes gigabytes of memory.
+`Decoder` owns two capstone handles and a cache keyed by the instruction text with its numbers
+masked (`mov rax, qword ptr [rbp - #]`): register accesses depend only on the mnemonic and the
+registers named, so the slow detail decode with `regs_access()` runs once per distinct form and
+every other instruction comes from the fast `disasm_lite` pass. Decode per function: capstone's
+detail mode on a whole `.text` section takes gigabytes of memory.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -57,6 +58,7 @@ class Insn:
 
 
 _EMPTY: frozenset[str] = frozenset()
+_NUMBER = re.compile(r"0x[0-9a-f]+|(?<![\w.])\d+")
 
 # x86 idioms that write a register without depending on its old value (`xor eax, eax`).
 _X86_ZERO_IDIOMS = frozenset(("xor", "sub", "sbb"))
@@ -89,6 +91,32 @@ class _Encoding:
     table: tuple[int, str, int] | None
     saves: frozenset[str]
     restores: frozenset[str]
+    plain: bool  # neither a branch, call, return nor trap: flow is "fallthrough"
+
+
+def _base_mnemonic(mnemonic: str) -> str:
+    """`jmp` for `notrack jmp`, `ret` for `repz ret`/`bnd ret`: prefixes do not change flow."""
+    return mnemonic.rpartition(" ")[2]
+
+
+def _is_plain(arch: str, mnemonic: str) -> bool:
+    if arch == "x86_64":
+        mnemonic = _base_mnemonic(mnemonic)
+        return not (
+            mnemonic.startswith("j")
+            or mnemonic in ("call", "ud2", "int3", "ud1", "ud0")
+            or mnemonic in _X86_RETURNS
+            or mnemonic in _X86_COND_JUMPS_EXTRA
+        )
+    return not (
+        mnemonic in ("b", "bl")
+        or mnemonic.startswith("b.")
+        or mnemonic in _A64_COND_JUMPS
+        or mnemonic in _A64_RETURNS
+        or mnemonic in _A64_INDIRECT_CALLS
+        or mnemonic in _A64_INDIRECT_JUMPS
+        or mnemonic in _A64_TRAPS
+    )
 
 
 def _parse_target(op_str: str) -> int | None:
@@ -108,7 +136,8 @@ class Decoder:
     `thunks` maps the addresses of the kernel's return and indirect-branch thunks to their
     names (`__x86_return_thunk`, `__x86_indirect_thunk_rax`, ...): a jump to the return thunk
     is a return, a call or jump to `__x86_indirect_thunk_<reg>` is an indirect call or jump
-    through `<reg>`. arm64 kernels have no such thunks.
+    through `<reg>`; a call to `__fentry__` preserves every register and is not a call.
+    arm64 kernels have no such thunks (their ftrace entries are nops).
     """
 
     def __init__(self, arch: str, thunks: Mapping[int, str] | None = None) -> None:
@@ -121,23 +150,43 @@ class Decoder:
         self._lite = capstone.Cs(cs_arch, cs_mode)
         self._detail = capstone.Cs(cs_arch, cs_mode)
         self._detail.detail = True
-        self._cache: dict[bytes, _Encoding] = {}
+        self._cache: dict[str, _Encoding] = {}
         self._thunks: dict[int, str] = dict(thunks or {})
         self.detail_decodes = 0  # how many encodings needed the slow path
 
     def decode(self, code: bytes, address: int) -> tuple[Insn, ...]:
         """Decode `code` loaded at `address`; stops at the first undecodable byte."""
         out: list[Insn] = []
-        offset = 0
         make = self._make_x86 if self.arch == "x86_64" else self._make_a64
+        cache = self._cache
         for addr, size, mnemonic, op_str in self._lite.disasm_lite(code, address):
-            offset = addr - address
-            raw = code[offset : offset + size]
-            enc = self._cache.get(raw)
+            # Register accesses depend on the mnemonic and the registers named, never on the
+            # numbers (displacements, immediates, targets), so those are masked in the key.
+            key = f"{mnemonic} {_NUMBER.sub('#', op_str)}"
+            enc = cache.get(key)
             if enc is None:
-                enc = self._encode(raw, addr)
-                self._cache[raw] = enc
-            out.append(make(addr, size, mnemonic, op_str, enc))
+                offset = addr - address
+                enc = self._encode(code[offset : offset + size], addr)
+                if enc.table is None:  # A table's address is a number: not shareable.
+                    cache[key] = enc
+            if enc.plain:
+                out.append(
+                    Insn(
+                        addr,
+                        size,
+                        mnemonic,
+                        op_str,
+                        enc.reads,
+                        enc.writes,
+                        "fallthrough",
+                        None,
+                        None,
+                        enc.saves,
+                        enc.restores,
+                    )
+                )
+            else:
+                out.append(make(addr, size, mnemonic, op_str, enc))
         return tuple(out)
 
     def _encode(self, raw: bytes, addr: int) -> _Encoding:
@@ -155,7 +204,8 @@ class Decoder:
         else:
             reads, writes = self._fix_a64(insn, reads, writes)
         saves, restores = self._stack_transfers(insn)
-        return _Encoding(reads, writes, table, saves, restores)
+        plain = _is_plain(self.arch, insn.mnemonic)
+        return _Encoding(reads, writes, table, saves, restores, plain)
 
     def _stack_transfers(self, insn: capstone.CsInsn) -> tuple[frozenset[str], frozenset[str]]:
         """Registers this instruction saves to or restores from the stack frame."""
@@ -194,11 +244,12 @@ class Decoder:
         self, insn: capstone.CsInsn, reads: frozenset[str], writes: frozenset[str]
     ) -> tuple[frozenset[str], frozenset[str], tuple[int, str, int] | None]:
         ops = insn.operands
-        if insn.mnemonic == "nop":
+        mnemonic = _base_mnemonic(insn.mnemonic)
+        if mnemonic == "nop":
             # Multi-byte nops (`nop dword ptr [rax]`) name a register but never read it.
             return _EMPTY, _EMPTY, None
         if (
-            insn.mnemonic in _X86_ZERO_IDIOMS
+            mnemonic in _X86_ZERO_IDIOMS
             and len(ops) == 2
             and ops[0].type == cs_x86.X86_OP_REG
             and ops[1].type == cs_x86.X86_OP_REG
@@ -206,7 +257,7 @@ class Decoder:
         ):
             reads = reads - self._fold({insn.reg_name(ops[0].reg)})
         table = None
-        if insn.mnemonic == "jmp" and len(ops) == 1 and ops[0].type == cs_x86.X86_OP_MEM:
+        if mnemonic == "jmp" and len(ops) == 1 and ops[0].type == cs_x86.X86_OP_MEM:
             mem = ops[0].mem
             if mem.base == 0 and mem.index != 0 and mem.scale == 8:
                 index = fold_register("x86_64", insn.reg_name(mem.index))
@@ -242,6 +293,8 @@ class Decoder:
             return None, None
         if name.startswith("__x86_return_thunk"):
             return "return", None
+        if name == "__fentry__":
+            return "fentry", None
         prefix = "__x86_indirect_thunk_"
         if name.startswith(prefix):
             return "indirect", fold_register("x86_64", name[len(prefix) :])
@@ -251,12 +304,17 @@ class Decoder:
         flow: FlowKind = "fallthrough"
         target = None
         reads, writes = enc.reads, enc.writes
-        if mnemonic == "jmp" or mnemonic == "call":
+        base = _base_mnemonic(mnemonic)
+        if base == "jmp" or base == "call":
             target = _parse_target(op_str) if op_str.startswith("0x") else None
             kind, reg = self._thunk_reg(target)
-            is_call = mnemonic == "call"
+            is_call = base == "call"
             if kind == "return" and not is_call:
                 flow, target = "return", None
+            elif kind == "fentry":
+                # ftrace patches `call __fentry__` to a nop or to a trampoline that saves and
+                # restores every register (arch/x86/kernel/ftrace_64.S): no call at all.
+                flow, target = "fallthrough", None
             elif kind == "indirect":
                 flow = "indirect-call" if is_call else "indirect-jump"
                 target = None
@@ -266,12 +324,12 @@ class Decoder:
                 flow = "indirect-call" if is_call else "indirect-jump"
             else:
                 flow = "call" if is_call else "jump"
-        elif mnemonic.startswith("j") or mnemonic in _X86_COND_JUMPS_EXTRA:
+        elif base.startswith("j") or base in _X86_COND_JUMPS_EXTRA:
             flow = "cond-jump"
             target = _parse_target(op_str)
-        elif mnemonic in _X86_RETURNS:
+        elif base in _X86_RETURNS:
             flow = "return"
-        elif mnemonic in _X86_TRAPS:
+        elif base in _X86_TRAPS:
             flow = "trap"
         return Insn(
             addr,
