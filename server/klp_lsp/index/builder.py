@@ -24,7 +24,7 @@ from klp_lsp import __version__
 from klp_lsp.analysis.clones import parse_clone_name
 from klp_lsp.analysis.patchability import function_has_mcount
 from klp_lsp.analysis.producer import parse_producer
-from klp_lsp.analysis.symbols import assign_sympos
+from klp_lsp.analysis.symbols import assign_sympos, find_symbol_start
 from klp_lsp.binary.dwarf import DwarfData
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import DebugInfoMissing, IndexError_
@@ -327,11 +327,16 @@ def _index_units(
     batches = _batches(todo, sizes)
     workers = _default_jobs(jobs)
     done = 0
+    starts = {s.address for s in binary.iter_function_symbols()}
+
+    def symbol_start(address: int) -> int:
+        found = find_symbol_start(address, starts, binary.arch)
+        return address if found is None else found
 
     def consume(result: BatchResult) -> None:
         nonlocal done
         facts, uses, dependents = result
-        writer.add_cu_facts(facts, uses, dependents, state=CU_ANALYSED)
+        writer.add_cu_facts(facts, uses, dependents, state=CU_ANALYSED, symbol_start=symbol_start)
         done += len(facts)
         if progress is not None:
             progress.advance(done, facts[-1].unit.name if facts else "")

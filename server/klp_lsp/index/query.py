@@ -14,6 +14,7 @@ from pathlib import Path
 from klp_lsp.analysis.clones import is_cold_part
 from klp_lsp.analysis.patchability import assess_patchability
 from klp_lsp.analysis.signature import abi_deviation, calling_convention_name
+from klp_lsp.binary.abi import sort_registers
 from klp_lsp.index.store import CuRow, Index, from_db, open_readonly, parse_ranges, to_db
 from klp_lsp.model import (
     CallFact,
@@ -301,7 +302,12 @@ class ObjectIndex:
         )
         out: list[InlinedInto] = []
         seen: set[tuple[int, str | None, int | None]] = set()
+        own = set(dies)
         for r in rows:
+            if r["parent_die"] is not None and self._site_function(r["parent_die"]) in own:
+                # GCC nests an inlined copy of a function inside another copy of itself
+                # (same origin, call_line on its own first line); the outer copy is the site.
+                continue
             entry = from_db(r["entry"])
             key = (entry, r["call_file"], r["call_line"])
             if key in seen:
@@ -318,6 +324,10 @@ class ObjectIndex:
                 )
             )
         return tuple(out)
+
+    def _site_function(self, die: int) -> int | None:
+        rows = self.index.query("SELECT function_die FROM inline_sites WHERE die = ?", (die,))
+        return rows[0][0] if rows else None
 
     def _inline_depth(self, parent: int | None) -> int:
         depth = 1
@@ -345,7 +355,7 @@ class ObjectIndex:
             for r in rows:
                 regs.update(r[0].split())
                 saved.update(r[1].split())
-            clobbers = tuple(sorted(regs))
+            clobbers = sort_registers(self.index.arch, regs)
         deps = self.index.query(
             "SELECT callee, caller, site, registers, reason FROM register_dependents"
             f" WHERE callee IN ({marks}) ORDER BY caller, site",
@@ -362,7 +372,7 @@ class ObjectIndex:
             )
             for r in deps
         )
-        return clobbers, tuple(sorted(saved)), dependents
+        return clobbers, sort_registers(self.index.arch, saved), dependents
 
     # --- call graph ------------------------------------------------------------------------
 

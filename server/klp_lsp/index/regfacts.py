@@ -30,6 +30,7 @@ from klp_lsp.analysis.registers import (
     compute_clobbers,
     find_register_dependents,
 )
+from klp_lsp.analysis.symbols import find_symbol_start
 from klp_lsp.binary.abi import get_abi
 from klp_lsp.binary.disasm import Decoder, Insn
 from klp_lsp.binary.elf import ElfBinary
@@ -85,6 +86,7 @@ class RegisterAnalyser:
         self.funcs = funcs
         self.names = names
         self._starts = sorted(funcs)
+        self._start_set = frozenset(s.address for s in binary.iter_function_symbols())
         self._externals: dict[str, int] = {}
         self._external_names: dict[int, str] = {}
         thunks = {
@@ -266,8 +268,13 @@ class RegisterAnalyser:
                         noreturn_names.add(origin.name or "")
                 if not sp.ranges:
                     continue
-                entry = sp.entry_pc if sp.entry_pc is not None else min(r[0] for r in sp.ranges)
-                instance_ranges[entry] = sp.ranges
+                low = min(r[0] for r in sp.ranges)
+                found = find_symbol_start(low, self._start_set, self.arch)
+                entry = low if found is None else found
+                # Include the patchable-entry NOPs (arm64) that precede DWARF's low_pc.
+                instance_ranges[entry] = tuple(
+                    (entry, hi) if lo == low else (lo, hi) for lo, hi in sp.ranges
+                )
                 regs = tuple(p.location for p in sp.params if p.location in self.abi.call_clobbered)
                 params[entry] = regs
         group = {a: f for a, f in self.funcs.items() if f.cu in cu_ids}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,8 +184,13 @@ class IndexWriter:
         dependents: Sequence[RegisterDependent] = (),
         *,
         state: int,
+        symbol_start: Callable[[int], int] = lambda address: address,
     ) -> None:
-        """Store the DWARF (and optionally register) facts of whole CUs in one transaction."""
+        """Store the DWARF (and optionally register) facts of whole CUs in one transaction.
+
+        `symbol_start` maps a DWARF entry address to the FUNC symbol it belongs to (on arm64 the
+        DWARF low_pc follows the two patchable-entry NOPs, 8 bytes after the symbol).
+        """
         functions = []
         instances = []
         params = []
@@ -218,7 +223,7 @@ class IndexWriter:
                     origin_sp = by_die.get(origin)
                     if origin_sp is not None and origin_sp.abstract_origin is not None:
                         origin = origin_sp.abstract_origin
-                    entry = sp.entry_pc if sp.entry_pc is not None else min(r[0] for r in sp.ranges)
+                    entry = symbol_start(min(r[0] for r in sp.ranges))
                     instances.append(
                         (sp.die_offset, origin, cu_id, to_db(entry), format_ranges(sp.ranges))
                     )
