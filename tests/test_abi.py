@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from klp_lsp.binary.abi import fold_register, get_abi, sort_registers
 from klp_lsp.errors import UnsupportedArchitecture
 

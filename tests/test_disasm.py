@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+
 from klp_lsp.binary.disasm import Decoder, Insn, decode_function
 
 REGS = Path(__file__).parent / "fixtures" / "regs"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+
 from klp_lsp.analysis.cfg import Cfg, build_cfg
 from klp_lsp.analysis.registers import FunctionCode, RegisterReport, analyse_registers
 from klp_lsp.binary.abi import get_abi

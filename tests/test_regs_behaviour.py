@@ -1,8 +1,9 @@
 """Behavioural check of the register analysis: poison registers at a callee's returns, run.
 
-Each fixture program links tests/fixtures/regs/poison.c: with KLP_POISON_REG and
-KLP_POISON_AT it puts a trap on the given return instructions of F, and its SIGTRAP handler
-performs the return with a poison value in the register. The program's output may change only
+Each fixture program links tests/fixtures/regs/poison.c: for each line of a KLP_POISON_PLAN
+file it forks a run that puts a trap on the given return instructions of F, and its SIGTRAP
+handler performs the return with a poison value in the register (one process, and one qemu
+start, per plan). The program's output may change only
 for (F, register) pairs that the analysis reports as register dependents, and must change for
 every reported pair (each value the fixture keeps across a call reaches the output). x86-64
 programs run natively, arm64 ones under qemu-aarch64.
@@ -15,10 +16,12 @@ import platform
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from klp_lsp.binary.abi import get_abi
 from test_registers import PARAMS, VOID, Program, program
+
+from klp_lsp.binary.abi import get_abi
 
 # Functions poisoned at their returns: every function of regs.c that returns (not main, whose
 # return only ends the program) plus the asm helper.
@@ -38,13 +41,20 @@ def _runner(arch: str) -> list[str]:
     return [qemu]
 
 
-def _run(cmd: list[str], reg: str | None = None, at: tuple[int, ...] = ()) -> str:
-    env = dict(os.environ)
-    if reg is not None:
-        env["KLP_POISON_REG"] = reg
-        env["KLP_POISON_AT"] = ",".join(f"{a:x}" for a in at)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
-    return f"{proc.returncode}\n{proc.stdout}"
+def _run_plan(cmd: list[str], plan: Path, jobs: list[tuple[str, tuple[int, ...]]]) -> list[str]:
+    """Exit status and output of one run per (register, return addresses) job."""
+    plan.write_text(
+        "".join(
+            f"{reg} {','.join(f'{a:x}' for a in at)}\n" if at else f"{reg}\n" for reg, at in jobs
+        )
+    )
+    env = dict(os.environ, KLP_POISON_PLAN=str(plan))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [
+        Path(f"{plan}.{n}.status").read_text() + Path(f"{plan}.{n}").read_text()
+        for n in range(len(jobs))
+    ]
 
 
 def _returns(prog: Program, name: str) -> tuple[int, ...]:
@@ -63,11 +73,9 @@ def _returns(prog: Program, name: str) -> tuple[int, ...]:
         "regs-aarch64-patchable",
     ],
 )
-def test_poisoning_changes_output_exactly_for_reported_pairs(binary: str) -> None:
+def test_poisoning_changes_output_exactly_for_reported_pairs(binary: str, tmp_path: Path) -> None:
     prog = program(binary)
     cmd = [*_runner(prog.arch), str(prog.path)]
-    baseline = _run(cmd)
-    assert baseline.startswith("0\nchain ")
     abi = get_abi(prog.arch)
     reported = {(prog.names[d.callee], reg) for d in prog.report.dependents for reg in d.registers}
     jobs: list[tuple[str, str, tuple[int, ...]]] = []
@@ -78,8 +86,25 @@ def test_poisoning_changes_output_exactly_for_reported_pairs(binary: str) -> Non
         carried = set() if name in VOID else {abi.return_registers[0]}
         for reg in sorted(abi.call_clobbered - carried):
             jobs.append((name, reg, returns))
+    # Two plans side by side, each starting with an unpoisoned run.
+    halves = [jobs[0::2], jobs[1::2]]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        outputs = list(pool.map(lambda job: _run(cmd, job[1], job[2]), jobs))
+        results = list(
+            pool.map(
+                lambda n: _run_plan(
+                    cmd,
+                    tmp_path / f"plan{n}",
+                    [("-", ()), *((reg, at) for _, reg, at in halves[n])],
+                ),
+                range(2),
+            )
+        )
+    baseline = results[0][0]
+    assert baseline.startswith("0\nchain ") and results[1][0] == baseline
+    outputs = [""] * len(jobs)
+    for n in range(2):
+        for k, out in enumerate(results[n][1:]):
+            outputs[2 * k + n] = out
     changed = {
         (name, reg) for (name, reg, _), out in zip(jobs, outputs, strict=True) if out != baseline
     }
