@@ -39,6 +39,7 @@ const OWN_COMMANDS: ReadonlySet<string> = new Set(Object.values(ServerCommands))
 export class ServerManager implements vscode.Disposable {
     private client: LanguageClient | undefined;
     private readonly gate = new SingleFlight();
+    private indexStateSeen = false;
 
     constructor(
         private readonly log: vscode.LogOutputChannel,
@@ -88,6 +89,7 @@ export class ServerManager implements vscode.Disposable {
         this.status.showText('$(sync~spin) klp-lsp: starting', describeServerCommand(cmd));
         const client = this.createClient(cmd);
         this.client = client;
+        this.setIndexStateSeen(false);
         try {
             await client.start();
         } catch (error) {
@@ -99,6 +101,11 @@ export class ServerManager implements vscode.Disposable {
                     : '';
             this.reportStartFailure(`${describeServerCommand(cmd)}: ${errorMessage(error)}.${hint}`);
             return;
+        }
+        // Until the server's first klp-lsp/indexState (which may come before start() resolves),
+        // say that it runs.
+        if (!this.hasIndexState()) {
+            this.status.showText('$(check) klp-lsp: started', 'The server runs; no index state yet');
         }
         const info = client.initializeResult?.serverInfo;
         this.log.info(`Server started: ${info?.name ?? SERVER_NAME} ${info?.version ?? ''}`.trimEnd());
@@ -134,7 +141,10 @@ export class ServerManager implements vscode.Disposable {
                 this.log.warn(`Ignoring malformed ${INDEX_STATE_NOTIFICATION}: ${JSON.stringify(params)}`);
                 return;
             }
-            this.status.update(state);
+            if (this.client === client) {
+                this.setIndexStateSeen(true);
+                this.status.update(state);
+            }
         });
         client.onDidChangeState((event) => {
             if (event.newState === State.Stopped && this.client === client) {
@@ -145,6 +155,15 @@ export class ServerManager implements vscode.Disposable {
     }
 
     /** Log the failure and offer the log; does not wait for the user, so restart stays free. */
+    // Accessors, not field reads: the notification handler sets the flag while doRestart awaits.
+    private hasIndexState(): boolean {
+        return this.indexStateSeen;
+    }
+
+    private setIndexStateSeen(seen: boolean): void {
+        this.indexStateSeen = seen;
+    }
+
     /**
      * A server that dies before it answered `initialize` is a start failure (reported by
      * doRestart); one that dies later is restarted up to MAX_CRASHES times in CRASH_WINDOW_MS,
