@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from klp_lsp.patch.changes import (
     Change,
     DataChange,
@@ -398,7 +399,7 @@ def test_debian_patches(name: str) -> None:
     assert parse_problems == ()
     search = [Path(f"fs/quota/{f}") for f in ("dquot.c", "quota_v1.c", "quota_v2.c")]
     changes, problems = changes_from_patch(patches, src, search)
-    assert problems == []
+    assert problems == ()
     assert [row(c) for c in changes] == DEBIAN_EXPECTED[name]
     for c in changes:
         if isinstance(c, (FunctionChange, DataChange, MacroChange, FileNote)):

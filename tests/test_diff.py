@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from klp_lsp.errors import PatchParseError
 from klp_lsp.patch.diff import Patch, parse_patch_text, read_patch
 

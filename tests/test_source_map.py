@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from klp_lsp.patch.source_map import SourceParser, code_tokens, parse_source
 
 CORPUS = os.environ.get("KLP_CORPUS_DIR")

@@ -33,6 +33,7 @@ K = TypeVar("K")
 T = TypeVar("T")
 # How far from its stated line a hunk may apply, like patch(1)'s offset search.
 _MAX_OFFSET = 2000
+_PARSE_CACHE_SIZE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +135,25 @@ class ChangeMapper:
 
     def __init__(self) -> None:
         self._parser = SourceParser()
+        # The language server maps edits of one buffer against the same file on disk again and
+        # again: keep the last few parses, keyed by the text itself.
+        self._parsed: dict[str, SourceMap] = {}
+
+    def _parse(self, text: str) -> SourceMap:
+        smap = self._parsed.get(text)
+        if smap is None:
+            smap = self._parser.parse(text)
+            if len(self._parsed) >= _PARSE_CACHE_SIZE:
+                del self._parsed[next(iter(self._parsed))]
+            self._parsed[text] = smap
+        return smap
 
     def changes_from_patch(
         self,
         patches: Sequence[Patch],
         source_root: Path | None,
         macro_search: Sequence[Path] = (),
-    ) -> tuple[list[Change], list[Problem]]:
+    ) -> tuple[list[Change], tuple[Problem, ...]]:
         """The changes of a patch series against the pre-image files in `source_root`.
 
         Later patches of a series apply on top of earlier ones, so their pre-image is the
@@ -168,7 +181,7 @@ class ChangeMapper:
                 elif key in added_by_series:
                     continue
             merged.append(c)
-        return merged, problems
+        return merged, tuple(problems)
 
     def changes_between(
         self, path: str, old_text: str, new_text: str, macro_search: Sequence[Path] = ()
@@ -180,10 +193,25 @@ class ChangeMapper:
         old_lines = old_text.split("\n")
         new_lines = new_text.split("\n")
         edits = _Edits()
-        matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
+        # An edit is usually local: match only what lies between the common head and tail, as
+        # difflib is quadratic in the number of repeated lines (`}`, blank) it has to consider.
+        head = 0
+        limit = min(len(old_lines), len(new_lines))
+        while head < limit and old_lines[head] == new_lines[head]:
+            head += 1
+        tail = 0
+        while (
+            tail < limit - head
+            and old_lines[len(old_lines) - 1 - tail] == new_lines[len(new_lines) - 1 - tail]
+        ):
+            tail += 1
+        old_mid = old_lines[head : len(old_lines) - tail]
+        new_mid = new_lines[head : len(new_lines) - tail]
+        matcher = difflib.SequenceMatcher(None, old_mid, new_mid, autojunk=False)
         for tag, i1, i2, j1, j2 in matcher.get_opcodes():
             if tag == "equal":
                 continue
+            i1, i2, j1, j2 = i1 + head, i2 + head, j1 + head, j2 + head
             for i in range(i1, i2):
                 edits.removed.append((i + 1, j1, j1 + 1))
             for j in range(j1, j2):
@@ -288,11 +316,8 @@ class ChangeMapper:
         if not edits.removed and not edits.added:
             return []
         first_line = min(p for *_, p in (*edits.removed, *edits.added))
-        if code_tokens(pre_text) == code_tokens(post_text):
-            msg = f"{path}: only comments or white space change; no function changes"
-            return [FileNote("comment-only", path, patch_file, first_line, msg)]
-        pre = self._parser.parse(pre_text)
-        post = self._parser.parse(post_text)
+        pre = self._parse(pre_text)
+        post = self._parse(post_text)
         pre_lines = pre_text.split("\n")
         post_lines = post_text.split("\n")
         is_header = path.endswith(".h")
@@ -334,14 +359,14 @@ class ChangeMapper:
 
         rest_removed = [(line, p) for line, _, p in edits.removed if p not in covered]
         rest_added = [(line, p) for line, _, p in edits.added if p not in covered]
-        old_rest = "\n".join(pre_lines[line - 1] for line, _ in rest_removed)
-        new_rest = "\n".join(post_lines[line - 1] for line, _ in rest_added)
-        if code_tokens(old_rest) != code_tokens(new_rest):
+        if (rest_removed or rest_added) and _outside_tokens(
+            pre_lines, sides.pre_spans
+        ) != _outside_tokens(post_lines, sides.post_spans):
             first = min(p for _, p in (*rest_removed, *rest_added))
             msg = f"{path}: a change outside any function, data or macro definition"
             out.append(FileNote("outside-definitions", path, patch_file, first, msg))
         if not out:
-            msg = f"{path}: only comments or white space change inside definitions"
+            msg = f"{path}: only comments or white space change; no function changes"
             out.append(FileNote("comment-only", path, patch_file, first_line, msg))
         return out
 
@@ -357,13 +382,13 @@ class ChangeMapper:
             if not word.search(text):
                 continue
             rel = str(full.relative_to(root)) if full.is_relative_to(root) else str(full)
-            users.extend(_macro_users(macro, rel, text, self._parser.parse(text)))
+            users.extend(_macro_users(macro, rel, text, self._parse(text)))
         return users
 
 
 def changes_from_patch(
     patches: Sequence[Patch], source_root: Path | None, macro_search: Sequence[Path] = ()
-) -> tuple[list[Change], list[Problem]]:
+) -> tuple[list[Change], tuple[Problem, ...]]:
     """The changes of a patch series against `source_root` (see `ChangeMapper`)."""
     return ChangeMapper().changes_from_patch(patches, source_root, macro_search)
 
@@ -387,6 +412,9 @@ class _Sides:
     pre_lines: list[str]
     post_lines: list[str]
     covered: set[int]  # patch lines found inside some definition
+    # Line spans of the touched definitions on each side, to compare what lies outside them.
+    pre_spans: list[tuple[int, int]] = field(default_factory=list)
+    post_spans: list[tuple[int, int]] = field(default_factory=list)
 
     def hits(self, d: FunctionExtent | DataDefinition | MacroDefinition, pre: bool) -> list[int]:
         """Patch lines of the edits inside `d`, a definition of the pre- or post-image."""
@@ -409,6 +437,10 @@ class _Sides:
             if not found:
                 continue
             self.covered.update(found)
+            if old:
+                self.pre_spans.append((old.start_line, old.end_line))
+            if new:
+                self.post_spans.append((new.start_line, new.end_line))
             if (
                 old
                 and new
@@ -490,6 +522,18 @@ def _pair(old: list[tuple[K, T]], new: list[tuple[K, T]]) -> list[tuple[T | None
     for items in pending.values():
         pairs.extend((None, item) for item in items)
     return pairs
+
+
+def _outside_tokens(lines: list[str], spans: list[tuple[int, int]]) -> tuple[str, ...]:
+    """The code tokens of a text without the lines of the given definitions.
+
+    Comparing whole texts, not changed lines, keeps a comment line from looking like code when
+    it is read without its `/*`.
+    """
+    inside: set[int] = set()
+    for start, end in spans:
+        inside.update(range(start, end + 1))
+    return code_tokens("\n".join(x for i, x in enumerate(lines, 1) if i not in inside))
 
 
 def _status(old: object | None, new: object | None) -> Status:

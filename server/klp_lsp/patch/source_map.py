@@ -173,13 +173,14 @@ class SourceParser:
         # Parse each top-level chunk on its own: one unknown macro (`for_each_cpu(i) x;` lacks
         # a `;` to tree-sitter) could otherwise make a function swallow the rest of the file.
         # Kernel style closes every top-level block with a `}` in column 0 (coding-style.rst,
-        # section 3), which makes a good chunk boundary; padding newlines keep line numbers.
+        # section 3), which makes a good chunk boundary.
         lines = blanked.split("\n")
         start = 0
         for i, line in enumerate(lines):
             if line.startswith("}") or i == len(lines) - 1:
-                chunk = "\n" * start + "\n".join(lines[start : i + 1])
+                chunk = "\n".join(lines[start : i + 1])
                 walker.src = chunk.encode("utf-8", errors="surrogateescape")
+                walker.row = start
                 walker.visit(self._parser.parse(walker.src).root_node)
                 start = i + 1
         functions = sorted(walker.functions, key=lambda f: f.start_line)
@@ -318,16 +319,6 @@ _DECLARATORS = frozenset(
 )
 
 
-def _line(node: Node) -> int:
-    return node.start_point.row + 1
-
-
-def _end_line(node: Node) -> int:
-    end = node.end_point
-    # A node that ends with its newline ends on the line before.
-    return end.row if end.column == 0 and end.row > node.start_point.row else end.row + 1
-
-
 def _declarator_name(node: Node | None) -> Node | None:
     """The identifier a declarator declares, looking through pointers, arrays and parentheses."""
     while node is not None:
@@ -344,7 +335,8 @@ def _declarator_name(node: Node | None) -> Node | None:
 
 class _Walker:
     def __init__(self, blanked: str, orig_text: str, syscalls: dict[int, str]) -> None:
-        self.src = b""  # the chunk being walked, padded so that its rows are the file's
+        self.src = b""  # the chunk being walked
+        self.row = 0  # the file row of the chunk's first row
         self.orig_text = orig_text
         self.syscall_lines = {self.orig_text.count("\n", 0, k) + 1: v for k, v in syscalls.items()}
         self.lines = self.orig_text.split("\n")
@@ -352,6 +344,16 @@ class _Walker:
         self.functions: list[FunctionExtent] = []
         self.data_defs: list[DataDefinition] = []
         self.macros: list[MacroDefinition] = []
+
+    def line(self, node: Node) -> int:
+        """The 1-based file line where `node` starts."""
+        return node.start_point.row + self.row + 1
+
+    def end_line(self, node: Node) -> int:
+        """The 1-based file line where `node` ends; a node ending with its newline ends before."""
+        end = node.end_point
+        row = end.row if end.column == 0 and end.row > node.start_point.row else end.row + 1
+        return row + self.row
 
     def text(self, node: Node) -> str:
         return self.src[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape")
@@ -370,7 +372,7 @@ class _Walker:
             elif t == "type_definition":
                 self.typedef(child)
             elif t in ("struct_specifier", "union_specifier", "enum_specifier"):
-                self.tagged(child, _line(child), _end_line(child), False)
+                self.tagged(child, self.line(child), self.end_line(child), False)
 
     # Functions ------------------------------------------------------------------------------
 
@@ -380,24 +382,23 @@ class _Walker:
         if name_node is None or body is None:
             return
         name = self.text(name_node)
-        start = _line(node)
+        start = self.line(node)
         # Attribute-only lines above (blanked to white space) belong to the definition.
         while start > 1 and self.lines[start - 2].strip() and not self.blank[start - 2].strip():
             start -= 1
-        prefix = "\n".join(self.lines[start - 1 : body.start_point.row + 1])
-        prefix = prefix[
-            : len(prefix) - (len(self.lines[body.start_point.row]) - body.start_point.column)
-        ]
+        brace_row = body.start_point.row + self.row
+        prefix_lines = self.lines[start - 1 : brace_row]
+        prefix = "\n".join([*prefix_lines, self.lines[brace_row][: body.start_point.column]])
         attributes = self.attributes(prefix)
         words = set(_WORD.findall(prefix))
-        macro = self.syscall_lines.get(_line(name_node))
+        macro = self.syscall_lines.get(self.line(name_node))
         self.functions.append(
             FunctionExtent(
                 name=name,
                 start_line=start,
-                end_line=_end_line(node),
-                name_line=_line(name_node),
-                body_line=_line(body),
+                end_line=self.end_line(node),
+                name_line=self.line(name_node),
+                body_line=self.line(body),
                 is_static="static" in words,
                 is_inline=bool(words & {"inline", "__inline", "__inline__", "__always_inline"}),
                 attributes=attributes,
@@ -470,14 +471,14 @@ class _Walker:
             "union_specifier",
             "enum_specifier",
         ):
-            self.tagged(type_node, _line(node), _end_line(node), is_static)
+            self.tagged(type_node, self.line(node), self.end_line(node), is_static)
         if "extern" in storage:
             return
         for n in self.declared(node):
             # A prototype declares a function; it defines no data.
             if n.parent is not None and n.parent.type == "function_declarator":
                 continue
-            line, end = _line(node), _end_line(node)
+            line, end = self.line(node), self.end_line(node)
             self.data_defs.append(DataDefinition(self.text(n), "variable", line, end, is_static))
 
     def tagged(self, node: Node, start: int, end: int, is_static: bool) -> None:
@@ -494,13 +495,12 @@ class _Walker:
             "union_specifier",
             "enum_specifier",
         ):
-            self.tagged(type_node, _line(node), _end_line(node), False)
+            self.tagged(type_node, self.line(node), self.end_line(node), False)
         for d in node.children_by_field_name("declarator"):
             n = _declarator_name(d)
             if n is not None:
-                self.data_defs.append(
-                    DataDefinition(self.text(n), "typedef", _line(node), _end_line(node), False)
-                )
+                line, end = self.line(node), self.end_line(node)
+                self.data_defs.append(DataDefinition(self.text(n), "typedef", line, end, False))
 
     def macro(self, node: Node) -> None:
         name = node.child_by_field_name("name")
@@ -512,7 +512,8 @@ class _Walker:
             if params_node is not None
             else None
         )
-        self.macros.append(MacroDefinition(self.text(name), _line(node), _end_line(node), params))
+        line, end = self.line(node), self.end_line(node)
+        self.macros.append(MacroDefinition(self.text(name), line, end, params))
 
 
 def _binary_names(name: str, macro: str | None) -> tuple[str, ...]:
