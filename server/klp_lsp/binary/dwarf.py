@@ -102,6 +102,7 @@ from klp_lsp.binary.dwarf_lists import (
     line_file_table,
     loc_v4_at,
     loclist_at,
+    normalise_path,
     ranges_v4,
     read_addr,
     rnglist,
@@ -216,6 +217,7 @@ class DwarfData:
         self._regs = REGISTER_NAMES[arch]
         self._sp = _STACK_POINTER[arch]
         self._abbrev_cache: dict[tuple[int, int, int], dict[int, Abbrev]] = {}
+        self._plans: dict[tuple[int, int], dict[bytes, Abbrev]] = {}
 
     # --- units -------------------------------------------------------------------------------
 
@@ -265,11 +267,13 @@ class DwarfData:
         table = self._abbrev_cache.get(key)
         if table is None:
             table = parse_abbrev_table(
-                self._s[".debug_abbrev"], u.abbrev_offset, u.address_size, u.offset_size,
-                self.source,
-            )  # fmt: skip
+                self._s[".debug_abbrev"], *key, self.source, self._plans_for(u)
+            )
             self._abbrev_cache[key] = table
         return table
+
+    def _plans_for(self, u: _Unit) -> dict[bytes, Abbrev]:
+        return self._plans.setdefault((u.address_size, u.offset_size), {})
 
     def iter_unit_offsets(self) -> list[int]:
         """Offsets of every unit header in .debug_info, in file order."""
@@ -303,7 +307,7 @@ class DwarfData:
             abbrevs = self._abbrev_cache.get(key)
             if abbrevs is None:
                 abbrevs = parse_abbrev_table(
-                    self._s[".debug_abbrev"], *key, self.source, only_code=code
+                    self._s[".debug_abbrev"], *key, self.source, self._plans_for(u), code
                 )
             vals, _ = self._decode(u, _Bases(), pos, abbrevs[code])
             bases = self._bases(u, vals)
@@ -398,7 +402,7 @@ class DwarfData:
             elif kind == K_INDIRECT:
                 form, pos = uleb(data, pos)
                 k2, size = form_step(form, u.address_size, u.offset_size)
-                one = Abbrev(0, 0, False, -1, (), -1, ((k2, size, attr),))
+                one = Abbrev(0, False, -1, (), -1, ((k2, size, attr),))
                 sub, pos = self._decode(u, bases, pos, one)
                 vals.update(sub)
                 continue
@@ -533,8 +537,9 @@ class DwarfData:
 
     def scan_unit(self, offset: int) -> model.CuFacts:
         """Decode the subprograms, parameters and inline sites of the unit at `offset`."""
-        header = self.get_unit_header(offset)
         u = self._unit_at(offset)
+        self._abbrevs(u)  # the whole table, so the top DIE below need not parse it again
+        header = self.get_unit_header(offset)
         try:
             return _UnitScan(self, u, header).run()
         except (IndexError, ValueError, KeyError) as e:
@@ -571,8 +576,8 @@ class _Address(int):
 
 def _skip_only(kind: int, size: int) -> Abbrev:
     if size > 0:
-        return Abbrev(0, 0, False, size, (), -1, ())
-    return Abbrev(0, 0, False, -1, ((kind, 0),), -1, ())
+        return Abbrev(0, False, size, (), -1, ())
+    return Abbrev(0, False, -1, ((kind, 0),), -1, ())
 
 
 def _read_off(data: bytes, pos: int, size: int) -> int:
@@ -611,7 +616,7 @@ class _UnitScan:
         top_vals, pos = self.d._decode(u, self.bases, pos, top)
         self.bases = self.d._bases(u, top_vals)
         comp_dir = _str(top_vals.get(AT_COMP_DIR))
-        files: list[str | None] = []
+        files: list[tuple[str, str] | None] = []
         stmt = top_vals.get(AT_STMT_LIST)
         if stmt is not None and self.d._s[".debug_line"]:
             s = self.d._s
@@ -641,7 +646,7 @@ class _UnitScan:
                     pos += ab.fixed_size
                 else:
                     pos = self.d._skip(u, pos, ab)
-        return self.resolve(files)
+        return self.resolve(files, comp_dir)
 
     def subprogram(self, die: int, pos: int, ab: Abbrev) -> int:
         vals, pos = self.d._decode(self.u, self.bases, pos, ab)
@@ -695,7 +700,7 @@ class _UnitScan:
 
     # --- resolution --------------------------------------------------------------------------
 
-    def resolve(self, files: list[str | None]) -> model.CuFacts:
+    def resolve(self, files: list[tuple[str, str] | None], comp_dir: str) -> model.CuFacts:
         """Turn the raw DIE values into records, following abstract_origin and specification."""
         by_off = {die: vals for die, vals, _ in self.subs}
         base = self.bases.low_pc
@@ -720,10 +725,15 @@ class _UnitScan:
                         return v[a]
             return None
 
+        paths: dict[int, str | None] = {}
+
         def path(index: Any) -> str | None:
-            if isinstance(index, int) and 0 <= index < len(files):
-                return files[index]
-            return None
+            if index in paths:
+                return paths[index]
+            entry = files[index] if isinstance(index, int) and 0 <= index < len(files) else None
+            p = None if entry is None else normalise_path(comp_dir, *entry)
+            paths[index] = p
+            return p
 
         subprograms = []
         for die, vals, param_dies in self.subs:

@@ -221,7 +221,6 @@ def cstr(data: bytes, pos: int) -> str:
 class Abbrev:
     """One abbreviation with its precomputed skip and decode plans."""
 
-    code: int
     tag: int
     has_children: bool
     # Skip plan: total size when every form is fixed, else -1 and `skip_steps` is used.
@@ -239,43 +238,79 @@ def parse_abbrev_table(
     address_size: int,
     offset_size: int,
     source: str,
+    plans: dict[bytes, Abbrev],
     only_code: int | None = None,
 ) -> dict[int, Abbrev]:
     """Parse the abbreviation table at `offset` of .debug_abbrev into plans keyed by code.
 
-    With `only_code`, stop at that abbreviation and plan only it: reading a unit's top DIE
-    then costs a fraction of the whole table.
+    `plans` caches plans by the declaration's bytes (for one address and offset size): the
+    kernel's 2,172 tables repeat the same few thousand declarations. With `only_code`, stop at
+    that abbreviation: reading a unit's top DIE then costs a fraction of the whole table.
     """
     table: dict[int, Abbrev] = {}
     pos = offset
     try:
         while True:
-            code, pos = uleb(data, pos)
+            code = data[pos]
+            if code < 0x80:
+                pos += 1
+            else:
+                code, pos = uleb(data, pos)
             if code == 0:
                 return table
-            tag, pos = uleb(data, pos)
-            has_children = data[pos] != 0
-            pos += 1
-            specs: list[tuple[int, int, int]] = []
+            start = pos
+            # Walk to the end of the declaration; plan it only when its bytes are new.
+            _tag, pos = uleb(data, pos)
+            pos += 1  # DW_CHILDREN_*
             while True:
-                attr, pos = uleb(data, pos)
-                form, pos = uleb(data, pos)
+                attr = data[pos]
+                if attr < 0x80:
+                    pos += 1
+                else:
+                    attr, pos = uleb(data, pos)
+                form = data[pos]
+                if form < 0x80:
+                    pos += 1
+                else:
+                    form, pos = uleb(data, pos)
                 if attr == 0 and form == 0:
                     break
-                implicit = 0
-                if form == _F["DW_FORM_implicit_const"]:
-                    implicit, pos = sleb(data, pos)
-                specs.append((attr, form, implicit))
-            if only_code is None or code == only_code:
-                table[code] = _plan(code, tag, has_children, specs, address_size, offset_size)
-                if only_code is not None:
-                    return table
+                if form == _IMPLICIT_CONST:
+                    _value, pos = sleb(data, pos)
+            if only_code is not None and code != only_code:
+                continue
+            key = data[start:pos]
+            plan = plans.get(key)
+            if plan is None:
+                plan = _plan_declaration(data, start, address_size, offset_size)
+                plans[key] = plan
+            table[code] = plan
+            if only_code is not None:
+                return table
     except (IndexError, ValueError) as e:
         raise BinaryFormatError(f"{source}: bad .debug_abbrev table at 0x{offset:x}: {e}") from None
 
 
+_IMPLICIT_CONST: int = _F["DW_FORM_implicit_const"]
+
+
+def _plan_declaration(data: bytes, pos: int, address_size: int, offset_size: int) -> Abbrev:
+    tag, pos = uleb(data, pos)
+    has_children = data[pos] != 0
+    pos += 1
+    specs: list[tuple[int, int, int]] = []
+    while True:
+        attr, pos = uleb(data, pos)
+        form, pos = uleb(data, pos)
+        if attr == 0 and form == 0:
+            return _plan(tag, has_children, specs, address_size, offset_size)
+        implicit = 0
+        if form == _IMPLICIT_CONST:
+            implicit, pos = sleb(data, pos)
+        specs.append((attr, form, implicit))
+
+
 def _plan(
-    code: int,
     tag: int,
     has_children: bool,
     specs: list[tuple[int, int, int]],
@@ -320,7 +355,6 @@ def _plan(
     if fixed:
         skip.append((K_SKIP, fixed))
     return Abbrev(
-        code=code,
         tag=tag,
         has_children=has_children,
         fixed_size=prefix if all_fixed else -1,

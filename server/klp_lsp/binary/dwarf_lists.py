@@ -64,11 +64,12 @@ def normalise_path(comp_dir: str, directory: str, name: str) -> str:
 
 def line_file_table(
     line: bytes, line_str: bytes, debug_str: bytes, offset: int, comp_dir: str
-) -> list[str | None]:
-    """The file names of the line program at `offset`, indexable by DW_AT_decl_file values.
+) -> list[tuple[str, str] | None]:
+    """The (directory, name) of each file of the line program at `offset`, by DW_AT_decl_file.
 
     DWARF 5: index 0 is the primary file and directory 0 is comp_dir. DWARF 2-4: file indices are
-    1-based (slot 0 is None) and directory 0 means comp_dir.
+    1-based (slot 0 is None) and directory 0 means comp_dir. `normalise_path` makes a path of an
+    entry; callers do it only for the entries they use.
     """
     pos = offset
     unit_length = U32(line, pos)[0]
@@ -96,7 +97,7 @@ def line_file_table(
             dirs.append(line[pos:end].decode("utf-8", "replace"))
             pos = end + 1
         pos += 1
-        files: list[str | None] = [None]
+        files: list[tuple[str, str] | None] = [None]
         while line[pos]:
             end = line.index(0, pos)
             name = line[pos:end].decode("utf-8", "replace")
@@ -105,7 +106,7 @@ def line_file_table(
             _mtime, pos = uleb(line, pos)
             _length, pos = uleb(line, pos)
             directory = dirs[dir_index] if dir_index < len(dirs) else ""
-            files.append(normalise_path(comp_dir, directory, name))
+            files.append((directory, name))
         return files
 
     def entries(pos: int) -> tuple[list[tuple[str, int]], int]:
@@ -172,10 +173,7 @@ def line_file_table(
     if dirs5:
         # Directory 0 is the compilation directory (DWARF 5 section 6.2.4, item 20).
         dirs5[0] = comp_dir or dirs5[0]
-    return [
-        normalise_path(comp_dir, dirs5[d] if d < len(dirs5) else "", name)
-        for name, d in file_entries
-    ]
+    return [(dirs5[d] if d < len(dirs5) else "", name) for name, d in file_entries]
 
 
 def rnglist(
