@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from klp_lsp import __version__
 from klp_lsp.errors import KlpError, UsageError
+from klp_lsp.index.builder import BuildResult
 from klp_lsp.index.locate import default_index_dir
+from klp_lsp.model import CheckResult
+from klp_lsp.patch.check import Checker, cu_names_for_patch
+from klp_lsp.patch.render import render_skeleton, result_to_json, result_to_text
+from klp_lsp.patch.sarif import result_to_sarif
 from klp_lsp.progress import TerminalProgress
 from klp_lsp.report import report_to_json, report_to_text
 from klp_lsp.session import Session
@@ -70,12 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection(p, binaries_flag=True)
     p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument(
+        "--no-background", action="store_true", help="do not finish a partial index afterwards"
+    )
 
     p = sub.add_parser("skeleton", help="write a livepatch module skeleton for a patch")
     p.add_argument("patches", nargs="+", type=Path, metavar="PATCH")
     _add_selection(p, binaries_flag=True)
     p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
+    p.add_argument(
+        "--no-background", action="store_true", help="do not finish a partial index afterwards"
+    )
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)")
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead, for debugging")
@@ -124,18 +136,84 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK if reports else EXIT_NOT_FOUND
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from klp_lsp.patch.check import run_check_command
+def _read_patches(paths: Sequence[Path]) -> list[tuple[str, str]]:
+    out = []
+    for p in paths:
+        try:
+            raw = p.read_bytes()
+        except OSError as e:
+            raise UsageError(f"{p}: cannot read patch: {e.strerror or e}") from e
+        out.append((str(p), raw.decode("utf-8", errors="surrogateescape")))
+    return out
 
+
+def _check(args: argparse.Namespace) -> CheckResult:
+    patches = _read_patches(args.patches)
     session = _session(args, args.binary)
-    return run_check_command(session, args.patches, args.source, args.format, sys.stdout)
+    # Index the CUs the patch touches first: a first answer must not wait for the whole kernel.
+    needed: list[str] | None = []
+    for _name, text in patches:
+        names = cu_names_for_patch(text)
+        if names is None or needed is None:
+            needed = None
+        else:
+            needed.extend(names)
+    results = session.ensure_indexes(progress=_progress(False), cu_names=needed)
+    with session.open() as indexes:
+        result = Checker(indexes).check_patches(patches, args.source)
+    if any(not r.complete for r in results) and not args.no_background:
+        _finish_in_background(session, results)
+    return result
+
+
+def _finish_in_background(session: Session, results: Sequence[BuildResult]) -> None:
+    """Index the rest of each partially indexed binary in a detached process."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "klp_lsp",
+        "index",
+        "--quiet",
+        "--index-dir",
+        str(session.index_dir),
+    ]
+    cmd += [str(r.binary) for r in results if not r.complete]
+    subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    print("klp-lsp: indexing the rest of the kernel in the background", file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    result = _check(args)
+    if args.format == "json":
+        print(json.dumps(result_to_json(result), indent=2))
+    elif args.format == "sarif":
+        print(json.dumps(result_to_sarif(result), indent=2))
+    else:
+        print(result_to_text(result))
+    if result.has_errors:
+        return EXIT_FINDINGS
+    if result.problems and not result.changed_functions:
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 def cmd_skeleton(args: argparse.Namespace) -> int:
-    from klp_lsp.patch.check import run_skeleton_command
-
-    session = _session(args, args.binary)
-    return run_skeleton_command(session, args.patches, args.source, args.output, sys.stdout)
+    result = _check(args)
+    text = render_skeleton(result, [str(p) for p in args.patches])
+    if args.output:
+        try:
+            args.output.write_text(text)
+        except OSError as e:
+            raise UsageError(f"{args.output}: cannot write: {e.strerror or e}") from e
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

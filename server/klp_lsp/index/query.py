@@ -413,6 +413,16 @@ class ObjectIndex:
             for r in rows
         ]
 
+    def count_inline_cus(self, name: str, decl_file: str | None, decl_line: int | None) -> int:
+        """In how many CUs a function (e.g. a header inline) was inlined somewhere."""
+        rows = self.index.query(
+            "SELECT count(DISTINCT s.cu_id) FROM inline_sites s JOIN functions f"
+            " ON f.die = s.function_die WHERE f.name = ? AND f.decl_file IS ?"
+            " AND f.decl_line IS ?",
+            (name, decl_file, decl_line),
+        )
+        return int(rows[0][0])
+
     def search_names(self, prefix: str, limit: int) -> list[str]:
         """C function names starting with `prefix` (for workspace symbols)."""
         rows = self.index.query(

@@ -1,0 +1,227 @@
+"""Renders a `CheckResult`: text for people, JSON for tools, Markdown, and a livepatch skeleton."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from klp_lsp.model import CheckResult, Finding, ReplaceEntry
+
+# docs/findings/ of the checkout this package runs from (an editable install, as the README
+# sets up); the pages are plain Markdown that editors open from a file URI.
+DOCS_DIR = Path(__file__).resolve().parents[3] / "docs" / "findings"
+
+
+def finding_doc_url(kind: str) -> str:
+    """Where a finding kind is explained (docs/findings/<kind>.md), as a URI."""
+    return (DOCS_DIR / f"{kind}.md").as_uri()
+
+
+def result_to_json(result: CheckResult) -> dict[str, Any]:
+    """The `check --format json` document."""
+    return {
+        "changed_functions": [
+            {
+                "name": c.name,
+                "source_file": c.source_file,
+                "object": c.object,
+                "patch_file": c.patch_file,
+                "patch_line": c.patch_line,
+                "source_line": c.source_line,
+            }
+            for c in result.changed_functions
+        ],
+        "findings": [
+            {
+                "kind": f.kind,
+                "severity": f.severity,
+                "function": f.function,
+                "object": f.object,
+                "message": f.message,
+                "patch_file": f.patch_file,
+                "patch_line": f.patch_line,
+                "source_file": f.source_file,
+                "source_line": f.source_line,
+                "related": [
+                    {
+                        "role": r.role,
+                        "name": r.name,
+                        "object": r.object,
+                        "source_file": r.source_file,
+                        "source_line": r.source_line,
+                        "address": None if r.address is None else f"{r.address:#x}",
+                        "message": r.message,
+                    }
+                    for r in f.related
+                ],
+            }
+            for f in result.findings
+        ],
+        "replace": [
+            {
+                "object": e.object,
+                "symbol": e.symbol,
+                "sympos": e.sympos,
+                "reason": e.reason,
+                "patchable": e.patchable,
+            }
+            for e in result.replace
+        ],
+        "problems": [
+            {"file": p.file, "line": p.line, "message": p.message} for p in result.problems
+        ],
+        "notes": list(result.notes),
+    }
+
+
+def _where(f: Finding) -> str:
+    if f.patch_file:
+        return f"{f.patch_file}:{f.patch_line}"
+    if f.source_file:
+        return f"{f.source_file}:{f.source_line}"
+    return ""
+
+
+def result_to_text(result: CheckResult) -> str:
+    """One block per changed function, verdict first; then other findings and the replace set."""
+    lines: list[str] = []
+    for p in result.problems:
+        lines.append(f"{p.file}:{p.line or 0}: problem: {p.message}")
+    by_function: dict[tuple[str | None, str | None], list[Finding]] = {}
+    for f in result.findings:
+        by_function.setdefault((f.function, f.object), []).append(f)
+    for c in result.changed_functions:
+        findings = by_function.pop((c.name, c.object), [])
+        errors = [f for f in findings if f.severity == "error"]
+        verdict = "NEEDS CARE" if errors else "ok to replace" if c.object else "not found"
+        lines.append("")
+        lines.append(f"{c.name} ({c.source_file}) [{c.object or '?'}]: {verdict}")
+        for f in sorted(findings, key=lambda f: f.severity != "error"):
+            lines.append(f"  {f.severity}: [{f.kind}] {f.message}")
+    rest = [f for fs in by_function.values() for f in fs]
+    if rest:
+        lines.append("")
+        lines.append("other changes:")
+        for f in rest:
+            lines.append(f"  {_where(f)}: {f.severity}: [{f.kind}] {f.message}")
+    if result.replace:
+        lines.append("")
+        lines.append("replace set (klp_func entries):")
+        for e in result.replace:
+            mark = "" if e.patchable else "  (not patchable)"
+            lines.append(f"  {e.object}: {e.symbol} sympos {e.sympos}: {e.reason}{mark}")
+    if result.notes:
+        lines.append("")
+        lines.extend(f"note: {n}" for n in result.notes)
+    n_errors = sum(f.severity == "error" for f in result.findings)
+    lines.append("")
+    lines.append(
+        f"{len(result.changed_functions)} changed function(s), {len(result.findings)} finding(s),"
+        f" {n_errors} error(s), {len(result.replace)} function(s) to replace"
+    )
+    return "\n".join(lines).lstrip("\n")
+
+
+def render_replace_set(result: CheckResult) -> str:
+    """The replace set as a Markdown table."""
+    if not result.replace:
+        return "The patch changes no function of the indexed binaries: nothing to replace."
+    rows = ["| object | symbol | sympos | why | patchable |", "|---|---|---|---|---|"]
+    for e in result.replace:
+        patchable = "yes" if e.patchable else "no"
+        rows.append(f"| {e.object} | `{e.symbol}` | {e.sympos} | {e.reason} | {patchable} |")
+    return "\n".join(rows)
+
+
+def _c_ident(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def render_skeleton(result: CheckResult, patch_names: Sequence[str] = ()) -> str:
+    """A livepatch module in the style of samples/livepatch/livepatch-sample.c."""
+    entries = [e for e in result.replace if e.patchable]
+    skipped = [e for e in result.replace if not e.patchable]
+    objects: dict[str, list[ReplaceEntry]] = {}
+    for e in entries:
+        objects.setdefault(e.object, []).append(e)
+    source = ", ".join(patch_names) or "the checked change"
+    out = [
+        "// SPDX-License-Identifier: GPL-2.0-or-later",
+        "/*",
+        f" * Livepatch module skeleton generated by klp-lsp from {source}.",
+        " *",
+        " * Each replacement below must get the patched body of the function it replaces,",
+        " * with the same calling convention as the compiled original (see the klp-lsp",
+        " * findings: clones take GCC-private arguments, and callers listed as register",
+        " * dependents expect registers to survive).",
+        " */",
+        "",
+        '#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt',
+        "",
+        "#include <linux/kernel.h>",
+        "#include <linux/module.h>",
+        "#include <linux/livepatch.h>",
+        "",
+    ]
+    for e in skipped:
+        out.append(f"/* Not patchable, not listed: {e.object} {e.symbol}: {e.reason} */")
+    if skipped:
+        out.append("")
+    for obj, group in objects.items():
+        for e in group:
+            out.append(f"/* {obj}: {e.symbol} (sympos {e.sympos}): {e.reason} */")
+            out.append(f"static void livepatch_{_c_ident(e.symbol)}(void)")
+            out.append("{")
+            out.append(f"\t/* TODO: copy the patched body of {e.symbol} */")
+            out.append("}")
+            out.append("")
+    for obj, group in objects.items():
+        out.append(f"static struct klp_func funcs_{_c_ident(obj)}[] = {{")
+        for e in group:
+            out.append("\t{")
+            out.append(f'\t\t.old_name = "{e.symbol}",')
+            out.append(f"\t\t.new_func = livepatch_{_c_ident(e.symbol)},")
+            if e.sympos:
+                out.append(f"\t\t.old_sympos = {e.sympos},")
+            out.append("\t},")
+        out.append("\t{ }")
+        out.append("};")
+        out.append("")
+    out.append("static struct klp_object objs[] = {")
+    for obj in objects:
+        out.append("\t{")
+        if obj == "vmlinux":
+            out.append("\t\t/* name being NULL means vmlinux */")
+        else:
+            out.append(f'\t\t.name = "{obj}",')
+        out.append(f"\t\t.funcs = funcs_{_c_ident(obj)},")
+        out.append("\t},")
+    out.append("\t{ }")
+    out.append("};")
+    out.append("")
+    out.extend(
+        [
+            "static struct klp_patch patch = {",
+            "\t.mod = THIS_MODULE,",
+            "\t.objs = objs,",
+            "};",
+            "",
+            "static int livepatch_init(void)",
+            "{",
+            "\treturn klp_enable_patch(&patch);",
+            "}",
+            "",
+            "static void livepatch_exit(void)",
+            "{",
+            "}",
+            "",
+            "module_init(livepatch_init);",
+            "module_exit(livepatch_exit);",
+            'MODULE_LICENSE("GPL");',
+            'MODULE_INFO(livepatch, "Y");',
+            "",
+        ]
+    )
+    return "\n".join(out)
