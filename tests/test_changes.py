@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from klp_lsp.patch.changes import (
     Change,
@@ -23,6 +25,7 @@ from klp_lsp.patch.diff import parse_patch_text, read_patch
 CORPUS = os.environ.get("KLP_CORPUS_DIR")
 corpus = pytest.mark.skipif(CORPUS is None, reason="set KLP_CORPUS_DIR to the Debian kernel corpus")
 PATCHES = Path(__file__).parent / "patches" / "debian-6.1"
+_EDITS = ["<delete>", "{", "}", "/* c", "*/", "int x;", "static int y;", "#define Z 1", "\\", ""]
 
 
 def row(c: Change) -> tuple[object, ...]:
@@ -423,3 +426,18 @@ def test_debian_patches_really_apply(name: str) -> None:
         subprocess.run(
             ["git", "apply", "--check", str(patch)], cwd=src, check=True, capture_output=True
         )
+
+
+@given(st.lists(st.tuples(st.integers(0, 25), st.sampled_from(_EDITS)), max_size=6))
+@settings(max_examples=150, deadline=None)
+def test_changes_between_never_raises(edits: list[tuple[int, str]]) -> None:
+    """Random line edits of a C file map to changes without raising."""
+    lines = FOO_C.split("\n")
+    for at, text in edits:
+        at = min(at, len(lines))
+        if text == "<delete>":
+            del lines[at : at + 1]
+        else:
+            lines.insert(at, text)
+    for c in changes_between("foo.c", FOO_C, "\n".join(lines)):
+        assert c.patch_line >= 1

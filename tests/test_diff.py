@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from klp_lsp.errors import PatchParseError
 from klp_lsp.patch.diff import Patch, parse_patch_text, read_patch
@@ -220,3 +222,42 @@ def test_committed_debian_patches_parse_cleanly() -> None:
         "[PATCH 2/3] sched/core: treat negative pids as the current task in find_process_by_pid()",
         "[PATCH 3/3] quota: spell DQF_INFO_DIRTY with BIT() and document it",
     ]
+
+
+_PATCH_LINES = st.sampled_from(
+    [
+        "--- a/f.c",
+        "+++ b/f.c",
+        "diff --git a/f.c b/f.c",
+        "@@ -1,2 +1,2 @@",
+        "@@ -0,0 +1 @@",
+        "@@ -3 +3,2 @@ int f(void)",
+        "@@ garbage",
+        " context",
+        "-removed",
+        "+added",
+        "\\ No newline at end of file",
+        "",
+        "From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001",
+        "Subject: [PATCH] x",
+        "Binary files a/x and b/x differ",
+        "rename from a.c",
+        "rename to b.c",
+        "--- /dev/null",
+        "+++ /dev/null",
+    ]
+)
+
+
+@given(st.lists(_PATCH_LINES | st.text(max_size=20), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_parsing_never_raises(lines: list[str]) -> None:
+    """Any text parses into records and problems; every problem line is inside the text."""
+    text = "\n".join(lines)
+    patches, problems = parse_patch_text(text, "t.patch")
+    n = len(text.splitlines())
+    assert all(0 <= p.line <= n for p in problems)
+    for p in patches:
+        for f in p.files:
+            for h in f.hunks:
+                assert all(1 <= c.patch_line <= n for c in h.changes)
