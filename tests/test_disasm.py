@@ -165,3 +165,11 @@ def test_cache_key_ignores_numbers() -> None:
     assert decoder.detail_decodes == 2
     assert a.writes == b.writes == {"rax"} and c.writes == {"rcx"}
     assert a.reads == c.reads == {"rbp"}
+
+
+def test_constant_idioms_do_not_read() -> None:
+    decoder = Decoder("x86_64")
+    # or rsi, 0x10; or rsi, -1; and eax, 0
+    a, b, c = decoder.decode(bytes.fromhex("4883ce104883ceff83e000"), 0)
+    assert a.reads == {"rsi"} and not b.reads and not c.reads
+    assert a.writes == b.writes == {"rsi"} and c.writes == {"rax"}

@@ -51,8 +51,11 @@ class FunctionFacts:
     direct_clobbers: frozenset[str]  # call-clobbered registers written and not restored
     callee_saved_clobbers: frozenset[str]  # callee-saved registers written without a save
     calls: tuple[CallEdge, ...]
-    # Block starts' call targets: instruction address -> resolved callee start (None: unknown).
+    # Call and tail-call instruction address -> resolved callee start (None: unknown).
     call_targets: dict[int, int | None]
+    # Call-clobbered registers saved and restored around the whole body (push/pop, stp/ldp):
+    # not clobbered even if a callee writes them, like the kernel's preempt_schedule_thunk.
+    preserved: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,8 @@ class Artefact:
     site: int
     callee: int | None
     registers: tuple[str, ...]
-    # "no-reason": reason_for() gave None; "clobbered": the callee itself writes the register.
+    # "no-reason": reason_for() gave None; "clobbered": the callee writes the register, so
+    # it is an output of a custom convention (`__get_user_4` returns in rdx) or imprecision.
     why: str
 
 
@@ -101,8 +105,8 @@ def analyse_function(
     # A call-clobbered register saved and restored (push/pop, stp/ldp) is preserved, like
     # rdi/rdx in the kernel's __sw_hweight64; a callee-saved one needs only the save (a
     # noreturn function never restores).
-    preserved_clobbered = saved & restored
-    direct = frozenset((written & abi.call_clobbered) - preserved_clobbered)
+    preserved = frozenset(saved & restored & abi.call_clobbered)
+    direct = frozenset((written & abi.call_clobbered) - preserved)
     callee_saved = frozenset((written & abi.callee_saved) - saved - {abi.stack_pointer})
 
     calls: list[CallEdge] = []
@@ -125,7 +129,7 @@ def analyse_function(
             targets[last.address] = None
             calls.append(CallEdge(address, last.address, None, "indirect-jump"))
     calls.sort(key=lambda e: e.site)
-    return FunctionFacts(address, cfg, direct, callee_saved, tuple(calls), targets)
+    return FunctionFacts(address, cfg, direct, callee_saved, tuple(calls), targets, preserved)
 
 
 def compute_clobbers(
@@ -141,16 +145,16 @@ def compute_clobbers(
     for a, f in facts.items():
         for edge in f.calls:
             if edge.callee is None:
-                clobbers[a] = clobbers[a] | abi.call_clobbered
+                clobbers[a] = clobbers[a] | (abi.call_clobbered - f.preserved)
             elif edge.callee in facts:
                 callers.setdefault(edge.callee, set()).add(a)
             else:
-                clobbers[a] = clobbers[a] | default(edge.callee)
+                clobbers[a] = clobbers[a] | (default(edge.callee) - f.preserved)
     work = list(facts)
     while work:
         callee = work.pop()
         for caller in callers.get(callee, ()):
-            merged = clobbers[caller] | clobbers[callee]
+            merged = clobbers[caller] | (clobbers[callee] - facts[caller].preserved)
             if merged != clobbers[caller]:
                 clobbers[caller] = merged
                 work.append(caller)
@@ -330,7 +334,15 @@ def find_register_dependents(
                 artefacts.append(Artefact(caller, insn.address, callee, regs, "no-reason"))
                 continue
             for target in sorted(closure(callee)):
-                dependents.append(RegisterDependent(target, caller, insn.address, regs, reason))
+                # A function that already writes a register cannot break the caller by
+                # writing it: someone between (a thunk saving everything) preserves it.
+                own = (
+                    regs
+                    if target == callee
+                    else tuple(r for r in regs if r not in clobbers_of(target))
+                )
+                if own:
+                    dependents.append(RegisterDependent(target, caller, insn.address, own, reason))
     dependents.sort(key=lambda d: (d.callee, d.caller, d.site))
     return tuple(dependents), tuple(artefacts), tuple(sorted(fallbacks))
 

@@ -62,6 +62,7 @@ _NUMBER = re.compile(r"0x[0-9a-f]+|(?<![\w.])\d+")
 
 # x86 idioms that write a register without depending on its old value (`xor eax, eax`).
 _X86_ZERO_IDIOMS = frozenset(("xor", "sub", "sbb"))
+_X86_CONST_IDIOMS = frozenset(("or", "and"))
 _X86_COND_JUMPS_EXTRA = frozenset(("jrcxz", "jecxz", "jcxz", "loop", "loope", "loopne"))
 _X86_RETURNS = frozenset(("ret", "retf", "iret", "iretd", "iretq", "sysret", "sysretq"))
 _X86_TRAPS = frozenset(("ud2", "int3", "ud1", "ud0"))
@@ -162,7 +163,9 @@ class Decoder:
         for addr, size, mnemonic, op_str in self._lite.disasm_lite(code, address):
             # Register accesses depend on the mnemonic and the registers named, never on the
             # numbers (displacements, immediates, targets), so those are masked in the key.
-            key = f"{mnemonic} {_NUMBER.sub('#', op_str)}"
+            # Except for `or`/`and`, where an immediate of -1/0 makes the old value unused.
+            masked = op_str if mnemonic in _X86_CONST_IDIOMS else _NUMBER.sub("#", op_str)
+            key = f"{mnemonic} {masked}"
             enc = cache.get(key)
             if enc is None:
                 offset = addr - address
@@ -255,6 +258,15 @@ class Decoder:
             and ops[1].type == cs_x86.X86_OP_REG
             and ops[0].reg == ops[1].reg
         ):
+            reads = reads - self._fold({insn.reg_name(ops[0].reg)})
+        if (
+            mnemonic in _X86_CONST_IDIOMS
+            and len(ops) == 2
+            and ops[0].type == cs_x86.X86_OP_REG
+            and ops[1].type == cs_x86.X86_OP_IMM
+            and ops[1].imm == (-1 if mnemonic == "or" else 0)
+        ):
+            # `or rsi, -1` and `and eax, 0` set a constant: the old value is not used.
             reads = reads - self._fold({insn.reg_name(ops[0].reg)})
         table = None
         if mnemonic == "jmp" and len(ops) == 1 and ops[0].type == cs_x86.X86_OP_MEM:
