@@ -97,15 +97,20 @@ def analyse_function(
     cfg = build_cfg(code.insns, code.ranges, noreturn=noreturn, read_pointer=read_pointer)
     written: set[str] = set()
     saved: set[str] = set()
-    restored: set[str] = set()
     for insn in code.insns:
         written |= insn.writes
         saved |= insn.saves
-        restored |= insn.restores
-    # A call-clobbered register saved and restored (push/pop, stp/ldp) is preserved, like
-    # rdi/rdx in the kernel's __sw_hweight64; a callee-saved one needs only the save (a
-    # noreturn function never restores).
-    preserved = frozenset(saved & restored & abi.call_clobbered)
+    # A call-clobbered register saved in the entry block and restored in every returning
+    # block (push/pop, stp/ldp) is preserved, like rdi/rdx in the kernel's __sw_hweight64; a
+    # callee-saved one needs only the save (a noreturn function never restores).
+    entry = cfg.blocks.get(cfg.entry)
+    entry_saves = {r for i in entry.insns for r in i.saves} if entry else set()
+    restored: set[str] | None = None
+    for block in cfg.blocks.values():
+        if block.insns[-1].flow == "return":
+            here = {r for i in block.insns for r in i.restores}
+            restored = here if restored is None else restored & here
+    preserved = frozenset(entry_saves & (restored or set()) & abi.call_clobbered)
     direct = frozenset((written & abi.call_clobbered) - preserved)
     callee_saved = frozenset((written & abi.callee_saved) - saved - {abi.stack_pointer})
 
