@@ -89,10 +89,13 @@ class RegisterAnalyser:
         self._start_set = frozenset(s.address for s in binary.iter_function_symbols())
         self._externals: dict[str, int] = {}
         self._external_names: dict[int, str] = {}
+        # The thunks are NOTYPE symbols in Debian's vmlinux (arch/x86/lib/retpoline.S uses
+        # SYM_CODE_START), so look for them among all symbols, not only FUNC ones.
         thunks = {
-            a: f.name
-            for a, f in funcs.items()
-            if f.name == "__x86_return_thunk" or f.name.startswith("__x86_indirect_thunk_")
+            s.address: s.name
+            for s in binary.iter_symbols()
+            if s.section is not None
+            and (s.name == "__x86_return_thunk" or s.name.startswith("__x86_indirect_thunk_"))
         }
         self.decoder = Decoder(binary.arch, thunks)
         self._thunk_names = set(thunks.values())
