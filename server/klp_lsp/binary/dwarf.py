@@ -8,8 +8,21 @@ constants; its DIE objects are far too slow for the 16.8 M DIEs of a distro vmli
 
 `DwarfData` takes section bytes (already relocated for modules) and keeps no state that a worker
 process could not rebuild from the same bytes, so `scan_unit` can run in a process pool per CU.
-References with DW_FORM_ref_addr keep their absolute .debug_info offset; they are only resolved
-(for names and declaration lines) when they point inside the scanned CU.
+
+What the records hold:
+- every DW_TAG_subprogram DIE of the CU (top level and nested in functions): abstract origins,
+  concrete out-of-line copies, clones (concrete, with DW_AT_abstract_origin and no name of their
+  own) and declarations; name, linkage name, decl_file/decl_line, external and noreturn are
+  resolved through DW_AT_abstract_origin, then DW_AT_specification, within the CU;
+- DIE references are absolute .debug_info offsets. DW_FORM_ref_addr may point into another CU
+  (GCC does not emit it without LTO or dwz): the offset is kept, but nothing is resolved through
+  it, since that would need a global pass;
+- ranges are [low, high) in DWARF order with empty ones dropped; GCC lists a hot/cold split
+  function's entry part first, so the first range starts at the function's symbol;
+- a parameter's location is the one valid at the entry pc (DW_AT_entry_pc, else the start of the
+  first range): a register name, "stack" (DW_OP_fbreg or a stack-pointer-based DW_OP_breg),
+  "optimized-out" (no DW_AT_location, or an empty expression), "unknown" (any other expression,
+  or a location list without an entry covering the entry pc, or a DIE without code).
 """
 
 from __future__ import annotations

@@ -23,8 +23,6 @@ _F = ENUM_DW_FORM
 _A = ENUM_DW_AT
 _T = ENUM_DW_TAG
 
-TAG_COMPILE_UNIT: int = _T["DW_TAG_compile_unit"]
-TAG_PARTIAL_UNIT: int = _T["DW_TAG_partial_unit"]
 TAG_SUBPROGRAM: int = _T["DW_TAG_subprogram"]
 TAG_FORMAL_PARAMETER: int = _T["DW_TAG_formal_parameter"]
 TAG_LEXICAL_BLOCK: int = _T["DW_TAG_lexical_block"]
@@ -108,10 +106,6 @@ K_IMPLICIT_CONST = 33
 K_INDIRECT = 34
 K_LISTX = 35  # loclistx / rnglistx (uleb index)
 K_FLAG = 36
-
-# Value classes of the forms whose meaning depends on the class (DWARF 5 section 7.5.5).
-CLASS_ADDRESS = frozenset({K_ADDR, K_ADDRX, K_ADDRX1, K_ADDRX2, K_ADDRX3, K_ADDRX4})
-CLASS_BLOCK = frozenset({K_BLOCK1, K_BLOCK2, K_BLOCK4, K_BLOCK})
 
 
 def form_step(form: int, address_size: int, offset_size: int) -> tuple[int, int]:
