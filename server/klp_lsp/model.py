@@ -209,6 +209,7 @@ class DependentFact:
     site: int
     registers: tuple[str, ...]
     reason: DependencyReason
+    caller_address: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,8 @@ class CallFact:
     object: str
     site: int
     kind: str  # CallKind, or "inlined" for inline sites in call hierarchies
+    caller_address: int = 0
+    callee_address: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -369,6 +369,7 @@ class ObjectIndex:
                 site=from_db(r[2]),
                 registers=tuple(r[3].split()),
                 reason=r[4],
+                caller_address=from_db(r[1]),
             )
             for r in deps
         )
@@ -393,6 +394,8 @@ class ObjectIndex:
                 object=self.object,
                 site=from_db(r[1]),
                 kind=r[3],
+                caller_address=from_db(r[0]),
+                callee_address=from_db(r[2]),
             )
             for r in rows
         ]
@@ -409,6 +412,8 @@ class ObjectIndex:
                 object=self.object,
                 site=from_db(r[1]),
                 kind=r[3],
+                caller_address=from_db(r[0]),
+                callee_address=None if r[2] is None else from_db(r[2]),
             )
             for r in rows
         ]

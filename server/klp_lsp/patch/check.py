@@ -73,13 +73,13 @@ class _Collector:
 
     changed: list[ChangedFunction] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    replace: dict[tuple[str, str], ReplaceEntry] = field(default_factory=dict)
+    replace: dict[tuple[str, str, int], ReplaceEntry] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    climbed: set[tuple[str, str]] = field(default_factory=set)
+    climbed: set[tuple[str, str, int]] = field(default_factory=set)
 
     def add_replace(self, entry: ReplaceEntry) -> bool:
-        key = (entry.object, entry.symbol)
+        key = (entry.object, entry.symbol, entry.sympos)
         if key in self.replace:
             return False
         self.replace[key] = entry
@@ -297,7 +297,7 @@ class Checker:
                 )
             )
             for d in r.register_dependents:
-                sym = self._symbol(o, d.caller)
+                sym = self._symbol_at(o, d.caller_address)
                 if sym is not None:
                     out.add_replace(
                         ReplaceEntry(
@@ -493,10 +493,6 @@ class Checker:
 
     # --- replace set -----------------------------------------------------------------------
 
-    def _symbol(self, o: ObjectIndex, name: str) -> SymbolFact | None:
-        found = o.symbols_named(name)
-        return found[0] if found else None
-
     def _symbol_at(self, o: ObjectIndex, address: int) -> SymbolFact | None:
         found = [s for s in o.symbols_at(address) if "cold" not in s.clone_kinds]
         found.sort(key=lambda s: (not s.patchable, s.binding == "local", s.name))
@@ -515,15 +511,15 @@ class Checker:
                 o = self.indexes.get_object(entry.object)
                 if o is None:
                     continue
-                symbols = [s for s in o.symbols_named(entry.symbol)]
+                symbols = [s for s in o.symbols_named(entry.symbol) if s.sympos == entry.sympos]
                 callers = o.callers_of(s.address for s in symbols)[:_MAX_CALLERS]
                 why = (
                     "; ".join(dict.fromkeys(r for s in symbols for r in s.not_patchable_reasons))
                     or "not patchable"
                 )
-                out.climbed.add((entry.object, entry.symbol))
+                out.climbed.add((entry.object, entry.symbol, entry.sympos))
                 for call in callers:
-                    sym = self._symbol(o, call.caller)
+                    sym = self._symbol_at(o, call.caller_address)
                     if sym is None:
                         continue
                     grew |= out.add_replace(
