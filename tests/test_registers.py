@@ -434,3 +434,26 @@ def test_thunk_saving_everything_preserves_callee_clobbers() -> None:
         {(0x500, 0x10, 0x10, ("rcx",))},
     )
     assert report.uses[0x500].clobbers == {"rax"}
+
+
+def test_restore_through_a_stub_and_tail_calls() -> None:
+    # preempt_schedule_thunk saves, calls C code, and tail-calls __thunk_restore to pop.
+    regs = "rcx rdx rsi rdi"
+    thunk = [
+        insn(0x500, regs, saves=regs),
+        insn(0x501, flow="call", target=0x200),
+        insn(0x502, flow="jump", target=0x600),
+    ]
+    stub = [insn(0x600, "", regs, restores=regs), insn(0x601, flow="return")]
+    # Restores rdi, then tail-calls a function that writes it: rdi is not preserved.
+    leaky = [
+        insn(0x700, "rdi", saves="rdi"),
+        insn(0x701, "", "rdi", restores="rdi"),
+        insn(0x702, flow="jump", target=0x800),
+    ]
+    writes_rdi = [insn(0x800, "", "rdi"), insn(0x801, flow="return")]
+    report = check(
+        {0x200: WRITES_RCX, 0x500: thunk, 0x600: stub, 0x700: leaky, 0x800: writes_rdi}, {}, set()
+    )
+    assert report.uses[0x500].clobbers == {"rax"}  # the only register it does not save
+    assert report.uses[0x700].clobbers == {"rdi"}

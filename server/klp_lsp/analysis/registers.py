@@ -48,14 +48,15 @@ class FunctionFacts:
 
     address: int
     cfg: Cfg
-    direct_clobbers: frozenset[str]  # call-clobbered registers written and not restored
+    direct_clobbers: frozenset[str]  # call-clobbered registers its own code writes
     callee_saved_clobbers: frozenset[str]  # callee-saved registers written without a save
     calls: tuple[CallEdge, ...]
     # Call and tail-call instruction address -> resolved callee start (None: unknown).
     call_targets: dict[int, int | None]
-    # Call-clobbered registers saved and restored around the whole body (push/pop, stp/ldp):
-    # not clobbered even if a callee writes them, like the kernel's preempt_schedule_thunk.
-    preserved: frozenset[str] = frozenset()
+    # Call-clobbered registers saved in the entry block (push, stp).
+    entry_saves: frozenset[str] = frozenset()
+    # One (tail-call target or None for a return, registers restored in that block) per exit.
+    exits: tuple[tuple[int | None, frozenset[str]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +101,10 @@ def analyse_function(
     for insn in code.insns:
         written |= insn.writes
         saved |= insn.saves
-    # A call-clobbered register saved in the entry block and restored in every returning
-    # block (push/pop, stp/ldp) is preserved, like rdi/rdx in the kernel's __sw_hweight64; a
-    # callee-saved one needs only the save (a noreturn function never restores).
     entry = cfg.blocks.get(cfg.entry)
     entry_saves = {r for i in entry.insns for r in i.saves} if entry else set()
-    restored: set[str] | None = None
-    for block in cfg.blocks.values():
-        if block.insns[-1].flow == "return":
-            here = {r for i in block.insns for r in i.restores}
-            restored = here if restored is None else restored & here
-    preserved = frozenset(entry_saves & (restored or set()) & abi.call_clobbered)
-    direct = frozenset((written & abi.call_clobbered) - preserved)
+    direct = frozenset(written & abi.call_clobbered)
+    # A callee-saved register needs only the save (a noreturn function never restores).
     callee_saved = frozenset((written & abi.callee_saved) - saved - {abi.stack_pointer})
 
     calls: list[CallEdge] = []
@@ -134,7 +127,53 @@ def analyse_function(
             targets[last.address] = None
             calls.append(CallEdge(address, last.address, None, "indirect-jump"))
     calls.sort(key=lambda e: e.site)
-    return FunctionFacts(address, cfg, direct, callee_saved, tuple(calls), targets, preserved)
+    exits: list[tuple[int | None, frozenset[str]]] = []
+    for block in cfg.blocks.values():
+        last = block.insns[-1]
+        restores = frozenset(r for i in block.insns for r in i.restores)
+        if last.flow == "return":
+            exits.append((None, restores))
+        elif block.tail_call is not None or block.indirect_tail_call:
+            # An unknown target is recorded as the function itself: never a restore stub.
+            exits.append((targets.get(last.address) or address, restores))
+    return FunctionFacts(
+        address,
+        cfg,
+        direct,
+        callee_saved,
+        tuple(calls),
+        targets,
+        frozenset(entry_saves & abi.call_clobbered),
+        tuple(exits),
+    )
+
+
+def _preserved(facts: Mapping[int, FunctionFacts]) -> dict[int, frozenset[str]]:
+    """Call-clobbered registers each function saves at entry and restores at every exit.
+
+    Such registers are not clobbered even when callees write them, like rdi/rdx in the
+    kernel's __sw_hweight64 or everything in preempt_schedule_thunk, which restores through a
+    tail call to the restore stub `__thunk_restore` (arch/x86/entry/thunk_64.S).
+    """
+
+    def stub_restores(target: int) -> frozenset[str]:
+        # A restore stub saves nothing, calls nothing and only returns.
+        f = facts.get(target)
+        if f is None or f.entry_saves or f.calls or not f.exits:
+            return frozenset()
+        if any(t is not None for t, _ in f.exits):
+            return frozenset()
+        return frozenset.intersection(*(r for _, r in f.exits))
+
+    out: dict[int, frozenset[str]] = {}
+    for a, f in facts.items():
+        kept: frozenset[str] = f.entry_saves
+        if not f.exits:
+            kept = frozenset()
+        for target, restores in f.exits:
+            kept &= restores if target is None else stub_restores(target)
+        out[a] = kept
+    return out
 
 
 def compute_clobbers(
@@ -145,21 +184,22 @@ def compute_clobbers(
     """Clobber set of every function: own writes plus its callees', to a fixpoint."""
     abi = get_abi(arch)
     default = default_clobbers or (lambda _callee: abi.call_clobbered)
-    clobbers = {a: f.direct_clobbers for a, f in facts.items()}
+    preserved = _preserved(facts)
+    clobbers = {a: f.direct_clobbers - preserved[a] for a, f in facts.items()}
     callers: dict[int, set[int]] = {}
     for a, f in facts.items():
         for edge in f.calls:
             if edge.callee is None:
-                clobbers[a] = clobbers[a] | (abi.call_clobbered - f.preserved)
+                clobbers[a] = clobbers[a] | (abi.call_clobbered - preserved[a])
             elif edge.callee in facts:
                 callers.setdefault(edge.callee, set()).add(a)
             else:
-                clobbers[a] = clobbers[a] | (default(edge.callee) - f.preserved)
+                clobbers[a] = clobbers[a] | (default(edge.callee) - preserved[a])
     work = list(facts)
     while work:
         callee = work.pop()
         for caller in callers.get(callee, ()):
-            merged = clobbers[caller] | (clobbers[callee] - facts[caller].preserved)
+            merged = clobbers[caller] | (clobbers[callee] - preserved[caller])
             if merged != clobbers[caller]:
                 clobbers[caller] = merged
                 work.append(caller)
