@@ -8,6 +8,7 @@ value.
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -457,3 +458,97 @@ def test_restore_through_a_stub_and_tail_calls() -> None:
     )
     assert report.uses[0x500].clobbers == {"rax"}  # the only register it does not save
     assert report.uses[0x700].clobbers == {"rdi"}
+
+
+# --- the Debian kernel (opt-in) -------------------------------------------------------------
+
+CORPUS = os.environ.get("KLP_CORPUS_DIR")
+corpus = pytest.mark.skipif(CORPUS is None, reason="set KLP_CORPUS_DIR to the Debian kernel corpus")
+
+
+def analyse_corpus(
+    arch_dir: str, names: list[str], reasons: dict[tuple[str, str], DependencyReason]
+) -> tuple[RegisterReport, dict[str, int], dict[int, str]]:
+    """Analyse a few named functions of a corpus vmlinux; other callees get the ABI set."""
+    assert CORPUS is not None
+    arch = "x86_64" if arch_dir == "amd64" else "aarch64"
+    with (Path(CORPUS) / arch_dir / "vmlinux").open("rb") as f:
+        elf = ELFFile(f)
+        text = elf.get_section_by_name(".text")
+        base, offset = text["sh_addr"], text["sh_offset"]
+        symbols: dict[str, tuple[int, int]] = {}
+        thunks: dict[int, str] = {}
+        for s in elf.get_section_by_name(".symtab").iter_symbols():
+            if s.name in ("__fentry__", "__x86_return_thunk") or s.name.startswith(
+                "__x86_indirect_thunk_"
+            ):
+                thunks[s["st_value"]] = s.name
+            # Asm code labels such as __thunk_restore are NOTYPE symbols with a size.
+            if s["st_info"]["type"] in ("STT_FUNC", "STT_NOTYPE") and s["st_size"] > 0:
+                symbols.setdefault(s.name, (s["st_value"], s["st_size"]))
+        decoder = Decoder(arch, thunks)
+        functions = {}
+        for name in names:
+            start, size = symbols[name]
+            f.seek(offset + start - base)
+            insns = decoder.decode(f.read(size), start)
+            functions[start] = FunctionCode(name, ((start, start + size),), insns)
+    by_start = {start: name for name, (start, _) in symbols.items()}
+    starts = sorted(by_start)
+
+    def resolve(address: int) -> int | None:
+        i = bisect.bisect_right(starts, address) - 1
+        return starts[i] if i >= 0 else None
+
+    report = analyse_registers(
+        arch,
+        functions,
+        resolve=resolve,
+        reason_for=lambda c, g: reasons.get((by_start[c], by_start.get(g, ""))),
+    )
+    return report, {n: symbols[n][0] for n in names}, by_start
+
+
+@corpus
+def test_corpus_bitmap_weight_relies_on_sw_hweight64() -> None:
+    report, addr, _ = analyse_corpus(
+        "amd64",
+        ["__bitmap_weight", "__sw_hweight64"],
+        {("__bitmap_weight", "__sw_hweight64"): "custom-convention"},
+    )
+    assert report.uses[addr["__sw_hweight64"]].clobbers == {"rax"}
+    found = {d.site: d.registers for d in report.dependents}
+    # KERNEL_FACTS' block-local scan saw r8, rdx, r9; the loop exit also reads rcx, rsi, r10.
+    assert found[0xFFFFFFFF815971DD] == ("rcx", "rdx", "rsi", "r8", "r9", "r10")
+    assert found[0xFFFFFFFF81597201] == ("r8",)
+
+
+@corpus
+def test_corpus_static_call_thunk_preserves_everything() -> None:
+    # sg_miter_stop calls preempt_schedule through the static call trampoline, which jumps to
+    # preempt_schedule_thunk (saves all, restores in __thunk_restore): sg_miter_skip, in the
+    # same IPA-RA CU (lib/scatterlist.c), keeps rsi, rdi, r9, r10 across sg_miter_stop.
+    names = [
+        "sg_miter_skip",
+        "sg_miter_stop",
+        "__SCT__preempt_schedule",
+        "preempt_schedule_thunk",
+        "__thunk_restore",
+    ]
+    report, addr, _ = analyse_corpus("amd64", names, {("sg_miter_skip", "sg_miter_stop"): "ipa-ra"})
+    assert report.uses[addr["preempt_schedule_thunk"]].clobbers == frozenset()
+    skip = addr["sg_miter_skip"]
+    relied = {(d.callee, d.registers) for d in report.dependents if d.caller == skip}
+    assert (addr["sg_miter_stop"], ("rsi", "rdi", "r9", "r10")) in relied
+
+
+@corpus
+def test_corpus_arm64_mast_fill_bnode() -> None:
+    report, _, _ = analyse_corpus(
+        "arm64",
+        ["mast_fill_bnode", "mas_leaf_max_gap"],
+        {("mast_fill_bnode", "mas_leaf_max_gap"): "ipa-ra"},
+    )
+    found = {d.site: d.registers for d in report.dependents}
+    # x13 is set at ...28fc and read at ...2aec, after `bl mas_leaf_max_gap` at ...2ae4.
+    assert "x13" in found[0xFFFF800008B82AE4]
