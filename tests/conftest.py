@@ -1,24 +1,15 @@
-"""Shared fixtures: the committed fixture kernels and their indexes."""
+"""Shared pytest fixtures: indexes of the committed fixture kernels."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from klp_fixtures import ARCHES, fixture_binary
 
 from klp_lsp.index.builder import build_index
 from klp_lsp.index.query import IndexSet
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
-BUILD = FIXTURES / "build"
-ARCHES = ("x86_64", "arm64")
-
-
-def fixture_binary(arch: str, name: str = "vmlinux") -> Path:
-    return BUILD / arch / name
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +37,3 @@ def indexes(arch: str, fixture_index_dir: Path) -> Iterator[IndexSet]:
     s = IndexSet.open(paths)
     yield s
     s.close()
-
-
-def corpus_dir() -> Path | None:
-    """The Debian kernel corpus, when `KLP_CORPUS_DIR` points at it."""
-    value = os.environ.get("KLP_CORPUS_DIR")
-    return Path(value) if value else None

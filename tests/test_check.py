@@ -14,8 +14,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from klp_fixtures import FIXTURES, ROOT, fixture_binary
 
-from conftest import FIXTURES, ROOT, fixture_binary
 from klp_lsp.index.query import IndexSet
 from klp_lsp.model import CheckResult
 from klp_lsp.patch.check import Checker

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import fixture_binary
+from klp_fixtures import fixture_binary
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

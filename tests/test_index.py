@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from klp_fixtures import fixture_binary
 
-from conftest import fixture_binary
 from klp_lsp.index.builder import build_index
 from klp_lsp.index.query import IndexSet
 from klp_lsp.index.store import Index
