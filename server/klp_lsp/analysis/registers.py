@@ -206,42 +206,82 @@ def compute_clobbers(
     return clobbers
 
 
+class _Masks:
+    """Register sets as int bit masks: liveness runs on ints, results go back to names."""
+
+    def __init__(self, abi: Abi) -> None:
+        self.names = sort_registers(abi.arch, abi.call_clobbered | abi.callee_saved)
+        self.bit = {name: 1 << i for i, name in enumerate(self.names)}
+        self._masks: dict[frozenset[str], int] = {}
+        self._sets: dict[int, frozenset[str]] = {}
+
+    def mask(self, regs: frozenset[str]) -> int:
+        found = self._masks.get(regs)
+        if found is None:
+            found = 0
+            for r in regs:
+                found |= self.bit.get(r, 0)
+            self._masks[regs] = found
+        return found
+
+    def regs(self, mask: int) -> frozenset[str]:
+        found = self._sets.get(mask)
+        if found is None:
+            found = frozenset(n for n in self.names if mask & self.bit[n])
+            self._sets[mask] = found
+        return found
+
+
+_CALLS = ("call", "indirect-call")
+
+
 class _Liveness:
     """Backward liveness over one caller's CFG, calls modelled with actual clobber sets."""
 
     def __init__(
         self,
-        abi: Abi,
+        masks: _Masks,
         facts: FunctionFacts,
         clobbers_of: Callable[[int | None], frozenset[str]],
         args_of: Callable[[int | None, int], frozenset[str]],
         returns_of_caller: frozenset[str],
     ) -> None:
-        self.abi = abi
+        self.masks = masks
         self.facts = facts
-        self.clobbers_of = clobbers_of
-        self.args_of = args_of
-        self.returns = returns_of_caller
-        self.live_in: dict[int, frozenset[str]] = {}
+        # Per block: (kill, gen) of each instruction, the block's summary and its exit uses.
+        self.steps: dict[int, list[tuple[int, int]]] = {}
+        self.summary: dict[int, tuple[int, int]] = {}
+        self.exit_uses: dict[int, int] = {}
+        mask = masks.mask
+        returns = mask(returns_of_caller)
+        for start, block in facts.cfg.blocks.items():
+            steps: list[tuple[int, int]] = []
+            for insn in block.insns:
+                if insn.flow in _CALLS:
+                    callee = facts.call_targets.get(insn.address)
+                    kill = mask(clobbers_of(callee)) | mask(insn.writes)
+                    gen = mask(args_of(callee, insn.address)) | mask(insn.reads)
+                else:
+                    kill, gen = mask(insn.writes), mask(insn.reads)
+                steps.append((kill, gen))
+            block_gen = block_kill = 0
+            for kill, gen in reversed(steps):
+                block_gen = gen | (block_gen & ~kill)
+                block_kill |= kill
+            self.steps[start] = steps
+            self.summary[start] = (block_kill, block_gen)
+            last = block.insns[-1]
+            uses = returns if last.flow == "return" else 0
+            if block.tail_call is not None or block.indirect_tail_call:
+                uses |= mask(args_of(facts.call_targets.get(last.address), last.address))
+            self.exit_uses[start] = uses
+        self.live_in: dict[int, int] = {}
         self._solve()
 
-    def step(self, insn: Insn, live: frozenset[str]) -> frozenset[str]:
-        """Registers live before `insn` given those live after it."""
-        if insn.flow in ("call", "indirect-call"):
-            callee = self.facts.call_targets.get(insn.address)
-            kill = self.clobbers_of(callee) | insn.writes
-            return (live - kill) | self.args_of(callee, insn.address) | insn.reads
-        return (live - insn.writes) | insn.reads
-
-    def live_out(self, block: Block) -> frozenset[str]:
-        out: frozenset[str] = frozenset()
+    def live_out(self, block: Block) -> int:
+        out = self.exit_uses[block.start]
         for s in block.successors:
-            out |= self.live_in.get(s, frozenset())
-        last = block.insns[-1]
-        if last.flow == "return":
-            out |= self.returns
-        if block.tail_call is not None or block.indirect_tail_call:
-            out |= self.args_of(self.facts.call_targets.get(last.address), last.address)
+            out |= self.live_in.get(s, 0)
         return out
 
     def _solve(self) -> None:
@@ -255,10 +295,8 @@ class _Liveness:
         while work:
             a = work.pop()
             pending.discard(a)
-            block = blocks[a]
-            live = self.live_out(block)
-            for insn in reversed(block.insns):
-                live = self.step(insn, live)
+            kill, gen = self.summary[a]
+            live = gen | (self.live_out(blocks[a]) & ~kill)
             if live != self.live_in.get(a):
                 self.live_in[a] = live
                 for p in preds.get(a, ()):
@@ -269,12 +307,14 @@ class _Liveness:
     def iter_call_sites(self) -> list[tuple[Insn, frozenset[str]]]:
         """Every call instruction with the registers live right after it."""
         out: list[tuple[Insn, frozenset[str]]] = []
-        for block in self.facts.cfg.blocks.values():
+        for start, block in self.facts.cfg.blocks.items():
             live = self.live_out(block)
-            for insn in reversed(block.insns):
-                if insn.flow in ("call", "indirect-call"):
-                    out.append((insn, live))
-                live = self.step(insn, live)
+            for insn, (kill, gen) in zip(
+                reversed(block.insns), reversed(self.steps[start]), strict=True
+            ):
+                if insn.flow in _CALLS:
+                    out.append((insn, self.masks.regs(live)))
+                live = gen | (live & ~kill)
         return out
 
 
@@ -354,10 +394,11 @@ def find_register_dependents(
         reach[start] = frozenset(seen)
         return reach[start]
 
+    masks = _Masks(abi)
     dependents: list[RegisterDependent] = []
     artefacts: list[Artefact] = []
     for caller, f in facts.items():
-        liveness = _Liveness(abi, f, clobbers_of, args_of, returns_of(caller))
+        liveness = _Liveness(masks, f, clobbers_of, args_of, returns_of(caller))
         for insn, live_after in liveness.iter_call_sites():
             callee = f.call_targets.get(insn.address)
             kept = (live_after & abi.call_clobbered) - returns_of(callee)
