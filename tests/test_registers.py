@@ -16,7 +16,12 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from klp_lsp.analysis.cfg import Cfg, build_cfg
-from klp_lsp.analysis.registers import FunctionCode, RegisterReport, analyse_registers
+from klp_lsp.analysis.registers import (
+    FunctionCode,
+    RegisterReport,
+    analyse_function,
+    analyse_registers,
+)
 from klp_lsp.binary.abi import get_abi
 from klp_lsp.binary.disasm import Decoder, Insn
 from klp_lsp.model import DependencyReason
@@ -552,3 +557,10 @@ def test_corpus_arm64_mast_fill_bnode() -> None:
     found = {d.site: d.registers for d in report.dependents}
     # x13 is set at ...28fc and read at ...2aec, after `bl mas_leaf_max_gap` at ...2ae4.
     assert "x13" in found[0xFFFF800008B82AE4]
+
+
+def test_direct_clobbers_exclude_registers_restored_at_returns() -> None:
+    prog = program("regs-x86_64-O2")
+    start = prog.addr("sw_weight")
+    facts = analyse_function("x86_64", start, prog.functions[start], resolve=lambda a: None)
+    assert facts.direct_clobbers == {"rax"} and facts.writes == {"rax", "rdx", "rdi"}

@@ -20,6 +20,7 @@ dependent with callee F, caller C and the site of the call to G.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
@@ -48,7 +49,9 @@ class FunctionFacts:
 
     address: int
     cfg: Cfg
-    direct_clobbers: frozenset[str]  # call-clobbered registers its own code writes
+    # Call-clobbered registers its own code writes and does not restore at a return (a
+    # push/pop or stp/ldp pair); `compute_clobbers` also follows restores in tail-called stubs.
+    direct_clobbers: frozenset[str]
     callee_saved_clobbers: frozenset[str]  # callee-saved registers written without a save
     calls: tuple[CallEdge, ...]
     # Call and tail-call instruction address -> resolved callee start (None: unknown).
@@ -57,6 +60,8 @@ class FunctionFacts:
     entry_saves: frozenset[str] = frozenset()
     # One (tail-call target or None for a return, registers restored in that block) per exit.
     exits: tuple[tuple[int | None, frozenset[str]], ...] = ()
+    # Every call-clobbered register its own code writes, restored or not.
+    writes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +141,7 @@ def analyse_function(
         elif block.tail_call is not None or block.indirect_tail_call:
             # An unknown target is recorded as the function itself: never a restore stub.
             exits.append((targets.get(last.address) or address, restores))
-    return FunctionFacts(
+    facts = FunctionFacts(
         address,
         cfg,
         direct,
@@ -145,7 +150,10 @@ def analyse_function(
         targets,
         frozenset(entry_saves & abi.call_clobbered),
         tuple(exits),
+        direct,
     )
+    local = _preserved({address: facts})[address]
+    return dataclasses.replace(facts, direct_clobbers=direct - local)
 
 
 def _preserved(facts: Mapping[int, FunctionFacts]) -> dict[int, frozenset[str]]:
@@ -185,7 +193,7 @@ def compute_clobbers(
     abi = get_abi(arch)
     default = default_clobbers or (lambda _callee: abi.call_clobbered)
     preserved = _preserved(facts)
-    clobbers = {a: f.direct_clobbers - preserved[a] for a, f in facts.items()}
+    clobbers = {a: f.writes - preserved[a] for a, f in facts.items()}
     callers: dict[int, set[int]] = {}
     for a, f in facts.items():
         for edge in f.calls:
