@@ -6,7 +6,9 @@ current index, and opens them together as an `IndexSet`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,7 +16,11 @@ from klp_lsp.binary.discovery import find_kernel_debug, iter_module_files
 from klp_lsp.errors import UsageError
 from klp_lsp.index.builder import BuildResult, build_index
 from klp_lsp.index.query import IndexSet
-from klp_lsp.progress import Progress
+from klp_lsp.progress import Cancelled, Progress
+
+# Binaries at least this large (a vmlinux; the largest amd64 Debian module is 61 MB) are indexed
+# with a pool over their CUs rather than as one task of a pool over binaries.
+_POOL_OVER_CUS_BYTES = 200 << 20
 
 
 class Session:
@@ -59,18 +65,57 @@ class Session:
     def ensure_indexes(
         self, progress: Progress | None = None, *, cu_names: Sequence[str] | None = None
     ) -> list[BuildResult]:
-        """Build every missing index (a no-op for those already built)."""
-        self.results = [
-            build_index(
-                path,
-                self.index_dir,
-                jobs=self.jobs,
-                progress=progress,
-                cu_names=cu_names,
-            )
-            for path in self.binary_files()
+        """Build every missing index (a no-op for those already built).
+
+        A large binary (vmlinux) is built alone with a pool over its CUs; many small ones
+        (modules) are built one per task in a pool over binaries, each serially in its worker:
+        a module has too few CUs to keep a pool busy, and starting a pool per module would
+        cost more than indexing it.
+        """
+        files = self.binary_files()
+        workers = self.jobs if self.jobs > 0 else max(1, min(os.cpu_count() or 1, 8))
+        small = [
+            i
+            for i, f in enumerate(files)
+            if cu_names is None and _file_size(f) < _POOL_OVER_CUS_BYTES
         ]
+        if workers == 1 or len(small) < 2:
+            small = []
+        results: dict[int, BuildResult] = {}
+        for i, path in enumerate(files):
+            if i not in small:
+                results[i] = build_index(
+                    path, self.index_dir, jobs=self.jobs, progress=progress, cu_names=cu_names
+                )
+        if small:
+            results.update(self._build_many(files, small, workers, progress))
+        self.results = [results[i] for i in range(len(files))]
         return self.results
+
+    def _build_many(
+        self, files: Sequence[Path], chosen: Sequence[int], workers: int, progress: Progress | None
+    ) -> dict[int, BuildResult]:
+        """Index `files[i]` for each chosen i, one binary per task, largest first."""
+        order = sorted(chosen, key=lambda i: -_file_size(files[i]))
+        if progress is not None:
+            progress.begin(f"indexing {len(order)} binaries", len(order))
+        out: dict[int, BuildResult] = {}
+        with ProcessPoolExecutor(max_workers=min(workers, len(order))) as pool:
+            pending = {pool.submit(build_index, files[i], self.index_dir, jobs=1): i for i in order}
+            try:
+                for future in as_completed(pending):
+                    i = pending[future]
+                    out[i] = future.result()
+                    if progress is not None:
+                        progress.advance(len(out), files[i].name)
+                        if progress.cancelled():
+                            raise Cancelled(f"indexing {len(order)} binaries cancelled")
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+        if progress is not None:
+            progress.end(f"{len(order)} binaries")
+        return out
 
     @contextmanager
     def open(self) -> Iterator[IndexSet]:
@@ -82,3 +127,10 @@ class Session:
             yield indexes
         finally:
             indexes.close()
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

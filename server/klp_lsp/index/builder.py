@@ -13,14 +13,16 @@ Each worker opens the binary itself (see `_WorkerCache`).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
-from klp_lsp import __version__
+from klp_lsp import __version__, model
 from klp_lsp.analysis.clones import parse_clone_name
 from klp_lsp.analysis.patchability import function_has_mcount
 from klp_lsp.analysis.producer import parse_producer
@@ -55,21 +57,43 @@ class BuildResult:
 
 
 class _WorkerCache:
-    """One open binary per worker process, reused across the CU batches it is sent."""
+    """One open binary per worker process, reused across the CU batches it is sent.
+
+    The parent adopts its own open binary here before it forks its pool, so the workers inherit
+    the DWARF sections (shared copy-on-write pages, not one copy per process) and the register
+    analyser's symbol tables instead of reading them again; a single-process build uses it the
+    same way. A worker of an executor started elsewhere opens the binary itself.
+    """
 
     def __init__(self) -> None:
         self.path: Path | None = None
         self.binary: ElfBinary | None = None
         self.dwarf: DwarfData | None = None
         self.analyser: regfacts.RegisterAnalyser | None = None
+        self.owned = False
+
+    def adopt(
+        self, path: Path, binary: ElfBinary, dwarf: DwarfData, analyser: regfacts.RegisterAnalyser
+    ) -> None:
+        """Use the caller's open binary (it stays owned, and closed, by the caller)."""
+        self.clear()
+        self.path, self.binary, self.dwarf, self.analyser = path, binary, dwarf, analyser
+
+    def clear(self) -> None:
+        if self.owned and self.binary is not None:
+            self.binary.close()
+        self.path = self.binary = self.dwarf = self.analyser = None
+        self.owned = False
 
     def get(
-        self, path: Path, units: Sequence[CuRow]
+        self, path: Path, units: Sequence[CuRow] | None
     ) -> tuple[ElfBinary, DwarfData, regfacts.RegisterAnalyser]:
         if self.path != path or self.binary is None or self.dwarf is None or self.analyser is None:
-            if self.binary is not None:
-                self.binary.close()
+            if units is None:
+                raise IndexError_(f"{path}: worker process has no open binary to index")
+            self.clear()
             self.binary = ElfBinary.open(path)
+            self.owned = True
             self.dwarf = DwarfData(self.binary.get_dwarf_sections(), self.binary.arch)
             self.analyser = regfacts.RegisterAnalyser(self.binary, units)
             self.path = path
@@ -77,13 +101,45 @@ class _WorkerCache:
 
 
 # A process-wide cache is how a pool worker keeps its open binary between tasks; it is owned by
-# the worker process and keyed by path, and the parent process never reads it.
+# the worker process and keyed by path. The parent only fills it (`adopt`) around a build.
 _WORKER = _WorkerCache()
 
 BatchResult = tuple[list[CuFacts], list[RegisterUse], list[RegisterDependent]]
 
 
-def _index_batch(path: Path, units: Sequence[CuRow], offsets: Sequence[int]) -> BatchResult:
+def _fast_reducer(cls: type) -> None:
+    """Pickle a slotted dataclass as (class, field values).
+
+    The reducer dataclasses generate for `slots=True` calls `fields()` for every object; on a
+    full vmlinux that was ~35 s of CPU across parent and workers (py-spy, bench/README note in
+    docs/performance.md). Positional construction is the same object, several times cheaper.
+    """
+    names = tuple(f.name for f in dataclasses.fields(cls))
+
+    def reduce(obj: object) -> tuple[type, tuple[object, ...]]:
+        return cls, tuple(getattr(obj, n) for n in names)
+
+    ForkingPickler.register(cls, reduce)
+
+
+# Registered at import, so workers (forked or spawned: they import this module to find
+# `_index_batch`) pickle their results the fast way; the parent needs nothing to unpickle them.
+for _cls in (
+    CuFacts,
+    model.CompileUnit,
+    model.Subprogram,
+    model.InlineSite,
+    model.Param,
+    model.CallEdge,
+    RegisterUse,
+    RegisterDependent,
+    model.CompilerFlags,
+    CuRow,
+):
+    _fast_reducer(_cls)
+
+
+def _index_batch(path: Path, units: Sequence[CuRow] | None, offsets: Sequence[int]) -> BatchResult:
     """Scan the DWARF of some CUs and analyse their machine code (runs in a worker)."""
     _binary, dwarf, analyser = _WORKER.get(path, units)
     facts = [dwarf.scan_unit(o) for o in offsets]
@@ -195,6 +251,8 @@ def build_index(
                 " Fedora/RHEL: kernel-debuginfo)"
             )
         target = index_path(index_dir, binary.build_id)
+        function_symbols = binary.iter_function_symbols()
+        dwarf: DwarfData | None = None
         existing = _open_existing(target)
         if existing is not None:
             states = existing.cu_states()
@@ -214,6 +272,7 @@ def build_index(
             writer = IndexWriter.extend(target)
             units = _reload_units(target)
         else:
+            states = {}
             writer = IndexWriter.create(target)
             dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
             units = _list_units(dwarf)
@@ -233,7 +292,7 @@ def build_index(
             locator = _CuLocator(units)
             writer.add_symbols(
                 _symbol_rows(
-                    binary.iter_function_symbols(),
+                    function_symbols,
                     binary.iter_kallsyms_symbols(),
                     binary.get_mcount_records(),
                     locator.find,
@@ -244,9 +303,14 @@ def build_index(
             todo = [
                 u
                 for u in _select_units(units, cu_names)
-                if _state_of(target, u.unit.offset, existing is not None) < CU_ANALYSED
+                if states.get(u.unit.offset, CU_LISTED) < CU_ANALYSED
             ]
-            _index_units(binary, path, writer, units, todo, jobs, progress, executor)
+            if todo:
+                if dwarf is None:
+                    dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
+                analyser = regfacts.RegisterAnalyser(binary, units, function_symbols)
+                build = _Build(binary, path, dwarf, analyser, function_symbols)
+                _index_units(build, writer, units, todo, jobs, progress, executor)
             if cu_names is None or len(todo) == len(units):
                 writer.set_meta({"complete": "1"})
                 complete = True
@@ -296,23 +360,23 @@ def _reload_units(target: Path) -> list[CuRow]:
         idx.close()
 
 
-def _state_of(target: Path, offset: int, existing: bool) -> int:
-    if not existing:
-        return CU_LISTED
-    idx = Index(target)
-    try:
-        return idx.cu_states().get(offset, CU_LISTED)
-    finally:
-        idx.close()
-
-
 def _all_analysed(writer: IndexWriter) -> bool:
     return writer.count_cus_below(CU_ANALYSED) == 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Build:
+    """The open binary a build works on, with what every batch of it needs."""
+
+    binary: ElfBinary
+    path: Path
+    dwarf: DwarfData
+    analyser: regfacts.RegisterAnalyser
+    function_symbols: Sequence[ElfSymbol]
+
+
 def _index_units(
-    binary: ElfBinary,
-    path: Path,
+    build: _Build,
     writer: IndexWriter,
     all_units: Sequence[CuRow],
     todo: Sequence[CuRow],
@@ -320,14 +384,15 @@ def _index_units(
     progress: Progress | None,
     executor: Executor | None,
 ) -> None:
-    """Scan and analyse `todo`, writing each batch in its own transaction."""
+    """Scan and analyse `todo`, writing each batch in its own transaction (in batch order)."""
+    binary = build.binary
     if progress is not None:
         progress.begin(f"indexing {binary.object_name}", len(todo))
     sizes = {u.unit.offset: s for u, s in zip(all_units, _unit_sizes(all_units), strict=True)}
     batches = _batches(todo, sizes)
     workers = _default_jobs(jobs)
     done = 0
-    starts = {s.address for s in binary.iter_function_symbols()}
+    starts = {s.address for s in build.function_symbols}
 
     def symbol_start(address: int) -> int:
         found = find_symbol_start(address, starts, binary.arch)
@@ -343,21 +408,48 @@ def _index_units(
             if progress.cancelled():
                 raise Cancelled(f"indexing {binary.object_name} cancelled")
 
-    if workers == 1 or len(batches) <= 1:
-        for batch in batches:
-            consume(_index_batch(path, all_units, batch))
-    else:
-        own = executor is None
-        pool = executor or ProcessPoolExecutor(max_workers=workers)
-        try:
-            futures = [pool.submit(_index_batch, path, all_units, b) for b in batches]
-            for f in futures:
-                consume(f.result())
-        finally:
-            if own:
-                pool.shutdown(cancel_futures=True)
+    _WORKER.adopt(build.path, binary, build.dwarf, build.analyser)
+    try:
+        if workers == 1 or len(batches) <= 1:
+            for batch in batches:
+                consume(_index_batch(build.path, None, batch))
+        elif executor is not None:
+            # Its workers were started before this build: they open the binary themselves.
+            _consume_in_order(
+                [executor.submit(_index_batch, build.path, all_units, b) for b in batches],
+                consume,
+            )
+        else:
+            # Forked now, the workers inherit the adopted binary: they need no units and read
+            # no section again.
+            with ProcessPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+                try:
+                    _consume_in_order(
+                        [pool.submit(_index_batch, build.path, None, b) for b in batches],
+                        consume,
+                    )
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)
+                    raise
+    finally:
+        _WORKER.clear()
     if progress is not None:
         progress.end(f"{done} compile units")
+
+
+def _consume_in_order(
+    futures: list[Future[BatchResult]], consume: Callable[[BatchResult], None]
+) -> None:
+    # In submission order, so the index is the same whatever the pool's timing; each result is
+    # dropped once written, so the parent never holds more than the batches still in flight.
+    futures.reverse()
+    try:
+        while futures:
+            consume(futures.pop().result())
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
 
 
 def _unit_sizes(units: Sequence[CuRow]) -> list[int]:

@@ -36,7 +36,7 @@ from klp_lsp.binary.disasm import Decoder, Insn
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import BinaryFormatError
 from klp_lsp.index.store import CuRow
-from klp_lsp.model import CuFacts, DependencyReason, RegisterDependent, RegisterUse
+from klp_lsp.model import CuFacts, DependencyReason, ElfSymbol, RegisterDependent, RegisterUse
 
 # Calls that ftrace turns into NOPs at boot (x86 -mfentry / -pg).
 _FTRACE_ENTRY_CALLS = frozenset({"__fentry__", "mcount", "_mcount", "__mcount"})
@@ -60,7 +60,15 @@ class _Func:
 class RegisterAnalyser:
     """Analyses the functions of some CUs of one binary; reused across batches in a worker."""
 
-    def __init__(self, binary: ElfBinary, units: Sequence[CuRow]) -> None:
+    def __init__(
+        self,
+        binary: ElfBinary,
+        units: Sequence[CuRow],
+        function_symbols: Sequence[ElfSymbol] | None = None,
+    ) -> None:
+        """`function_symbols`: `binary.iter_function_symbols()`, when the caller has it already."""
+        if function_symbols is None:
+            function_symbols = binary.iter_function_symbols()
         self.binary = binary
         self.arch = binary.arch
         self.abi = get_abi(binary.arch)
@@ -70,7 +78,7 @@ class RegisterAnalyser:
         self._cu_spans = spans
         funcs: dict[int, _Func] = {}
         names: dict[str, int] = {}
-        for s in binary.iter_function_symbols():
+        for s in function_symbols:
             if is_cold_part(s.name):
                 continue
             old = funcs.get(s.address)
@@ -84,9 +92,13 @@ class RegisterAnalyser:
             if s.binding != "local" or s.name not in names:
                 names[s.name] = s.address
         self.funcs = funcs
+        self._funcs_by_cu: dict[int, list[int]] = {}
+        for start, f in funcs.items():
+            if f.cu is not None:
+                self._funcs_by_cu.setdefault(f.cu, []).append(start)
         self.names = names
         self._starts = sorted(funcs)
-        self._start_set = frozenset(s.address for s in binary.iter_function_symbols())
+        self._start_set = frozenset(s.address for s in function_symbols)
         self._externals: dict[str, int] = {}
         self._external_names: dict[int, str] = {}
         # The thunks are NOTYPE symbols in Debian's vmlinux (arch/x86/lib/retpoline.S uses
@@ -255,32 +267,44 @@ class RegisterAnalyser:
     def analyse(
         self, facts: Sequence[CuFacts]
     ) -> tuple[list[RegisterUse], list[RegisterDependent]]:
-        """Register uses and dependents of every function whose code lies in these CUs."""
-        cu_ids = {f.unit.offset for f in facts}
+        """Register uses and dependents of every function whose code lies in these CUs.
+
+        Each CU is analysed on its own, as GCC compiled it: what a CU knows of another (its
+        noreturn declarations, parameter locations, exact clobbers) must not leak into it just
+        because both were sent in the same batch, or the index would depend on the batching.
+        """
+        uses: list[RegisterUse] = []
+        deps: list[RegisterDependent] = []
+        for cu in facts:
+            cu_uses, cu_deps = self._analyse_cu(cu)
+            uses.extend(cu_uses)
+            deps.extend(cu_deps)
+        return uses, deps
+
+    def _analyse_cu(self, cu: CuFacts) -> tuple[list[RegisterUse], list[RegisterDependent]]:
         instance_ranges: dict[int, tuple[tuple[int, int], ...]] = {}
         params: dict[int, tuple[str, ...]] = {}
         noreturn_names: set[str] = set()
-        for cu in facts:
-            by_die = {s.die_offset: s for s in cu.subprograms}
-            for sp in cu.subprograms:
-                if sp.noreturn and sp.name:
-                    noreturn_names.add(sp.name)
-                if sp.abstract_origin is not None:
-                    origin = by_die.get(sp.abstract_origin)
-                    if origin is not None and origin.noreturn and sp.ranges:
-                        noreturn_names.add(origin.name or "")
-                if not sp.ranges:
-                    continue
-                low = min(r[0] for r in sp.ranges)
-                found = find_symbol_start(low, self._start_set, self.arch)
-                entry = low if found is None else found
-                # Include the patchable-entry NOPs (arm64) that precede DWARF's low_pc.
-                instance_ranges[entry] = tuple(
-                    (entry, hi) if lo == low else (lo, hi) for lo, hi in sp.ranges
-                )
-                regs = tuple(p.location for p in sp.params if p.location in self.abi.call_clobbered)
-                params[entry] = regs
-        group = {a: f for a, f in self.funcs.items() if f.cu in cu_ids}
+        by_die = {s.die_offset: s for s in cu.subprograms}
+        for sp in cu.subprograms:
+            if sp.noreturn and sp.name:
+                noreturn_names.add(sp.name)
+            if sp.abstract_origin is not None:
+                origin = by_die.get(sp.abstract_origin)
+                if origin is not None and origin.noreturn and sp.ranges:
+                    noreturn_names.add(origin.name or "")
+            if not sp.ranges:
+                continue
+            low = min(r[0] for r in sp.ranges)
+            found = find_symbol_start(low, self._start_set, self.arch)
+            entry = low if found is None else found
+            # Include the patchable-entry NOPs (arm64) that precede DWARF's low_pc.
+            instance_ranges[entry] = tuple(
+                (entry, hi) if lo == low else (lo, hi) for lo, hi in sp.ranges
+            )
+            regs = tuple(p.location for p in sp.params if p.location in self.abi.call_clobbered)
+            params[entry] = regs
+        group = {a: self.funcs[a] for a in self._funcs_by_cu.get(cu.unit.offset, ())}
         noreturn = {self.names[n] for n in noreturn_names if n in self.names}
         ffacts: dict[int, FunctionFacts] = {}
         for start, f in group.items():
