@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -96,6 +95,8 @@ class Session:
         self, files: Sequence[Path], chosen: Sequence[int], workers: int, progress: Progress | None
     ) -> dict[int, BuildResult]:
         """Index `files[i]` for each chosen i, one binary per task, largest first."""
+        from concurrent.futures import ProcessPoolExecutor, as_completed  # see builder imports
+
         order = sorted(chosen, key=lambda i: -_file_size(files[i]))
         if progress is not None:
             progress.begin(f"indexing {len(order)} binaries", len(order))

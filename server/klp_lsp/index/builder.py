@@ -17,24 +17,29 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from klp_lsp import __version__, model
 from klp_lsp.analysis.clones import parse_clone_name
 from klp_lsp.analysis.patchability import function_has_mcount
 from klp_lsp.analysis.producer import parse_producer
 from klp_lsp.analysis.symbols import assign_sympos, find_symbol_start
-from klp_lsp.binary.dwarf import DwarfData
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import DebugInfoMissing, IndexError_
-from klp_lsp.index import regfacts
 from klp_lsp.index.locate import index_path
 from klp_lsp.index.store import CuRow, Index, IndexWriter, SymbolRow
 from klp_lsp.model import Arch, CuFacts, ElfSymbol, RegisterDependent, RegisterUse
 from klp_lsp.progress import Cancelled, Progress
+
+if TYPE_CHECKING:
+    # Imported where used instead: the DWARF scanner, the register analysis (capstone) and the
+    # process pool are a third of `klp-lsp show`'s start-up, and an indexed binary needs none.
+    from concurrent.futures import Executor, Future
+
+    from klp_lsp.binary.dwarf import DwarfData
+    from klp_lsp.index import regfacts
 
 # Scan state of a CU in the `cus` table.
 CU_LISTED, CU_SCANNED, CU_ANALYSED = 0, 1, 2
@@ -71,6 +76,7 @@ class _WorkerCache:
         self.dwarf: DwarfData | None = None
         self.analyser: regfacts.RegisterAnalyser | None = None
         self.owned = False
+        self.reducers_registered = False
 
     def adopt(
         self, path: Path, binary: ElfBinary, dwarf: DwarfData, analyser: regfacts.RegisterAnalyser
@@ -78,6 +84,13 @@ class _WorkerCache:
         """Use the caller's open binary (it stays owned, and closed, by the caller)."""
         self.clear()
         self.path, self.binary, self.dwarf, self.analyser = path, binary, dwarf, analyser
+
+    def register_reducers(self) -> None:
+        """Make this process pickle batch results the fast way (see `_fast_reducer`)."""
+        if not self.reducers_registered:
+            for cls in _FAST_PICKLED:
+                _fast_reducer(cls)
+            self.reducers_registered = True
 
     def clear(self) -> None:
         if self.owned and self.binary is not None:
@@ -91,6 +104,9 @@ class _WorkerCache:
         if self.path != path or self.binary is None or self.dwarf is None or self.analyser is None:
             if units is None:
                 raise IndexError_(f"{path}: worker process has no open binary to index")
+            from klp_lsp.binary.dwarf import DwarfData
+            from klp_lsp.index import regfacts
+
             self.clear()
             self.binary = ElfBinary.open(path)
             self.owned = True
@@ -119,12 +135,12 @@ def _fast_reducer(cls: type) -> None:
     def reduce(obj: object) -> tuple[type, tuple[object, ...]]:
         return cls, tuple(getattr(obj, n) for n in names)
 
+    from multiprocessing.reduction import ForkingPickler
+
     ForkingPickler.register(cls, reduce)
 
 
-# Registered at import, so workers (forked or spawned: they import this module to find
-# `_index_batch`) pickle their results the fast way; the parent needs nothing to unpickle them.
-for _cls in (
+_FAST_PICKLED = (
     CuFacts,
     model.CompileUnit,
     model.Subprogram,
@@ -135,12 +151,12 @@ for _cls in (
     RegisterDependent,
     model.CompilerFlags,
     CuRow,
-):
-    _fast_reducer(_cls)
+)
 
 
 def _index_batch(path: Path, units: Sequence[CuRow] | None, offsets: Sequence[int]) -> BatchResult:
     """Scan the DWARF of some CUs and analyse their machine code (runs in a worker)."""
+    _WORKER.register_reducers()
     _binary, dwarf, analyser = _WORKER.get(path, units)
     facts = [dwarf.scan_unit(o) for o in offsets]
     uses, dependents = analyser.analyse(facts)
@@ -251,13 +267,12 @@ def build_index(
                 " Fedora/RHEL: kernel-debuginfo)"
             )
         target = index_path(index_dir, binary.build_id)
-        function_symbols = binary.iter_function_symbols()
         dwarf: DwarfData | None = None
         existing = _open_existing(target)
         if existing is not None:
-            states = existing.cu_states()
             done = existing.complete
-            names = {r.unit.offset: r.unit.name for r in existing.iter_cus()}
+            states = {} if done else existing.cu_states()
+            names = {} if done else {r.unit.offset: r.unit.name for r in existing.iter_cus()}
             existing.close()
             if done or (cu_names is not None and _covers(states, names, cu_names)):
                 return BuildResult(
@@ -271,9 +286,13 @@ def build_index(
                 )
             writer = IndexWriter.extend(target)
             units = _reload_units(target)
+            function_symbols = binary.iter_function_symbols()
         else:
             states = {}
             writer = IndexWriter.create(target)
+            function_symbols = binary.iter_function_symbols()
+            from klp_lsp.binary.dwarf import DwarfData
+
             dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
             units = _list_units(dwarf)
             writer.set_meta(
@@ -306,6 +325,9 @@ def build_index(
                 if states.get(u.unit.offset, CU_LISTED) < CU_ANALYSED
             ]
             if todo:
+                from klp_lsp.binary.dwarf import DwarfData
+                from klp_lsp.index import regfacts
+
                 if dwarf is None:
                     dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
                 analyser = regfacts.RegisterAnalyser(binary, units, function_symbols)
@@ -422,6 +444,8 @@ def _index_units(
         else:
             # Forked now, the workers inherit the adopted binary: they need no units and read
             # no section again.
+            from concurrent.futures import ProcessPoolExecutor
+
             with ProcessPoolExecutor(max_workers=min(workers, len(batches))) as pool:
                 try:
                     _consume_in_order(
