@@ -142,7 +142,10 @@ class Checker:
             out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in problems)
         root, note = self.find_source_root(source_root)
         out.notes.append(note)
-        changes, problems = self._mapper.changes_from_patch(parsed, root)
+        self._note_partial(out)
+        # Users of a changed header macro are searched in every C file built into the kernel.
+        search = [Path(f) for f in sorted(self.built_files()) if f.endswith(".c")] if root else []
+        changes, problems = self._mapper.changes_from_patch(parsed, root, macro_search=search)
         out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in problems)
         self._evaluate(changes, out, in_patch=True)
         return out.result()
@@ -153,9 +156,18 @@ class Checker:
         """Check an edited buffer of `rel_path` against its text on disk (or in git HEAD)."""
         out = _Collector()
         out.notes.append(f"source tree: {source_root}")
+        self._note_partial(out)
         changes = self._mapper.changes_between(rel_path, old_text, new_text)
         self._evaluate(changes, out, in_patch=False)
         return out.result()
+
+    def _note_partial(self, out: _Collector) -> None:
+        for o in self.indexes.objects:
+            if not o.index.complete:
+                out.notes.append(
+                    f"the index of {o.object} is not complete yet: callers in compile units not"
+                    " indexed so far are missing from the replace set"
+                )
 
     # --- evaluation ------------------------------------------------------------------------
 
@@ -472,6 +484,32 @@ class Checker:
 
     def _macro(self, m: MacroChange, out: _Collector, built: set[str]) -> None:
         users = list(dict.fromkeys(u.function for u in m.users))
+        # Each function that expands the macro changes with it.
+        for u in m.users:
+            self._function(
+                FunctionChange(
+                    name=u.function,
+                    binary_names=(u.function,),
+                    source_file=u.source_file,
+                    start_line=u.line,
+                    end_line=u.line,
+                    name_line=u.line,
+                    patch_file=m.patch_file,
+                    patch_line=m.patch_line,
+                    status="changed",
+                    is_header=u.source_file.endswith(".h"),
+                    is_init=False,
+                    is_static=False,
+                    is_inline=False,
+                    attributes=(),
+                    macro=None,
+                    signature_changed=False,
+                    static_locals_added=(),
+                    static_locals_removed=(),
+                ),
+                out,
+                built,
+            )
         out.findings.append(
             Finding(
                 "header-change",
