@@ -200,10 +200,23 @@ def test_skeleton(indexes: IndexSet) -> None:
 
 
 def _kernel_headers() -> Path | None:
+    """A kernel build tree with livepatch.h: $KLP_KERNEL_HEADERS, the running kernel's, or any
+    installed Debian linux-headers package for this architecture."""
     import os
+    import platform
 
-    build = Path(f"/lib/modules/{os.uname().release}/build")
-    return build if (build / "include" / "linux" / "livepatch.h").exists() else None
+    candidates = [os.environ.get("KLP_KERNEL_HEADERS", "")]
+    candidates.append(f"/lib/modules/{os.uname().release}/build")
+    suffix = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), "")
+    candidates += sorted(str(p) for p in Path("/usr/src").glob(f"linux-headers-*-{suffix}"))
+    for c in candidates:
+        if not c or not (Path(c) / "Makefile").exists():
+            continue
+        # Debian splits the headers: the flavour's tree includes a "-common" one.
+        for root in (Path(c), *Path(c).parent.glob(Path(c).name.rsplit("-", 2)[0] + "-common")):
+            if (root / "include" / "linux" / "livepatch.h").exists():
+                return Path(c)
+    return None
 
 
 @pytest.mark.skipif(_kernel_headers() is None, reason="no kernel headers with livepatch.h here")
