@@ -133,9 +133,10 @@ def analyse_function(
             calls.append(CallEdge(address, last.address, None, "indirect-jump"))
     calls.sort(key=lambda e: e.site)
     exits: list[tuple[int | None, frozenset[str]]] = []
+    restored = _restored_at_block_ends(cfg)
     for block in cfg.blocks.values():
         last = block.insns[-1]
-        restores = frozenset(r for i in block.insns for r in i.restores)
+        restores = restored.get(block.start, frozenset())
         if last.flow == "return":
             exits.append((None, restores))
         elif block.tail_call is not None or block.indirect_tail_call:
@@ -156,6 +157,55 @@ def analyse_function(
     return dataclasses.replace(facts, direct_clobbers=direct - local)
 
 
+def _restored_at_block_ends(cfg: Cfg) -> dict[int, frozenset[str]]:
+    """Registers restored (`pop`, `ldp` from the frame) and not written since, at each block end.
+
+    A forward must-analysis over the CFG: a restore in one block still counts in the blocks
+    that follow it (xen_hypercall_hvm pops everything, then `je` to one tail call or falls
+    through to another), and any call forgets everything, as the callee may write anything.
+    """
+    preds: dict[int, list[int]] = {a: [] for a in cfg.blocks}
+    for a, b in cfg.blocks.items():
+        for succ in b.successors:
+            preds.setdefault(succ, []).append(a)
+
+    def transfer(block: Block, state: frozenset[str]) -> frozenset[str]:
+        regs = set(state)
+        for insn in block.insns:
+            if insn.flow in _CALLS:
+                regs.clear()
+            else:
+                regs -= insn.writes
+                regs |= insn.restores
+        return frozenset(regs)
+
+    out: dict[int, frozenset[str]] = {}
+    work = sorted(cfg.blocks, reverse=True)
+    while work:
+        a = work.pop()
+        known = [out[p] for p in preds.get(a, ()) if p in out]
+        if a == cfg.entry or not known:
+            state: frozenset[str] = frozenset()
+        else:
+            state = frozenset.intersection(*known)
+        new = transfer(cfg.blocks[a], state)
+        if out.get(a) != new:
+            out[a] = new
+            work.extend(s for s in cfg.blocks[a].successors if s in cfg.blocks and s not in work)
+    return out
+
+
+def _stub_restores(facts: Mapping[int, FunctionFacts], target: int) -> frozenset[str]:
+    """Registers a restore stub (`__thunk_restore`) restores: it saves nothing, calls nothing
+    and only returns, so what it pops are the values its tail-calling caller saved."""
+    f = facts.get(target)
+    if f is None or f.entry_saves or f.calls or not f.exits:
+        return frozenset()
+    if any(t is not None for t, _ in f.exits):
+        return frozenset()
+    return frozenset.intersection(*(r for _, r in f.exits))
+
+
 def _preserved(facts: Mapping[int, FunctionFacts]) -> dict[int, frozenset[str]]:
     """Call-clobbered registers each function saves at entry and restores at every exit.
 
@@ -164,22 +214,15 @@ def _preserved(facts: Mapping[int, FunctionFacts]) -> dict[int, frozenset[str]]:
     tail call to the restore stub `__thunk_restore` (arch/x86/entry/thunk_64.S).
     """
 
-    def stub_restores(target: int) -> frozenset[str]:
-        # A restore stub saves nothing, calls nothing and only returns.
-        f = facts.get(target)
-        if f is None or f.entry_saves or f.calls or not f.exits:
-            return frozenset()
-        if any(t is not None for t, _ in f.exits):
-            return frozenset()
-        return frozenset.intersection(*(r for _, r in f.exits))
-
     out: dict[int, frozenset[str]] = {}
     for a, f in facts.items():
         kept: frozenset[str] = f.entry_saves
         if not f.exits:
             kept = frozenset()
         for target, restores in f.exits:
-            kept &= restores if target is None else stub_restores(target)
+            # Registers restored before a tail call are the caller's values again when the
+            # target starts; the target's own writes are added as a tail-call edge.
+            kept &= restores if target is None else restores | _stub_restores(facts, target)
         out[a] = kept
     return out
 
@@ -194,20 +237,33 @@ def compute_clobbers(
     default = default_clobbers or (lambda _callee: abi.call_clobbered)
     preserved = _preserved(facts)
     clobbers = {a: f.writes - preserved[a] for a, f in facts.items()}
+    # Per edge, what the caller's saves hide of the callee's writes: everything it preserves
+    # for a call; for a tail call (after the restores) only what a restore stub restores.
+    hidden: dict[tuple[int, int], frozenset[str]] = {}
     callers: dict[int, set[int]] = {}
     for a, f in facts.items():
         for edge in f.calls:
-            if edge.callee is None:
-                clobbers[a] = clobbers[a] | (abi.call_clobbered - preserved[a])
-            elif edge.callee in facts:
-                callers.setdefault(edge.callee, set()).add(a)
+            if edge.kind in ("tail-call", "indirect-jump"):
+                hide = (
+                    _stub_restores(facts, edge.callee) if edge.callee is not None else frozenset()
+                )
             else:
-                clobbers[a] = clobbers[a] | (default(edge.callee) - preserved[a])
+                hide = preserved[a]
+            if edge.callee is None:
+                clobbers[a] = clobbers[a] | (abi.call_clobbered - hide)
+                continue
+            key = (a, edge.callee)
+            hidden[key] = hidden[key] & hide if key in hidden else hide
+            if edge.callee in facts:
+                callers.setdefault(edge.callee, set()).add(a)
+        for edge in f.calls:
+            if edge.callee is not None and edge.callee not in facts:
+                clobbers[a] = clobbers[a] | (default(edge.callee) - hidden[(a, edge.callee)])
     work = list(facts)
     while work:
         callee = work.pop()
         for caller in callers.get(callee, ()):
-            merged = clobbers[caller] | (clobbers[callee] - preserved[caller])
+            merged = clobbers[caller] | (clobbers[callee] - hidden[(caller, callee)])
             if merged != clobbers[caller]:
                 clobbers[caller] = merged
                 work.append(caller)
@@ -380,9 +436,21 @@ def find_register_dependents(
 
     def returns_of(callee: int | None) -> frozenset[str]:
         regs = return_registers_of(callee) if (return_registers_of and callee is not None) else None
-        # Unknown (asm without DWARF): one register. Assuming rdx/x1 too would hide the rdx
-        # that __bitmap_weight keeps across __sw_hweight64.
-        return frozenset(abi.return_registers[:1] if regs is None else regs)
+        if regs is not None:
+            return frozenset(regs)
+        # Unknown: the return registers the callee writes. A function that never writes rax
+        # (x0) cannot return a value in it, so a value kept there is a dependency (a void
+        # callee); one that writes rdx (x1) may return a 16-byte value there, and the
+        # register counts as written anyway.
+        return abi.return_set & clobbers_of(callee)
+
+    def caller_returns(caller: int) -> frozenset[str]:
+        regs = return_registers_of(caller) if return_registers_of else None
+        if regs is not None:
+            return frozenset(regs)
+        # Unknown: rax (x0) when the caller or its callees write it; a second return register
+        # is not assumed, since rdx (x1) live at every return would invent dependencies.
+        return frozenset(abi.return_registers[:1]) & clobbers_of(caller)
 
     reach: dict[int, frozenset[int]] = {}
 
@@ -406,11 +474,13 @@ def find_register_dependents(
     dependents: list[RegisterDependent] = []
     artefacts: list[Artefact] = []
     for caller, f in facts.items():
-        liveness = _Liveness(masks, f, clobbers_of, args_of, returns_of(caller))
+        liveness = _Liveness(masks, f, clobbers_of, args_of, caller_returns(caller))
         for insn, live_after in liveness.iter_call_sites():
             callee = f.call_targets.get(insn.address)
+            if callee is None:
+                continue
             kept = (live_after & abi.call_clobbered) - returns_of(callee)
-            if callee is None or not kept:
+            if not kept:
                 continue
             written = kept & clobbers_of(callee)
             if written:
@@ -459,7 +529,8 @@ def analyse_registers(
     `noreturn` holds the starts of functions that never return; `arg_registers_of(f)` and
     `return_registers_of(f)` give the registers of f's DWARF parameters and return value
     (() for void, rax/x0 up to 8 bytes, rax+rdx/x0+x1 for 16; None: unknown, then the ABI
-    argument registers written before the call and the first return register are assumed);
+    argument registers written before the call are assumed, and the return registers that
+    f's clobber set holds);
     `read_pointer(address)` reads a pointer-sized value of the image, for jump tables.
     """
     facts = {

@@ -28,6 +28,11 @@ class Abi:
     return_registers: tuple[str, ...]
     stack_pointer: str
 
+    @property
+    def return_set(self) -> frozenset[str]:
+        """The return registers as a set."""
+        return frozenset(self.return_registers)
+
 
 _X86_64 = Abi(
     arch="x86_64",

@@ -45,6 +45,13 @@ _FTRACE_ENTRY_CALLS = frozenset({"__fentry__", "mcount", "_mcount", "__mcount"})
 # far above any real kernel or synthetic-layout address, one per name.
 _EXTERNAL_BASE = 0xFFFF_FFFF_F000_0000
 
+_STATIC_CALL_TRAMP_PREFIX = "__SCT__"
+
+# Bounds of the asm code `_actual_clobbers` decodes for one callee: one region's bytes and
+# the number of regions reached through calls and tail calls (larger: the ABI set).
+_MAX_ASM_REGION = 1 << 16
+_MAX_ASM_GROUP = 64
+
 _X86_PC_RELOCS = frozenset({2, 4})  # R_X86_64_PC32, R_X86_64_PLT32
 _A64_BRANCH_RELOCS = frozenset({282, 283})  # R_AARCH64_JUMP26, R_AARCH64_CALL26
 
@@ -113,7 +120,26 @@ class RegisterAnalyser:
         self._thunk_names = set(thunks.values())
         self._ftrace_entry = {names[n] for n in _FTRACE_ENTRY_CALLS if n in names}
         self._asm_clobbers: dict[int, frozenset[str]] = {}
+        self._asm_overflow: set[int] = set()
         self._relocatable = binary.elf_type == "ET_REL"
+        # Code symbols of any type, for decoding asm: hand-written code jumps to NOTYPE labels
+        # (`bad_get_user`, `__thunk_restore`) and to unnamed fixup code between FUNC symbols
+        # (`.Lbad_put_user_clac` in arch/x86/lib/putuser.S), which `iter_function_symbols`
+        # does not list. Boundaries are the starts of FUNC and sized symbols; a zero-sized
+        # label inside asm code (`__put_user_nocheck_4`) is fallen through, not a boundary.
+        exec_sections = {s.name for s in binary.sections if s.is_exec}
+        code_sizes: dict[int, int] = {}
+        bounds: set[int] = set()
+        for raw in binary.iter_symbols():
+            if raw.section not in exec_sections or raw.type not in (0, 2, 10):
+                continue
+            if not raw.name or raw.name.startswith("$"):
+                continue
+            code_sizes[raw.address] = max(raw.size, code_sizes.get(raw.address, 0))
+            if raw.type != 0 or raw.size:
+                bounds.add(raw.address)
+        self._code_sizes = code_sizes
+        self._code_bounds = sorted(bounds)
 
     # --- addresses -------------------------------------------------------------------------
 
@@ -230,37 +256,110 @@ class RegisterAnalyser:
 
     # --- custom conventions ----------------------------------------------------------------
 
-    def _actual_clobbers(self, start: int, depth: int = 0) -> frozenset[str]:
-        """Clobber set of a function without C DWARF, from its code (memoised)."""
+    def _asm_region(self, address: int) -> tuple[int, int] | None:
+        """[address, end) of asm code entered at `address`: up to the end of its symbol."""
+        section = self.binary.find_section_at(address)
+        if section is None or not section.is_exec:
+            return None
+        limit = min(section.address + section.size, address + _MAX_ASM_REGION)
+        size = self._code_sizes.get(address, 0)
+        if size:
+            return address, min(address + size, limit)
+        containing = self.resolve(address)
+        if containing is not None and self.funcs[containing].size:
+            f = self.funcs[containing]
+            return address, min(f.start + f.size, limit)
+        i = bisect.bisect_right(self._code_bounds, address)
+        if i < len(self._code_bounds):
+            limit = min(limit, self._code_bounds[i])
+        return (address, limit) if limit > address else None
+
+    def _asm_resolve(self, address: int) -> int | None:
+        """Like `resolve`, but a branch into asm code that is not a function start is its own
+        piece of code (a fixup label, a NOTYPE stub), so only the code that runs counts."""
+        start = self.resolve(address)
+        if start == address or (start is not None and self._is_c_function(start)):
+            return start
+        if self._asm_region(address) is not None:
+            return address
+        return start
+
+    def _is_asm_code(self, start: int) -> bool:
+        if start in self._external_names or self._is_c_function(start):
+            return False
+        if start in self.funcs and self.funcs[start].name in self._thunk_names:
+            return False
+        return self._asm_region(start) is not None
+
+    def _actual_clobbers(self, start: int) -> frozenset[str]:
+        """Clobber set of asm code without C DWARF, from its code (memoised).
+
+        The asm reachable from `start` by calls and tail calls (stopping at C functions, whose
+        callers can rely on nothing but the ABI) is analysed as one group, so a register saved
+        at entry and restored in a tail-called stub (preempt_schedule_thunk restores through
+        `__thunk_restore`, arch/x86/entry/thunk_64.S) is preserved, and a jump to an error
+        label (`bad_get_user`) adds only what that label's code writes.
+        """
         found = self._asm_clobbers.get(start)
         if found is not None:
             return found
-        f = self.funcs.get(start)
-        if f is None or depth > 8:
-            return self.abi.call_clobbered
-        self._asm_clobbers[start] = self.abi.call_clobbered  # cycle guard
-        code = self._code_of(f, {})
-        facts = analyse_function(
-            self.arch, start, code, resolve=self.resolve, read_pointer=self._read_pointer
-        )
-        regs = set(facts.direct_clobbers)
-        for edge in facts.calls:
-            if edge.callee is None:
-                regs |= self.abi.call_clobbered
-            else:
-                regs |= self._default_clobbers(edge.callee, depth + 1)
-        result = frozenset(regs)
-        self._asm_clobbers[start] = result
-        return result
+        facts: dict[int, FunctionFacts] = {}
+        todo = [start]
+        overflow = False
+        while todo and not overflow:
+            address = todo.pop()
+            if address in facts or address in self._asm_clobbers:
+                overflow = address in self._asm_overflow
+                continue
+            if len(facts) == _MAX_ASM_GROUP:
+                overflow = True
+                break
+            region = self._asm_region(address)
+            if region is None:
+                continue
+            name = self.funcs[address].name if address in self.funcs else f"{address:#x}"
+            code = FunctionCode(name, (region,), self._decode(address, (region,)))
+            facts[address] = analyse_function(
+                self.arch, address, code, resolve=self._asm_resolve, read_pointer=self._read_pointer
+            )
+            todo.extend(
+                e.callee
+                for e in facts[address].calls
+                if e.callee is not None and e.callee not in facts and self._is_asm_code(e.callee)
+            )
 
-    def _default_clobbers(self, callee: int, depth: int = 0) -> frozenset[str]:
-        if callee in self._external_names or callee not in self.funcs:
+        if overflow:
+            # Too much asm behind it: the ABI set, and so for whatever reaches it, so that the
+            # result does not depend on which callee was asked for first (batching).
+            self._asm_overflow.add(start)
+            self._asm_clobbers[start] = self.abi.call_clobbered
             return self.abi.call_clobbered
-        if self._is_c_function(callee):
+
+        def outside(callee: int) -> frozenset[str]:
+            # C functions, thunks and externals: the ABI set.
+            return self._asm_clobbers.get(callee, self.abi.call_clobbered)
+
+        self._asm_clobbers.update(compute_clobbers(self.arch, facts, outside))
+        return self._asm_clobbers.get(start, self.abi.call_clobbered)
+
+    def _default_clobbers(self, callee: int) -> frozenset[str]:
+        if not self._is_asm_code(callee):
             return self.abi.call_clobbered
-        if self.funcs[callee].name in self._thunk_names:
-            return self.abi.call_clobbered
-        return self._actual_clobbers(callee, depth)
+        return self._actual_clobbers(callee)
+
+    def _return_registers_of(self, callee: int) -> tuple[str, ...] | None:
+        """The first return register for a static-call trampoline, else None (unknown).
+
+        DWARF return types are not indexed, so the analysis takes the return registers each
+        callee writes: a void callee that leaves rax alone can have rax kept across it. A
+        static-call trampoline (`__SCT__<name>`, include/linux/static_call_types.h) is
+        retargeted at run time by static_call_update(), so the code in the image (often a
+        bare `ret`) says nothing about the result its callers read in rax.
+        """
+        f = self.funcs.get(callee)
+        if f is not None and f.name.startswith(_STATIC_CALL_TRAMP_PREFIX):
+            return self.abi.return_registers[:1]
+        return None
 
     # --- the analysis ----------------------------------------------------------------------
 
@@ -318,14 +417,12 @@ class RegisterAnalyser:
                 read_pointer=self._read_pointer,
             )
         clobbers = compute_clobbers(self.arch, ffacts, self._default_clobbers)
+        if cu.unit.is_asm:
+            # What its callers see: the asm analysed with the labels it jumps to.
+            clobbers.update((start, self._actual_clobbers(start)) for start in ffacts)
 
         def arg_registers_of(callee: int) -> tuple[str, ...] | None:
             return params.get(callee)
-
-        def return_registers_of(callee: int) -> tuple[str, ...] | None:
-            # DWARF return types are not indexed; a 16-byte return value in rax:rdx (x0:x1)
-            # is rare in the kernel, so one register is assumed.
-            return (self.abi.return_registers[0],)
 
         def reason_for(caller: int, callee: int) -> DependencyReason | None:
             if callee in self._external_names:
@@ -344,7 +441,7 @@ class RegisterAnalyser:
             clobbers,
             reason_for=reason_for,
             arg_registers_of=arg_registers_of,
-            return_registers_of=return_registers_of,
+            return_registers_of=self._return_registers_of,
             default_clobbers=self._default_clobbers,
         )
         uses = [
