@@ -35,7 +35,7 @@ from klp_lsp.binary.abi import get_abi
 from klp_lsp.binary.disasm import Decoder, Insn
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import BinaryFormatError
-from klp_lsp.index.store import CuRow
+from klp_lsp.index.store import CuRow, Index, from_db
 from klp_lsp.model import CuFacts, DependencyReason, ElfSymbol, RegisterDependent, RegisterUse
 
 # Calls that ftrace turns into NOPs at boot (x86 -mfentry / -pg).
@@ -57,6 +57,30 @@ _A64_BRANCH_RELOCS = frozenset({282, 283})  # R_AARCH64_JUMP26, R_AARCH64_CALL26
 
 
 @dataclass(frozen=True, slots=True)
+class KnownCallee:
+    """A function of another binary (the vmlinux) that a module calls, with its clobber set."""
+
+    name: str
+    address: int  # in its own binary: dependents on it are stored under this address
+    clobbers: frozenset[str]
+
+
+def read_known_callees(index: Index) -> dict[str, KnownCallee]:
+    """The vmlinux functions whose callers rely on their actual clobber set, by name.
+
+    Global functions of asm CUs (`__put_user_4`, `__sw_hweight64`): modules call them through
+    the same inline asm as vmlinux code, so their dependents in a module are as real. A C
+    function's module callers were compiled against the ABI set and are left out.
+    """
+    rows = index.query(
+        "SELECT s.name, s.address, r.clobbers FROM symbols s"
+        " JOIN register_use r ON r.address = s.address JOIN cus c ON c.id = s.cu_id"
+        " WHERE c.is_asm = 1 AND s.binding != 'local'"
+    )
+    return {r[0]: KnownCallee(r[0], from_db(r[1]), frozenset(r[2].split())) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
 class _Func:
     name: str
     start: int
@@ -72,8 +96,15 @@ class RegisterAnalyser:
         binary: ElfBinary,
         units: Sequence[CuRow],
         function_symbols: Sequence[ElfSymbol] | None = None,
+        known_callees: Mapping[str, KnownCallee] | None = None,
     ) -> None:
-        """`function_symbols`: `binary.iter_function_symbols()`, when the caller has it already."""
+        """`function_symbols`: `binary.iter_function_symbols()`, when the caller has it already.
+
+        `known_callees` (a module's analysis, from `read_known_callees` on the vmlinux index):
+        calls to these undefined names are modelled with their clobber sets and their
+        dependents kept, under the vmlinux address. Without it (no vmlinux index) every call
+        out of the module gets the ABI set and no dependents, as before.
+        """
         if function_symbols is None:
             function_symbols = binary.iter_function_symbols()
         self.binary = binary
@@ -108,6 +139,13 @@ class RegisterAnalyser:
         self._start_set = frozenset(s.address for s in function_symbols)
         self._externals: dict[str, int] = {}
         self._external_names: dict[int, str] = {}
+        # Not the ftrace entry (NOPs at run time) nor the thunks (returns, indirect branches).
+        self._known_by_name = {
+            name: k
+            for name, k in (known_callees or {}).items()
+            if name not in _FTRACE_ENTRY_CALLS and not name.startswith("__x86_")
+        }
+        self._known = {k.address: k for k in self._known_by_name.values()}
         # The thunks are NOTYPE symbols in Debian's vmlinux (arch/x86/lib/retpoline.S uses
         # SYM_CODE_START), so look for them among all symbols, not only FUNC ones.
         thunks = {
@@ -151,7 +189,7 @@ class RegisterAnalyser:
 
     def resolve(self, address: int) -> int | None:
         """The start of the function containing `address`."""
-        if address in self._external_names:
+        if address in self._external_names or address in self._known:
             return address
         i = bisect.bisect_right(self._starts, address) - 1
         if i < 0:
@@ -210,7 +248,9 @@ class RegisterAnalyser:
                     delta = 0
                 if ok and found is not None:
                     _rtype, name, value = found
-                    if name and name not in self.names:
+                    if name and name not in self.names and name in self._known_by_name:
+                        target = self._known_by_name[name].address
+                    elif name and name not in self.names:
                         target = self._external(name)
                     else:
                         target = value + delta
@@ -285,7 +325,7 @@ class RegisterAnalyser:
         return start
 
     def _is_asm_code(self, start: int) -> bool:
-        if start in self._external_names or self._is_c_function(start):
+        if start in self._external_names or start in self._known or self._is_c_function(start):
             return False
         if start in self.funcs and self.funcs[start].name in self._thunk_names:
             return False
@@ -343,6 +383,9 @@ class RegisterAnalyser:
         return self._asm_clobbers.get(start, self.abi.call_clobbered)
 
     def _default_clobbers(self, callee: int) -> frozenset[str]:
+        known = self._known.get(callee)
+        if known is not None:
+            return known.clobbers
         if not self._is_asm_code(callee):
             return self.abi.call_clobbered
         return self._actual_clobbers(callee)
@@ -427,6 +470,8 @@ class RegisterAnalyser:
         def reason_for(caller: int, callee: int) -> DependencyReason | None:
             if callee in self._external_names:
                 return None
+            if callee in self._known:
+                return "custom-convention"
             caller_cu = self.funcs[caller].cu if caller in self.funcs else None
             callee_cu = self.funcs[callee].cu if callee in self.funcs else None
             if callee_cu is None or self.units[callee_cu].unit.is_asm:
@@ -451,7 +496,8 @@ class RegisterAnalyser:
                 ffacts[start].callee_saved_clobbers,
                 tuple(
                     dataclasses.replace(e, callee=None)
-                    if e.callee is not None and e.callee in self._external_names
+                    if e.callee is not None
+                    and (e.callee in self._external_names or e.callee in self._known)
                     else e
                     for e in ffacts[start].calls
                 ),
