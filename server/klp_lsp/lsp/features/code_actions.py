@@ -1,0 +1,55 @@
+"""Code actions on a patch document: generate the livepatch module skeleton, show the replace set.
+
+Both run a command that returns text; the client opens it. The server never writes a file.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+from klp_lsp.lsp.documents import document_kind
+
+if TYPE_CHECKING:
+    from klp_lsp.lsp.server import KlpServer
+
+GENERATE_SKELETON = "klp-lsp.generateSkeleton"
+SHOW_REPLACE_SET = "klp-lsp.showReplaceSet"
+
+
+def register(server: KlpServer) -> None:
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.Source]),
+    )
+    @server.guard("codeAction", default=None)
+    def code_action(params: types.CodeActionParams) -> list[types.CodeAction] | None:
+        uri = params.text_document.uri
+        doc = server.workspace.get_text_document(uri)
+        if document_kind(uri, doc.language_id) != "patch":
+            return None
+        only = params.context.only
+        if only and not any(
+            k == types.CodeActionKind.Source or str(k).startswith("source") for k in only
+        ):
+            return None
+        args = [{"uri": uri}]
+        return [
+            types.CodeAction(
+                title="Generate livepatch module skeleton",
+                kind=types.CodeActionKind.Source,
+                command=types.Command(
+                    title="Generate livepatch module skeleton",
+                    command=GENERATE_SKELETON,
+                    arguments=args,
+                ),
+            ),
+            types.CodeAction(
+                title="Show replace set",
+                kind=types.CodeActionKind.Source,
+                command=types.Command(
+                    title="Show replace set", command=SHOW_REPLACE_SET, arguments=args
+                ),
+            ),
+        ]

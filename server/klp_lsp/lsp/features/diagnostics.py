@@ -1,0 +1,261 @@
+"""Push diagnostics: the findings of `check` on patch documents and on edited C files.
+
+Checks run on the check thread (see `indexing.py`), debounced while typing; a result is
+published only if its document is still open and unchanged since the check started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+from klp_lsp.index.query import IndexSet
+from klp_lsp.lsp import convert
+from klp_lsp.lsp.documents import (
+    document_kind,
+    pre_image,
+    relative_to_root,
+    uri_to_path,
+    word_range,
+)
+from klp_lsp.model import CheckResult, Finding, Related
+
+if TYPE_CHECKING:
+    from klp_lsp.lsp.server import KlpServer
+
+log = logging.getLogger(__name__)
+
+# Seconds to wait after the last keystroke before checking again.
+DEBOUNCE = 0.3
+
+
+def patch_display_name(uri: str) -> str:
+    """The name a patch is checked under: its path, or the URI of an untitled buffer."""
+    path = uri_to_path(uri)
+    return str(path) if path is not None else uri
+
+
+def open_cu_names(server: KlpServer) -> list[str] | None:
+    """The compile units the open documents touch (indexed first); None when none is known."""
+    names: list[str] = []
+    for uri, kind in server.open_documents.items():
+        doc = server.workspace.get_text_document(uri)
+        if kind == "patch":
+            from klp_lsp.patch.check import cu_names_for_patch
+
+            try:
+                wanted = cu_names_for_patch(doc.source)
+            except Exception:
+                log.exception("cu_names_for_patch failed on %s", uri)
+                wanted = None
+            names.extend(wanted or ())
+        elif kind == "c":
+            rel = relative_to_root(uri_to_path(uri), server.config.source_root)
+            if rel is not None:
+                names.append(rel)
+    return list(dict.fromkeys(names)) or None
+
+
+class DiagnosticsScheduler:
+    """One pending check per open document; newer edits cancel older checks."""
+
+    def __init__(self, server: KlpServer) -> None:
+        self.server = server
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def schedule(self, uri: str, delay: float) -> None:
+        old = self._tasks.pop(uri, None)
+        if old is not None:
+            old.cancel()
+        task = asyncio.ensure_future(self._run(uri, delay))
+        self._tasks[uri] = task
+        task.add_done_callback(lambda t: self._forget(uri, t))
+
+    def _forget(self, uri: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(uri) is task:
+            del self._tasks[uri]
+
+    def refresh_all(self) -> None:
+        for uri in list(self.server.open_documents):
+            self.schedule(uri, 0)
+
+    def close(self, uri: str) -> None:
+        task = self._tasks.pop(uri, None)
+        if task is not None:
+            task.cancel()
+        self.server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=[])
+        )
+
+    async def _run(self, uri: str, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        server = self.server
+        kind = server.open_documents.get(uri)
+        if kind is None or server.index.interactive is None:
+            return
+        doc = server.workspace.get_text_document(uri)
+        version, text = doc.version, doc.source
+        try:
+            if kind == "patch":
+                diagnostics = await self._check_patch(uri, text)
+            elif kind == "c":
+                diagnostics = await self._check_source(uri, text)
+            else:
+                return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("checking %s failed", uri)
+            server.show_message(
+                f"klp-lsp: checking {uri} failed: {type(e).__name__}: {e}",
+                types.MessageType.Error,
+            )
+            return
+        if diagnostics is None or uri not in server.open_documents:
+            return
+        if server.workspace.get_text_document(uri).version != version:
+            return
+        server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
+        )
+
+    async def _check_patch(self, uri: str, text: str) -> list[types.Diagnostic] | None:
+        from klp_lsp.patch.check import check_patches
+
+        source_root = self.server.source_root()
+        name = patch_display_name(uri)
+        result = await self.server.index.run_check(
+            lambda indexes: check_patches(indexes, [(name, text)], source_root)
+        )
+        if result is None:
+            return None
+        lines = text.splitlines()
+
+        def place(f: Finding) -> types.Range:
+            line = (f.patch_line or 1) - 1
+            line = min(max(line, 0), max(len(lines) - 1, 0))
+            content = lines[line] if lines else ""
+            if f.function:
+                start, end = word_range(content, f.function)
+                return convert.line_range(line, start, end)
+            return convert.line_range(line, 0, len(content))
+
+        return self._diagnostics(result, uri, lines, place)
+
+    async def _check_source(self, uri: str, text: str) -> list[types.Diagnostic] | None:
+        from klp_lsp.patch.check import check_source_edit
+        from klp_lsp.patch.source_map import parse_source
+
+        root = self.server.source_root()
+        rel = relative_to_root(uri_to_path(uri), root)
+        if root is None or rel is None:
+            return None
+
+        def job(indexes: IndexSet) -> CheckResult | None:
+            old = pre_image(root, rel)
+            if old is None or old == text:
+                return None
+            return check_source_edit(indexes, root, rel, old, text)
+
+        result = await self.server.index.run_check(job)
+        if result is None:
+            return []
+        lines = text.splitlines()
+        functions = parse_source(text).functions
+
+        def place(f: Finding) -> types.Range:
+            # At the edited function's name in the buffer, which is what the author looks at.
+            for fn in functions:
+                if f.function is not None and (
+                    fn.name == f.function or f.function in fn.binary_names
+                ):
+                    line = fn.name_line - 1
+                    start, end = word_range(lines[line] if line < len(lines) else "", fn.name)
+                    return convert.line_range(line, start, end)
+            line = min(max((f.source_line or 1) - 1, 0), max(len(lines) - 1, 0))
+            return convert.line_range(line, 0, len(lines[line]) if lines else 0)
+
+        return self._diagnostics(result, uri, lines, place)
+
+    def _diagnostics(
+        self,
+        result: CheckResult,
+        uri: str,
+        lines: list[str],
+        place: Callable[[Finding], types.Range],
+    ) -> list[types.Diagnostic]:
+        config = self.server.config
+        root = self.server.source_root()
+        out: list[types.Diagnostic] = []
+        for f in result.findings:
+            severity = config.severity(f.kind, f.severity)
+            if severity is None:
+                continue
+            rng = place(f)
+            related = functools.partial(self._related_location, uri=uri, fallback=rng, root=root)
+            out.append(convert.finding_to_diagnostic(f, rng, severity, related))
+        for p in result.problems:
+            line = min(max((p.line or 1) - 1, 0), max(len(lines) - 1, 0))
+            out.append(convert.problem_to_diagnostic(p, convert.line_range(line, 0, None)))
+        return out
+
+    @staticmethod
+    def _related_location(
+        r: Related, uri: str, fallback: types.Range, root: Path | None
+    ) -> types.Location:
+        if r.source_file and root is not None:
+            path = root / r.source_file
+            if path.is_file():
+                line = max((r.source_line or 1) - 1, 0)
+                return types.Location(uri=path.as_uri(), range=convert.line_range(line, 0, 0))
+        return types.Location(uri=uri, range=fallback)
+
+
+def register(server: KlpServer) -> None:
+    scheduler = DiagnosticsScheduler(server)
+    server.index.on_ready(scheduler.refresh_all)
+    server.on_config_change(scheduler.refresh_all)
+
+    def maybe_index_first(uri: str) -> None:
+        # A document opened while the whole kernel is being indexed: index its CUs first.
+        if server.index.complete or server.loop is None or server.index.generation == 0:
+            return
+        names = open_cu_names(server)
+        if names and server.index.interactive is None:
+            server.index.start(server.config, names)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    @server.guard("didOpen")
+    def did_open(params: types.DidOpenTextDocumentParams) -> None:
+        doc = params.text_document
+        kind = document_kind(doc.uri, doc.language_id)
+        if kind == "other":
+            return
+        server.open_documents[doc.uri] = kind
+        maybe_index_first(doc.uri)
+        scheduler.schedule(doc.uri, 0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    @server.guard("didChange")
+    def did_change(params: types.DidChangeTextDocumentParams) -> None:
+        if params.text_document.uri in server.open_documents:
+            scheduler.schedule(params.text_document.uri, DEBOUNCE)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    @server.guard("didSave")
+    def did_save(params: types.DidSaveTextDocumentParams) -> None:
+        if params.text_document.uri in server.open_documents:
+            scheduler.schedule(params.text_document.uri, 0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    @server.guard("didClose")
+    def did_close(params: types.DidCloseTextDocumentParams) -> None:
+        if server.open_documents.pop(params.text_document.uri, None) is not None:
+            scheduler.close(params.text_document.uri)
