@@ -412,6 +412,7 @@ def find_register_dependents(
     abi = get_abi(arch)
     default = default_clobbers or (lambda _callee: abi.call_clobbered)
     fallbacks: set[int] = set()
+    first_return_argument = frozenset(abi.return_registers[:1]) & frozenset(abi.arg_registers)
 
     def clobbers_of(callee: int | None) -> frozenset[str]:
         if callee is None:
@@ -438,19 +439,21 @@ def find_register_dependents(
         regs = return_registers_of(callee) if (return_registers_of and callee is not None) else None
         if regs is not None:
             return frozenset(regs)
-        # Unknown: the return registers the callee writes. A function that never writes rax
-        # (x0) cannot return a value in it, so a value kept there is a dependency (a void
-        # callee); one that writes rdx (x1) may return a 16-byte value there, and the
-        # register counts as written anyway.
-        return abi.return_set & clobbers_of(callee)
+        # Unknown: the return registers the callee writes, and the first one when it is also
+        # an argument register (arm64 x0: memset returns its unchanged first argument). On
+        # x86-64 a function that never writes rax cannot return a value in it, so a value
+        # kept there is a dependency (a void callee); rdx counts when written.
+        return (abi.return_set & clobbers_of(callee)) | first_return_argument
 
     def caller_returns(caller: int) -> frozenset[str]:
         regs = return_registers_of(caller) if return_registers_of else None
         if regs is not None:
             return frozenset(regs)
-        # Unknown: rax (x0) when the caller or its callees write it; a second return register
-        # is not assumed, since rdx (x1) live at every return would invent dependencies.
-        return frozenset(abi.return_registers[:1]) & clobbers_of(caller)
+        # Unknown: rax when the caller or its callees write it, x0 always (it may be the
+        # unchanged first argument); a second return register is not assumed, since rdx (x1)
+        # live at every return would invent dependencies.
+        first = frozenset(abi.return_registers[:1])
+        return (first & clobbers_of(caller)) | first_return_argument
 
     reach: dict[int, frozenset[int]] = {}
 
@@ -479,7 +482,8 @@ def find_register_dependents(
             callee = f.call_targets.get(insn.address)
             if callee is None:
                 continue
-            kept = (live_after & abi.call_clobbered) - returns_of(callee)
+            # The call's own writes (x30 for `bl`) are its outputs, not kept values.
+            kept = (live_after & abi.call_clobbered) - returns_of(callee) - insn.writes
             if not kept:
                 continue
             written = kept & clobbers_of(callee)

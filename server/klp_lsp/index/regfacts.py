@@ -160,6 +160,7 @@ class RegisterAnalyser:
         self._asm_clobbers: dict[int, frozenset[str]] = {}
         self._asm_overflow: set[int] = set()
         self._relocatable = binary.elf_type == "ET_REL"
+        self._relocations: dict[int, dict[int, tuple[int, str, int]]] = {}
         # Code symbols of any type, for decoding asm: hand-written code jumps to NOTYPE labels
         # (`bad_get_user`, `__thunk_restore`) and to unnamed fixup code between FUNC symbols
         # (`.Lbad_put_user_clac` in arch/x86/lib/putuser.S), which `iter_function_symbols`
@@ -229,10 +230,7 @@ class RegisterAnalyser:
 
     def _apply_relocations(self, insns: tuple[Insn, ...], lo: int, hi: int) -> tuple[Insn, ...]:
         """Give a module's calls and tail calls their targets from the relocations."""
-        relocs = {
-            at: (rtype, name, value)
-            for at, rtype, name, value in self.binary.iter_relocations_at(lo, hi - lo)
-        }
+        relocs = self._relocations_of_section_at(lo)
         if not relocs:
             return insns
         out = []
@@ -260,6 +258,26 @@ class RegisterAnalyser:
                         insn = dataclasses.replace(insn, target=target)
             out.append(insn)
         return tuple(out)
+
+    def _relocations_of_section_at(self, address: int) -> dict[int, tuple[int, str, int]]:
+        """Relocations of the whole code section holding `address`, by address (memoised).
+
+        `iter_relocations_at` reads every relocation of the section to find those of a range;
+        asked once per function, that was 30% of indexing a module (py-spy, docs/performance.md).
+        """
+        section = self.binary.find_section_at(address)
+        if section is None:
+            return {}
+        found = self._relocations.get(section.address)
+        if found is None:
+            found = {
+                at: (rtype, name, value)
+                for at, rtype, name, value in self.binary.iter_relocations_at(
+                    section.address, section.size
+                )
+            }
+            self._relocations[section.address] = found
+        return found
 
     def _drop_ftrace_entry(self, insns: list[Insn]) -> list[Insn]:
         out = []
@@ -404,6 +422,24 @@ class RegisterAnalyser:
             return self.abi.return_registers[:1]
         return None
 
+    def _symbol_prefix(self, cu: CuFacts) -> str:
+        """The prefix objcopy gave this CU's symbols, e.g. `__kvm_nvhe_` or `__efistub_`.
+
+        arm64 links some objects with renamed symbols (`--prefix-symbols` in
+        arch/arm64/kvm/hyp/nvhe/Makefile, arch/arm64/kernel/pi/Makefile and
+        drivers/firmware/efi/libstub/Makefile), while their DWARF keeps the C names: a
+        noreturn callee such as `__host_enter` is the symbol `__kvm_nvhe___host_enter`.
+        """
+        for sp in cu.subprograms:
+            if not sp.name or not sp.ranges:
+                continue
+            f = self.funcs.get(min(r[0] for r in sp.ranges))
+            if f is None or "." in f.name:  # Clones and absent symbols say nothing.
+                continue
+            head = f.name[: -len(sp.name)] if f.name.endswith(sp.name) else ""
+            return head if head.startswith("__") and head.endswith("_") else ""
+        return ""
+
     # --- the analysis ----------------------------------------------------------------------
 
     def analyse(
@@ -447,7 +483,12 @@ class RegisterAnalyser:
             regs = tuple(p.location for p in sp.params if p.location in self.abi.call_clobbered)
             params[entry] = regs
         group = {a: self.funcs[a] for a in self._funcs_by_cu.get(cu.unit.offset, ())}
-        noreturn = {self.names[n] for n in noreturn_names if n in self.names}
+        prefix = self._symbol_prefix(cu)
+        noreturn = {
+            self.names[prefix + n] if prefix + n in self.names else self.names[n]
+            for n in noreturn_names
+            if prefix + n in self.names or n in self.names
+        }
         ffacts: dict[int, FunctionFacts] = {}
         for start, f in group.items():
             code = self._code_of(f, instance_ranges)
