@@ -25,6 +25,9 @@ const HOVER_EXPECT = new RegExp(process.env.KLP_E2E_HOVER_EXPECT ?? `\\b${HOVER_
 const relative = (p) => (path.isAbsolute(p) ? path.relative(WORKSPACE, p) : p);
 const PATCH = relative(env('KLP_E2E_PATCH'));
 const CFILE = relative(env('KLP_E2E_CFILE'));
+// Optional: text the Problems panel must show for the patch, and text the skeleton must contain.
+const SQUIGGLE_EXPECT = process.env.KLP_E2E_SQUIGGLE_EXPECT ?? '';
+const SKELETON_EXPECT = process.env.KLP_E2E_SKELETON_EXPECT ?? '';
 
 const results = { checks: [] };
 const started = Date.now();
@@ -64,7 +67,12 @@ try {
     await squiggle.first().waitFor({ state: 'attached', timeout: TIMEOUT });
     note('squiggle on the patch', `${await squiggle.count()} decoration(s)`);
     await shot('1-patch-squiggle');
+    if (SQUIGGLE_EXPECT) {
+        results.problems = await problems(SQUIGGLE_EXPECT);
+        note('Problems panel', results.problems.replace(/\s+/g, ' ').slice(0, 200));
+    }
 
+    await revealWord(PATCH, HOVER_WORD);
     const hoverText = await hover(activeEditor, HOVER_WORD);
     if (!HOVER_EXPECT.test(hoverText)) {
         throw new Error(`the hover on ${HOVER_WORD} does not match ${HOVER_EXPECT}: ${hoverText}`);
@@ -84,7 +92,14 @@ try {
     await untitled.waitFor({ timeout: TIMEOUT });
     const language = page.locator('.statusbar-item[id="status.editor.mode"]');
     await waitFor(async () => (await language.innerText()).trim() === 'C', 'the skeleton editor to be C');
-    note('skeleton command opened an untitled C editor');
+    if (SKELETON_EXPECT) {
+        // Only the lines on screen are in the DOM: go to the end, where the klp_patch is.
+        await page.keyboard.press('Control+End');
+        const lines = page.locator('.editor-group-container.active .monaco-editor .view-lines').first();
+        await waitFor(async () => (await lines.innerText()).replace(/\u00a0/g, ' ').includes(SKELETON_EXPECT),
+            `"${SKELETON_EXPECT}" in the skeleton`);
+    }
+    note('skeleton command opened an untitled C editor', SKELETON_EXPECT ? `with "${SKELETON_EXPECT}"` : '');
     await shot('3-skeleton');
 
     await openFile(CFILE);
@@ -180,6 +195,36 @@ async function openFile(rel) {
     await page.keyboard.press('Enter');
     await page.locator('.tab.active', { hasText: base }).waitFor({ timeout: TIMEOUT });
     await page.locator('.editor-group-container.active .monaco-editor .view-lines').first().waitFor({ timeout: TIMEOUT });
+}
+
+/** Open the Problems panel, wait until it shows `expected`, return its text and close it. */
+async function problems(expected) {
+    await page.keyboard.press('Control+Shift+M');
+    const panel = page.locator('.markers-panel');
+    let text = '';
+    await waitFor(async () => {
+        text = (await panel.first().innerText()).trim();
+        return text.includes(expected);
+    }, `"${expected}" in the Problems panel`);
+    await shot('1-problems');
+    await page.keyboard.press('Control+J');
+    await panel.first().waitFor({ state: 'hidden', timeout: TIMEOUT });
+    return text;
+}
+
+/** Put the cursor on the first line of workspace file `rel` holding `word`, so it is on screen. */
+async function revealWord(rel, word) {
+    const lines = fs.readFileSync(path.join(WORKSPACE, rel), 'utf8').split('\n');
+    const index = lines.findIndex((l) => new RegExp(`\\b${word}\\b`).test(l));
+    if (index < 0) {
+        throw new Error(`${rel} does not contain ${word}`);
+    }
+    await page.keyboard.press('Control+G');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ timeout: TIMEOUT });
+    await input.fill(`:${index + 1}`);
+    await page.keyboard.press('Enter');
+    await input.waitFor({ state: 'hidden', timeout: TIMEOUT });
 }
 
 /** Hover the first visible occurrence of `word` and return the hover widget's text. */
