@@ -71,7 +71,7 @@ class _WorkerCache:
     """
 
     def __init__(self) -> None:
-        self.path: Path | None = None
+        self.key: tuple[Path, int, int] | None = None
         self.binary: ElfBinary | None = None
         self.dwarf: DwarfData | None = None
         self.analyser: regfacts.RegisterAnalyser | None = None
@@ -83,7 +83,8 @@ class _WorkerCache:
     ) -> None:
         """Use the caller's open binary (it stays owned, and closed, by the caller)."""
         self.clear()
-        self.path, self.binary, self.dwarf, self.analyser = path, binary, dwarf, analyser
+        self.key = _file_key(path)
+        self.binary, self.dwarf, self.analyser = binary, dwarf, analyser
 
     def register_reducers(self) -> None:
         """Make this process pickle batch results the fast way (see `_fast_reducer`)."""
@@ -95,13 +96,14 @@ class _WorkerCache:
     def clear(self) -> None:
         if self.owned and self.binary is not None:
             self.binary.close()
-        self.path = self.binary = self.dwarf = self.analyser = None
+        self.key = self.binary = self.dwarf = self.analyser = None
         self.owned = False
 
     def get(
         self, path: Path, units: Sequence[CuRow] | None
     ) -> tuple[ElfBinary, DwarfData, regfacts.RegisterAnalyser]:
-        if self.path != path or self.binary is None or self.dwarf is None or self.analyser is None:
+        key = _file_key(path)
+        if self.key != key or self.binary is None or self.dwarf is None or self.analyser is None:
             if units is None:
                 raise IndexError_(f"{path}: worker process has no open binary to index")
             from klp_lsp.binary.dwarf import DwarfData
@@ -112,12 +114,19 @@ class _WorkerCache:
             self.owned = True
             self.dwarf = DwarfData(self.binary.get_dwarf_sections(), self.binary.arch)
             self.analyser = regfacts.RegisterAnalyser(self.binary, units)
-            self.path = path
+            self.key = key
         return self.binary, self.dwarf, self.analyser
 
 
+def _file_key(path: Path) -> tuple[Path, int, int]:
+    # A kernel rebuilt in place keeps its path: the cache must not serve the old file.
+    st = path.stat()
+    return path, st.st_mtime_ns, st.st_size
+
+
 # A process-wide cache is how a pool worker keeps its open binary between tasks; it is owned by
-# the worker process and keyed by path. The parent only fills it (`adopt`) around a build.
+# the worker process and keyed by path, mtime and size. The parent only fills it (`adopt`)
+# around a build.
 _WORKER = _WorkerCache()
 
 BatchResult = tuple[list[CuFacts], list[RegisterUse], list[RegisterDependent]]
@@ -127,7 +136,7 @@ def _fast_reducer(cls: type) -> None:
     """Pickle a slotted dataclass as (class, field values).
 
     The reducer dataclasses generate for `slots=True` calls `fields()` for every object; on a
-    full vmlinux that was ~35 s of CPU across parent and workers (py-spy, bench/README note in
+    full vmlinux that was ~30 s of sampled time across parent and workers (py-spy, see
     docs/performance.md). Positional construction is the same object, several times cheaper.
     """
     names = tuple(f.name for f in dataclasses.fields(cls))
