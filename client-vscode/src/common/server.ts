@@ -23,6 +23,7 @@ import { describeServerCommand, findOnPath, resolveServerCommand, ServerCommand 
 import { getLaunchSettings, getServerSettings } from './settings';
 import { SingleFlight } from './singleFlight';
 import { IndexStatusItem } from './status';
+import { TraceChannel } from './trace';
 
 /** C sources and patches; VS Code's built-in `diff` language already covers *.patch and *.diff. */
 export const DOCUMENT_SELECTOR = [
@@ -40,11 +41,14 @@ export class ServerManager implements vscode.Disposable {
     private client: LanguageClient | undefined;
     private readonly gate = new SingleFlight();
     private indexStateSeen = false;
+    private readonly trace: TraceChannel;
 
     constructor(
         private readonly log: vscode.LogOutputChannel,
         private readonly status: IndexStatusItem,
-    ) {}
+    ) {
+        this.trace = new TraceChannel(log);
+    }
 
     /** The running client, or undefined while none is up. */
     get running(): LanguageClient | undefined {
@@ -73,6 +77,7 @@ export class ServerManager implements vscode.Disposable {
 
     dispose(): void {
         void this.stop();
+        this.trace.dispose();
     }
 
     private async doRestart(): Promise<void> {
@@ -121,7 +126,7 @@ export class ServerManager implements vscode.Disposable {
         const clientOptions: LanguageClientOptions = {
             documentSelector: DOCUMENT_SELECTOR,
             outputChannel: this.log,
-            traceOutputChannel: this.log,
+            traceOutputChannel: this.trace,
             revealOutputChannelOn: RevealOutputChannelOn.Never,
             initializationOptions: getServerSettings(),
             // workspace/configuration is answered by the client's configuration feature (pull).
