@@ -120,6 +120,20 @@ def _is_plain(arch: str, mnemonic: str) -> bool:
     )
 
 
+def _constant_operand(mnemonic: str, imm: int, size: int) -> bool:
+    """True when `or`/`and` with `imm` on a `size`-byte register ignores its old value.
+
+    Only 32- and 64-bit writes replace the whole register (a 32-bit write zero-extends); `or
+    ax, 0xffff` keeps the upper bits of rax, so it still reads them.
+    """
+    if size not in (4, 8):
+        return False
+    if mnemonic == "and":
+        return imm == 0
+    mask = (1 << (8 * size)) - 1
+    return (imm & mask) == mask
+
+
 def _parse_target(op_str: str) -> int | None:
     """The direct target printed as the last operand (`0x401000`, `x1, #0x1084`)."""
     last = op_str.rsplit(",", 1)[-1].strip().lstrip("#")
@@ -264,9 +278,10 @@ class Decoder:
             and len(ops) == 2
             and ops[0].type == cs_x86.X86_OP_REG
             and ops[1].type == cs_x86.X86_OP_IMM
-            and ops[1].imm == (-1 if mnemonic == "or" else 0)
+            and _constant_operand(mnemonic, ops[1].imm, ops[0].size)
         ):
-            # `or rsi, -1` and `and eax, 0` set a constant: the old value is not used.
+            # `or rsi, -1`, `or r8d, 0xffffffff` and `and eax, 0` set a constant: the old value
+            # is not used.
             reads = reads - self._fold({insn.reg_name(ops[0].reg)})
         table = None
         if mnemonic == "jmp" and len(ops) == 1 and ops[0].type == cs_x86.X86_OP_MEM:

@@ -47,6 +47,10 @@ _EXTERNAL_BASE = 0xFFFF_FFFF_F000_0000
 
 _STATIC_CALL_TRAMP_PREFIX = "__SCT__"
 
+# Called by code GCC generates (-fstack-protector), so no CU declares it in DWARF; it panics
+# (kernel/panic.c). Without this the bytes after the call look like its continuation.
+_NORETURN_BUILTINS = frozenset({"__stack_chk_fail"})
+
 # Bounds of the asm code `_actual_clobbers` decodes for one callee: one region's bytes and
 # the number of regions reached through calls and tail calls (larger: the ABI set).
 _MAX_ASM_REGION = 1 << 16
@@ -462,7 +466,7 @@ class RegisterAnalyser:
     def _analyse_cu(self, cu: CuFacts) -> tuple[list[RegisterUse], list[RegisterDependent]]:
         instance_ranges: dict[int, tuple[tuple[int, int], ...]] = {}
         params: dict[int, tuple[str, ...]] = {}
-        noreturn_names: set[str] = set()
+        noreturn_names: set[str] = set(_NORETURN_BUILTINS)
         by_die = {s.die_offset: s for s in cu.subprograms}
         for sp in cu.subprograms:
             if sp.noreturn and sp.name:
