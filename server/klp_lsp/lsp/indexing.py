@@ -162,6 +162,8 @@ class IndexManager:
         self.interactive: IndexSet | None = None
         self.complete = False
         self.objects: list[str] = []
+        # The compile units the running build indexes first.
+        self.first_cus: list[str] | None = None
         self.check_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klp-check")
         self._checks: IndexSet | None = None
         self._thread: threading.Thread | None = None
@@ -182,6 +184,7 @@ class IndexManager:
         """
         self.generation += 1
         generation = self.generation
+        self.first_cus = list(cu_names) if cu_names else None
         previous = self._thread
         self.complete = False
         self._set_status(IndexStatus("building", 0, None, "looking for the kernel's binaries"))
@@ -233,8 +236,8 @@ class IndexManager:
     def _failed(self, generation: int, message: str) -> None:
         if generation != self.generation:
             return
-        self._set_status(IndexStatus("error", None, None, message))
         self.server.show_message(f"klp-lsp: {message}", types.MessageType.Error)
+        self._set_status(IndexStatus("error", None, None, message))
 
     # --- for the check thread ----------------------------------------------------------------
 

@@ -26,7 +26,7 @@ def c_name(symbol: str) -> str:
     return symbol.split(".", 1)[0]
 
 
-def _definition_site(obj: ObjectIndex, name: str) -> tuple[str | None, int | None]:
+def definition_site(obj: ObjectIndex, name: str) -> tuple[str | None, int | None]:
     """Where `name` is defined: one indexed lookup, unlike a full report per caller."""
     # ObjectIndex has no public accessor for just the declaration yet; `_definitions` is the
     # one query `reports()` starts from.
@@ -59,7 +59,7 @@ class Locator:
     def of_symbol(self, obj: ObjectIndex, symbol: str) -> tuple[str, int]:
         key = (obj.object, symbol)
         if key not in self._cache:
-            self._cache[key] = self._location(*_definition_site(obj, c_name(symbol)))
+            self._cache[key] = self._location(*definition_site(obj, c_name(symbol)))
         return self._cache[key]
 
     def item(self, obj: ObjectIndex, symbol: str, detail: str) -> types.CallHierarchyItem:

@@ -24,7 +24,9 @@ def register(server: KlpServer) -> None:
         types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.Source]),
     )
     @server.guard("codeAction", default=None)
-    def code_action(params: types.CodeActionParams) -> list[types.CodeAction] | None:
+    def code_action(
+        params: types.CodeActionParams,
+    ) -> list[types.CodeAction | types.Command] | None:
         uri = params.text_document.uri
         doc = server.workspace.get_text_document(uri)
         if document_kind(uri, doc.language_id) != "patch":
@@ -35,21 +37,23 @@ def register(server: KlpServer) -> None:
         ):
             return None
         args = [{"uri": uri}]
-        return [
-            types.CodeAction(
+        commands = [
+            types.Command(
                 title="Generate livepatch module skeleton",
-                kind=types.CodeActionKind.Source,
-                command=types.Command(
-                    title="Generate livepatch module skeleton",
-                    command=GENERATE_SKELETON,
-                    arguments=args,
-                ),
+                command=GENERATE_SKELETON,
+                arguments=args,
             ),
-            types.CodeAction(
-                title="Show replace set",
-                kind=types.CodeActionKind.Source,
-                command=types.Command(
-                    title="Show replace set", command=SHOW_REPLACE_SET, arguments=args
-                ),
-            ),
+            types.Command(title="Show replace set", command=SHOW_REPLACE_SET, arguments=args),
+        ]
+        td = server.client_capabilities.text_document
+        if (
+            td is None
+            or td.code_action is None
+            or td.code_action.code_action_literal_support is None
+        ):
+            # Clients without CodeAction literals (Neovim 0.7 announces none) take commands.
+            return list(commands)
+        return [
+            types.CodeAction(title=c.title, kind=types.CodeActionKind.Source, command=c)
+            for c in commands
         ]

@@ -24,6 +24,7 @@ from klp_lsp.lsp.documents import (
     uri_to_path,
     word_range,
 )
+from klp_lsp.lsp.features.call_hierarchy import c_name, definition_site
 from klp_lsp.model import CheckResult, Finding, Related
 
 if TYPE_CHECKING:
@@ -206,14 +207,20 @@ class DiagnosticsScheduler:
             out.append(convert.problem_to_diagnostic(p, convert.line_range(line, 0, None)))
         return out
 
-    @staticmethod
     def _related_location(
-        r: Related, uri: str, fallback: types.Range, root: Path | None
+        self, r: Related, uri: str, fallback: types.Range, root: Path | None
     ) -> types.Location:
-        if r.source_file and root is not None:
-            path = root / r.source_file
+        source_file, source_line = r.source_file, r.source_line
+        indexes = self.server.index.interactive
+        if source_file is None and indexes is not None:
+            # A caller or clone named only by the binary: point at its C definition.
+            obj = indexes.get_object(r.object)
+            if obj is not None:
+                source_file, source_line = definition_site(obj, c_name(r.name))
+        if source_file and root is not None:
+            path = root / source_file
             if path.is_file():
-                line = max((r.source_line or 1) - 1, 0)
+                line = max((source_line or 1) - 1, 0)
                 return types.Location(uri=path.as_uri(), range=convert.line_range(line, 0, 0))
         return types.Location(uri=uri, range=fallback)
 
@@ -225,11 +232,12 @@ def register(server: KlpServer) -> None:
 
     def maybe_index_first(uri: str) -> None:
         # A document opened while the whole kernel is being indexed: index its CUs first.
-        if server.index.complete or server.loop is None or server.index.generation == 0:
+        index = server.index
+        if index.complete or index.interactive is not None or index.status.state != "building":
             return
         names = open_cu_names(server)
-        if names and server.index.interactive is None:
-            server.index.start(server.config, names)
+        if names and not set(names) <= set(index.first_cus or ()):
+            index.start(server.config, names)
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     @server.guard("didOpen")
