@@ -7,7 +7,8 @@
 local M = {}
 
 M.name = 'klp_lsp'
-M.filetypes = { 'c', 'diff' }
+-- Neovim calls a `git format-patch` mail (a .patch starting with "From <sha>") gitsendemail.
+M.filetypes = { 'c', 'diff', 'gitsendemail' }
 M.root_markers = { 'MAINTAINERS', 'Kbuild', '.git' }
 
 -- The last `klp-lsp/indexState` notification.
