@@ -162,7 +162,6 @@ class RegisterAnalyser:
         self._thunk_names = set(thunks.values())
         self._ftrace_entry = {names[n] for n in _FTRACE_ENTRY_CALLS if n in names}
         self._asm_clobbers: dict[int, frozenset[str]] = {}
-        self._asm_overflow: set[int] = set()
         self._relocatable = binary.elf_type == "ET_REL"
         self._relocations: dict[int, dict[int, tuple[int, str, int]]] = {}
         # Code symbols of any type, for decoding asm: hand-written code jumps to NOTYPE labels
@@ -366,12 +365,14 @@ class RegisterAnalyser:
         if found is not None:
             return found
         facts: dict[int, FunctionFacts] = {}
+        # The whole closure every time, memoised or not: a member analysed without its
+        # tail-called restore stub would lose the stub's restores, so the result would depend
+        # on which function was asked for first (and the index on the batching).
         todo = [start]
         overflow = False
-        while todo and not overflow:
+        while todo:
             address = todo.pop()
-            if address in facts or address in self._asm_clobbers:
-                overflow = address in self._asm_overflow
+            if address in facts:
                 continue
             if len(facts) == _MAX_ASM_GROUP:
                 overflow = True
@@ -391,16 +392,16 @@ class RegisterAnalyser:
             )
 
         if overflow:
-            # Too much asm behind it: the ABI set, and so for whatever reaches it, so that the
-            # result does not depend on which callee was asked for first (batching).
-            self._asm_overflow.add(start)
+            # Too much asm behind it: the ABI set.
             self._asm_clobbers[start] = self.abi.call_clobbered
             return self.abi.call_clobbered
 
-        def outside(callee: int) -> frozenset[str]:
+        def outside(_callee: int) -> frozenset[str]:
             # C functions, thunks and externals: the ABI set.
-            return self._asm_clobbers.get(callee, self.abi.call_clobbered)
+            return self.abi.call_clobbered
 
+        # The closure of each member lies inside this group, so every member's result is
+        # exact and can be kept.
         self._asm_clobbers.update(compute_clobbers(self.arch, facts, outside))
         return self._asm_clobbers.get(start, self.abi.call_clobbered)
 
