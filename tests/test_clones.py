@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from klp_lsp.analysis.clones import cold_parent, is_cold_part, parse_clone_name
 
 

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from klp_lsp.binary.discovery import find_kernel_debug, install_hint, iter_module_files
 from klp_lsp.binary.elf import SHT_NOTE, ElfBinary
 from klp_lsp.errors import DebugInfoMissing

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
+
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import BinaryFormatError, UnsupportedArchitecture
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from klp_lsp.analysis.patchability import (
     COLD_PART,
     FULLY_INLINED,

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from klp_lsp.analysis.producer import parse_producer
 
 # Verbatim DW_AT_producer values from the Debian 6.1.192-2 vmlinux files.

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
 from klp_lsp.analysis.symbols import assign_sympos, find_symbol_start, group_aliases
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.model import Binding, ElfSymbol

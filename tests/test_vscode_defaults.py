@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from klp_lsp import settings
 
 PACKAGE_JSON = Path(__file__).resolve().parent.parent / "client-vscode" / "package.json"

@@ -23,7 +23,7 @@ class PatchParseError(KlpError):
     """A patch cannot be read at all (as opposed to problems inside it, which are data)."""
 
 
-class IndexError_(KlpError):  # noqa: N801 - the trailing underscore avoids shadowing the builtin.
+class IndexError_(KlpError):
     """The index is missing, corrupt, or of another schema version."""
 
 
