@@ -24,7 +24,10 @@ class PatchParseError(KlpError):
 
 
 class IndexError_(KlpError):
-    """The index is missing, corrupt, or of another schema version."""
+    """The index is missing, corrupt, or of another schema version.
+
+    The trailing underscore keeps the builtin `IndexError` usable next to it.
+    """
 
 
 class UsageError(KlpError):
