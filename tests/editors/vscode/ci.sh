@@ -2,7 +2,9 @@
 # CI stage: the real VS Code test on the fixture kernel. Copies the fixture source tree and patches
 # into a temporary workspace (so the editor never writes into the checkout), points klp-lsp at the
 # fixture vmlinux with a fresh index, then runs setup.sh and run.sh, all under `timeout 600`.
-# Screenshots, results.json and logs are left in test-artifacts/vscode/. Exits non-zero on failure.
+# Two sessions: the fixture checks, then a server command that cannot start (its artifacts in
+# test-artifacts/vscode/start-failure/). Screenshots, results.json and logs are left in
+# test-artifacts/vscode/. Exits non-zero on failure.
 # Extra arguments and KLP_E2E_* variables (e.g. KLP_E2E_UPDATE_SCREENSHOT=1) pass through to run.sh.
 set -euo pipefail
 
@@ -45,4 +47,11 @@ export KLP_E2E_SKELETON_EXPECT="${KLP_E2E_SKELETON_EXPECT:-struct klp_patch}"
 
 session=$SECONDS
 bash "$HERE/run.sh" "$@"
-log "session took $((SECONDS - session)) s; total $((SECONDS - start)) s"
+log "session took $((SECONDS - session)) s"
+
+# A server command that cannot start: an error with Show Logs, and the status bar says so.
+session=$SECONDS
+KLP_E2E_EXPECT_START_FAILURE=1 KLP_E2E_SERVER_COMMAND='["/nonexistent/klp-lsp", "serve"]' \
+    KLP_E2E_UPDATE_SCREENSHOT=0 KLP_E2E_ARTIFACTS_DIR="$REPO/test-artifacts/vscode/start-failure" \
+    bash "$HERE/run.sh"
+log "start-failure session took $((SECONDS - session)) s; total $((SECONDS - start)) s"

@@ -15,7 +15,8 @@
 #   KLP_E2E_HOVER_EXPECT  regular expression the hover text must match (default: the word)
 #   KLP_E2E_TIMEOUT_MS  how long to wait for each check (default 120000)
 #   KLP_E2E_UPDATE_SCREENSHOT=1  copy the README screenshot into client-vscode/images/
-# Screenshots and logs go to test-artifacts/vscode/. Exits non-zero when a check fails.
+#   KLP_E2E_ARTIFACTS_DIR  where screenshots and logs go (default: test-artifacts/vscode; emptied first)
+# Exits non-zero when a check fails.
 set -euo pipefail
 
 if [[ -z "${KLP_E2E_UNDER_TIMEOUT:-}" ]]; then
@@ -25,7 +26,7 @@ fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
 CACHE="${KLP_EDITORS_CACHE:-$HOME/.cache/klp-lsp-editors}"
-ARTIFACTS="$REPO/test-artifacts/vscode"
+ARTIFACTS="${KLP_E2E_ARTIFACTS_DIR:-$REPO/test-artifacts/vscode}"
 log() { printf '[run] %s\n' "$*" >&2; }
 
 for var in KLP_E2E_WORKSPACE KLP_E2E_PATCH KLP_E2E_CFILE KLP_E2E_HOVER_WORD; do
