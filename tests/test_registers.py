@@ -465,6 +465,90 @@ def test_restore_through_a_stub_and_tail_calls() -> None:
     assert report.uses[0x700].clobbers == {"rdi"}
 
 
+def test_restores_count_in_the_blocks_that_follow() -> None:
+    # xen_hypercall_hvm: saves everything, calls C code, pops everything, then `je` to one
+    # tail call or falls through to another. Both exits are after the restores.
+    regs = "rax rcx rdx rsi rdi r8 r9 r10 r11"
+    hvm = [
+        insn(0x500, regs, saves=regs),
+        insn(0x501, flow="call", target=0x200),
+        insn(0x502, "", regs, restores=regs),
+        insn(0x503, flow="cond-jump", target=0x600),
+        insn(0x504, flow="jump", target=0x700),
+    ]
+    amd = [insn(0x600, flow="return")]
+    intel = [insn(0x700, flow="return")]
+    report = check({0x200: WRITES_RCX, 0x500: hvm, 0x600: amd, 0x700: intel}, {}, set())
+    assert report.uses[0x500].clobbers == frozenset()
+
+
+def test_a_call_after_the_restore_undoes_it() -> None:
+    body = [
+        insn(0x500, "rcx", saves="rcx"),
+        insn(0x501, "", "rcx", restores="rcx"),
+        insn(0x502, flow="call", target=0x200),
+        insn(0x503, flow="return"),
+    ]
+    report = check({0x200: WRITES_RCX, 0x500: body}, {}, set())
+    assert "rcx" in report.uses[0x500].clobbers
+
+
+def test_tail_call_after_restore_still_adds_the_target_writes() -> None:
+    # Restoring rcx before the jump does not hide what the tail-called function writes.
+    body = [
+        insn(0x500, "rcx", saves="rcx"),
+        insn(0x501, "", "rcx", restores="rcx"),
+        insn(0x502, flow="jump", target=0x200),
+    ]
+    report = check({0x200: WRITES_RCX, 0x500: body}, {}, set())
+    assert report.uses[0x500].clobbers == {"rax", "rcx"}
+
+
+def analyse_unknown_returns(arch: str, code: dict[int, list[Insn]]) -> RegisterReport:
+    """Like `check`, with nothing known of return types (as the index builder does)."""
+    functions = {
+        start: FunctionCode(f"f{start:x}", ((start, start + len(body)),), tuple(body))
+        for start, body in code.items()
+    }
+    return analyse_registers(
+        arch,
+        functions,
+        resolve=lambda a: a if a in code else None,
+        reason_for=lambda caller, callee: "ipa-ra",
+        arg_registers_of=lambda f: (),
+    )
+
+
+def test_rax_kept_across_a_callee_that_never_writes_it() -> None:
+    # A callee that never writes rax cannot return a value in it (x86-64: rax is no argument
+    # register), so the caller's rax is a kept value; across LEAF (writes rax) it is a result.
+    void = [insn(0x100, "rdi", "rcx"), insn(0x101, flow="return")]
+    caller = [
+        insn(0x10, "", "rax"),
+        insn(0x11, flow="call", target=0x100),
+        insn(0x12, "rax", "rdx"),
+        insn(0x13, flow="call", target=0x200),
+        insn(0x14, "rax", "rax"),
+        insn(0x15, flow="return"),
+    ]
+    report = analyse_unknown_returns("x86_64", {0x10: caller, 0x100: void, 0x200: LEAF})
+    assert {(d.callee, d.site, d.registers) for d in report.dependents} == {(0x100, 0x11, ("rax",))}
+
+
+def test_arm64_x0_is_a_result_even_when_unwritten() -> None:
+    # memset returns its first argument unchanged: x0 read after `bl memset` is its result.
+    # The call's own write of x30 is no kept value either.
+    memset = [insn(0x100, "x0 x1 x2", "x7 x8"), insn(0x101, flow="return")]
+    caller = [
+        insn(0x10, "", "x0 x3"),
+        insn(0x11, "", "x30", flow="call", target=0x100),
+        insn(0x12, "x0 x3 x30"),
+        insn(0x13, flow="return"),
+    ]
+    report = analyse_unknown_returns("aarch64", {0x10: caller, 0x100: memset})
+    assert {(d.callee, d.site, d.registers) for d in report.dependents} == {(0x100, 0x11, ("x3",))}
+
+
 # --- the Debian kernel (opt-in) -------------------------------------------------------------
 
 CORPUS = os.environ.get("KLP_CORPUS_DIR")
