@@ -33,6 +33,7 @@ from klp_lsp.index.locate import index_path
 from klp_lsp.index.query import IndexSet
 from klp_lsp.index.store import Index
 from klp_lsp.lsp.config import Config
+from klp_lsp.patch.check import Checker
 from klp_lsp.progress import Cancelled
 from klp_lsp.session import Session
 
@@ -166,6 +167,7 @@ class IndexManager:
         self.first_cus: list[str] | None = None
         self.check_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klp-check")
         self._checks: IndexSet | None = None
+        self._checker: Checker | None = None
         self._thread: threading.Thread | None = None
         self._child: BaseProcess | None = None
         self._on_ready: list[Callable[[], None]] = []
@@ -221,6 +223,11 @@ class IndexManager:
             return
         old_interactive, old_checks = self.interactive, self._checks
         self.interactive, self._checks = interactive, checks
+        # One Checker per IndexSet, reused across checks: it caches parsed source files.
+        checker = Checker(checks)
+        self._checker = checker
+        # Load the compile-unit tables now rather than in the first diagnostics.
+        self.check_executor.submit(checker.built_files)
         self.objects = [r.object for r in results]
         if old_interactive is not None:
             old_interactive.close()
@@ -241,14 +248,14 @@ class IndexManager:
 
     # --- for the check thread ----------------------------------------------------------------
 
-    def run_check(self, fn: Callable[[IndexSet], T]) -> asyncio.Future[T | None]:
-        """Run `fn` with the check thread's `IndexSet`; resolves to None without indexes."""
+    def run_check(self, fn: Callable[[Checker], T]) -> asyncio.Future[T | None]:
+        """Run `fn` on the check thread with its `Checker`; resolves to None without indexes."""
 
         def job() -> T | None:
-            indexes = self._checks
-            if indexes is None:
+            checker = self._checker
+            if checker is None:
                 return None
-            return fn(indexes)
+            return fn(checker)
 
         return asyncio.wrap_future(self.check_executor.submit(job))
 
@@ -261,6 +268,7 @@ class IndexManager:
             self.interactive.close()
             self.interactive = None
         checks, self._checks = self._checks, None
+        self._checker = None
         if checks is not None:
             self.check_executor.submit(checks.close)
         self.check_executor.shutdown(wait=False)

@@ -34,8 +34,6 @@ def _argument(args: tuple[Any, ...]) -> dict[str, Any]:
 
 def register(server: KlpServer) -> None:
     async def check_document(args: tuple[Any, ...]) -> CheckResult:
-        from klp_lsp.patch.check import check_patches
-
         uri = _argument(args).get("uri")
         if not isinstance(uri, str):
             raise UsageError('this command needs {"uri": <patch document>}')
@@ -51,7 +49,7 @@ def register(server: KlpServer) -> None:
         source_root = server.source_root()
         name = patch_display_name(uri)
         result = await server.index.run_check(
-            lambda indexes: check_patches(indexes, [(name, text)], source_root)
+            lambda checker: checker.check_patches([(name, text)], source_root)
         )
         if result is None:
             raise UsageError("no index is open")

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from klp_lsp.index.query import IndexSet
 from klp_lsp.lsp import convert
 from klp_lsp.lsp.documents import (
     document_kind,
@@ -26,6 +25,7 @@ from klp_lsp.lsp.documents import (
 )
 from klp_lsp.lsp.features.call_hierarchy import c_name, definition_site
 from klp_lsp.model import CheckResult, Finding, Related
+from klp_lsp.patch.check import Checker
 
 if TYPE_CHECKING:
     from klp_lsp.lsp.server import KlpServer
@@ -128,12 +128,10 @@ class DiagnosticsScheduler:
         )
 
     async def _check_patch(self, uri: str, text: str) -> list[types.Diagnostic] | None:
-        from klp_lsp.patch.check import check_patches
-
         source_root = self.server.source_root()
         name = patch_display_name(uri)
         result = await self.server.index.run_check(
-            lambda indexes: check_patches(indexes, [(name, text)], source_root)
+            lambda checker: checker.check_patches([(name, text)], source_root)
         )
         if result is None:
             return None
@@ -151,7 +149,6 @@ class DiagnosticsScheduler:
         return self._diagnostics(result, uri, lines, place)
 
     async def _check_source(self, uri: str, text: str) -> list[types.Diagnostic] | None:
-        from klp_lsp.patch.check import check_source_edit
         from klp_lsp.patch.source_map import parse_source
 
         root = self.server.source_root()
@@ -159,11 +156,11 @@ class DiagnosticsScheduler:
         if root is None or rel is None:
             return None
 
-        def job(indexes: IndexSet) -> CheckResult | None:
+        def job(checker: Checker) -> CheckResult | None:
             old = pre_image(root, rel)
             if old is None or old == text:
                 return None
-            return check_source_edit(indexes, root, rel, old, text)
+            return checker.check_source_edit(root, rel, old, text)
 
         result = await self.server.index.run_check(job)
         if result is None:

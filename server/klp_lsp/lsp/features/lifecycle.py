@@ -17,10 +17,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Documents opened right after `initialized` are waited for this long, so indexing can start
-# with the compile units they touch instead of the whole kernel.
-_START_DELAY = 0.15
-
 
 def register(server: KlpServer) -> None:
     pending_errors: list[str] = []
@@ -73,7 +69,6 @@ def register(server: KlpServer) -> None:
             server.config = config
             if errors:
                 server.show_message(describe_errors(errors), types.MessageType.Warning)
-        await asyncio.sleep(_START_DELAY)
         from klp_lsp.lsp.features.diagnostics import open_cu_names
 
         server.index.start(server.config, open_cu_names(server))

@@ -1,0 +1,310 @@
+"""Language-server benchmark against a warm index of the real Debian amd64 vmlinux.
+
+Drives `python -m klp_lsp serve` through a real LSP client (pygls) over stdio and measures:
+server start to first hover card, hover p50/p99 over 1,000 function names, diagnostics latency
+for a 50-hunk patch, and the server's RSS. Prints a table and writes JSON.
+
+    python bench/lsp_bench.py [--corpus DIR] [--index-dir DIR] [--json FILE]
+
+The index must exist already (`klp-lsp index <vmlinux> --index-dir DIR`); the benchmark never
+builds it, so its figures are those of a warm start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "server"))
+
+from klp_lsp.index.locate import default_index_dir  # noqa: E402
+from klp_lsp.lsp.indexing import existing_indexes  # noqa: E402
+
+GOALS = {
+    "start_to_first_hover_s": 0.5,
+    "hover_p99_ms": 10.0,
+    "diagnostics_50_hunks_s": 1.0,
+    "server_rss_mib": 250.0,
+}
+DEFAULT_CORPUS = Path.home() / ".cache" / "klp-corpus" / "debian-6.1.192-2"
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO / "server"), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MiB."""
+    values: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def pick_functions(index_files: list[Path], src: Path, count: int, seed: int) -> list[Any]:
+    """Function reports with a definition in a .c file of the source tree."""
+    from klp_lsp.index.query import IndexSet
+
+    rng = random.Random(seed)
+    indexes = IndexSet.open(index_files)
+    try:
+        names = indexes.objects[0].search_names("", 1_000_000)
+        rng.shuffle(names)
+        out = []
+        for name in names:
+            if len(out) >= count:
+                break
+            reports = indexes.reports(name)
+            if len(reports) != 1:
+                continue
+            r = reports[0]
+            if r.decl_file and r.decl_file.endswith(".c") and r.decl_line and r.symbols:
+                if (src / r.decl_file).is_file():
+                    out.append(r)
+        return out
+    finally:
+        indexes.close()
+
+
+def make_patch(src: Path, functions: list[Any], hunks: int) -> str:
+    """A unified diff with one hunk per function: a line added after its opening brace."""
+    by_file: dict[str, list[int]] = {}
+    for r in functions:
+        by_file.setdefault(r.decl_file, []).append(r.decl_line)
+    parts: list[str] = []
+    made = 0
+    for rel, decl_lines in sorted(by_file.items()):
+        old = (src / rel).read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        new = list(old)
+        inserted = 0
+        used: list[int] = []
+        for decl in sorted(set(decl_lines)):
+            if made >= hunks:
+                break
+            brace = next(
+                (i for i in range(decl - 1, min(decl + 15, len(old))) if old[i].startswith("{")),
+                None,
+            )
+            # Hunks closer than 7 lines would merge into one.
+            if brace is None or any(abs(brace - u) < 8 for u in used):
+                continue
+            used.append(brace)
+            new.insert(brace + 1 + inserted, "\tbarrier();\n")
+            inserted += 1
+            made += 1
+        if inserted:
+            parts.extend(difflib.unified_diff(old, new, f"a/{rel}", f"b/{rel}", n=3))
+        if made >= hunks:
+            break
+    return "".join(parts)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    vmlinux = args.corpus / "amd64" / "vmlinux"
+    src = args.corpus / "src"
+    ready = existing_indexes([vmlinux], args.index_dir)
+    if ready is None:
+        raise SystemExit(
+            f"no complete index of {vmlinux} in {args.index_dir};"
+            f" run: klp-lsp index {vmlinux} --index-dir {args.index_dir}"
+        )
+    functions = pick_functions([r.index_path for r in ready], src, args.hovers, args.seed)
+    patch_text = make_patch(src, functions, args.hunks)
+    n_hunks = patch_text.count("\n@@ ")
+    work = Path(tempfile.mkdtemp(prefix="klp-lsp-bench-"))
+    names_file = work / "names.c"
+    names_file.write_text("".join(f"{r.name}\n" for r in functions))
+    patch_file = work / "bench.patch"
+    patch_file.write_text(patch_text)
+
+    client = LanguageClient("klp-lsp-bench", "1")
+    diagnostics_at: dict[str, float] = {}
+    diagnostics: dict[str, list[types.Diagnostic]] = {}
+    ready_event = asyncio.Event()
+
+    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    def on_diagnostics(params: types.PublishDiagnosticsParams) -> None:
+        diagnostics_at.setdefault(params.uri, time.perf_counter())
+        diagnostics[params.uri] = list(params.diagnostics)
+
+    @client.feature("klp-lsp/indexState")
+    def on_state(params: Any) -> None:
+        if getattr(params, "state", None) == "ready":
+            ready_event.set()
+
+    @client.feature(types.WORKSPACE_CODE_LENS_REFRESH)
+    def on_refresh(params: Any) -> None:
+        return None
+
+    started = time.perf_counter()
+    await client.start_io(sys.executable, "-m", "klp_lsp", "serve", env=server_env())
+    server = client._server
+    assert server is not None and server.stderr is not None
+
+    async def drain(stream: asyncio.StreamReader) -> None:
+        while await stream.readline():
+            pass
+
+    drainer = asyncio.create_task(drain(server.stderr))
+    await client.initialize_async(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                window=types.WindowClientCapabilities(work_done_progress=True)
+            ),
+            initialization_options={
+                "binaries": [str(vmlinux)],
+                "indexDir": str(args.index_dir),
+                "sourceRoot": str(src),
+            },
+        )
+    )
+    initialized = time.perf_counter() - started
+    client.initialized(types.InitializedParams())
+    names_uri = names_file.as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=names_uri, language_id="c", version=1, text=names_file.read_text()
+            )
+        )
+    )
+
+    def hover_params(line: int) -> types.HoverParams:
+        return types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=names_uri),
+            position=types.Position(line=line, character=1),
+        )
+
+    first_hover = None
+    while time.perf_counter() - started < 60:
+        h = await client.text_document_hover_async(hover_params(0))
+        text = h.contents.value if h is not None else ""  # type: ignore[union-attr]
+        if text.startswith("**"):
+            first_hover = time.perf_counter() - started
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.wait_for(ready_event.wait(), 60)
+
+    latencies: list[float] = []
+    empty = 0
+    for line in range(len(functions)):
+        t = time.perf_counter()
+        h = await client.text_document_hover_async(hover_params(line))
+        latencies.append((time.perf_counter() - t) * 1000)
+        empty += h is None
+    rss_after_hovers = rss_mib(server.pid)
+
+    patch_uri = patch_file.as_uri()
+    opened = time.perf_counter()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=patch_uri, language_id="diff", version=1, text=patch_text
+            )
+        )
+    )
+    while patch_uri not in diagnostics_at and time.perf_counter() - opened < 120:
+        await asyncio.sleep(0.002)
+    diag_latency = diagnostics_at.get(patch_uri, float("nan")) - opened
+    rss, hwm = rss_mib(server.pid)
+
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    drainer.cancel()
+
+    kinds: dict[str, int] = {}
+    for d in diagnostics.get(patch_uri, []):
+        kinds[str(d.code)] = kinds.get(str(d.code), 0) + 1
+    return {
+        "vmlinux": str(vmlinux),
+        "index_dir": str(args.index_dir),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "start_to_first_hover_s": first_hover,
+        "start_to_initialize_result_s": initialized,
+        "hover_count": len(latencies),
+        "hover_empty": empty,
+        "hover_p50_ms": statistics.median(latencies),
+        "hover_p99_ms": percentile(latencies, 99),
+        "hover_max_ms": max(latencies),
+        "patch_hunks": n_hunks,
+        "diagnostics_50_hunks_s": diag_latency,
+        "diagnostics": len(diagnostics.get(patch_uri, [])),
+        "diagnostic_kinds": kinds,
+        "server_rss_mib": rss,
+        "server_rss_after_hovers_mib": rss_after_hovers[0],
+        "server_peak_rss_mib": hwm,
+        "goals": GOALS,
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    rows = [
+        ("server start to initialize result", "start_to_initialize_result_s", "s"),
+        ("server start to first hover", "start_to_first_hover_s", "s"),
+        ("hover p50", "hover_p50_ms", "ms"),
+        ("hover p99", "hover_p99_ms", "ms"),
+        (f"diagnostics, {result['patch_hunks']}-hunk patch", "diagnostics_50_hunks_s", "s"),
+        ("server RSS", "server_rss_mib", "MiB"),
+    ]
+    print(f"{'measure':36} {'value':>10} {'goal':>10}  ok")
+    for label, key, unit in rows:
+        value = result[key]
+        goal = GOALS.get(key)
+        ok = "" if goal is None or value is None else ("yes" if value <= goal else "NO")
+        shown = "-" if value is None else f"{value:.3f}"
+        print(
+            f"{label:36} {shown:>7} {unit:<3}{'' if goal is None else f'{goal:>7} {unit:<3}'} {ok}"
+        )
+    print(
+        f"({result['hover_count']} hovers, {result['hover_empty']} empty, max"
+        f" {result['hover_max_ms']:.1f} ms; {result['diagnostics']} diagnostics"
+        f" {result['diagnostic_kinds']}; peak RSS {result['server_peak_rss_mib']:.0f} MiB)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--index-dir", type=Path, default=default_index_dir())
+    parser.add_argument("--hovers", type=int, default=1000)
+    parser.add_argument("--hunks", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    print_table(result)
+    out = args.json or REPO / "bench" / "results" / f"lsp-{time.strftime('%Y%m%d-%H%M')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
