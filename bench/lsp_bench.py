@@ -78,9 +78,14 @@ def pick_functions(index_files: list[Path], src: Path, count: int, seed: int) ->
             if len(reports) != 1:
                 continue
             r = reports[0]
-            if r.decl_file and r.decl_file.endswith(".c") and r.decl_line and r.symbols:
-                if (src / r.decl_file).is_file():
-                    out.append(r)
+            if (
+                r.decl_file
+                and r.decl_file.endswith(".c")
+                and r.decl_line
+                and r.symbols
+                and (src / r.decl_file).is_file()
+            ):
+                out.append(r)
         return out
     finally:
         indexes.close()
@@ -121,7 +126,7 @@ def make_patch(src: Path, functions: list[Any], hunks: int) -> str:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
