@@ -65,17 +65,27 @@ local function show_markdown(text, title)
 end
 
 local function execute(client, command, args, title)
-  client.request('workspace/executeCommand', { command = command, arguments = args }, function(err, result)
+  local params = { command = command, arguments = args }
+  local function handler(err, result)
     if err then
       vim.notify('klp-lsp: ' .. command .. ': ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
       return
     end
     show_markdown(result, title)
-  end)
+  end
+  -- Client methods take `:` from 0.11 on; the `.` form is deprecated there.
+  if has('nvim-0.11') then
+    client:request('workspace/executeCommand', params, handler)
+  else
+    client.request('workspace/executeCommand', params, handler)
+  end
 end
 
 local function client_for(bufnr)
-  for _, client in pairs(vim.lsp.buf_get_clients(bufnr)) do
+  -- `buf_get_clients` is deprecated from 0.10 on, where `get_clients` replaces it.
+  local clients = vim.lsp.get_clients ~= nil and vim.lsp.get_clients({ bufnr = bufnr })
+    or vim.lsp.buf_get_clients(bufnr)
+  for _, client in pairs(clients) do
     if client.name == M.name then
       return client
     end

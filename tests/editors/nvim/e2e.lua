@@ -6,6 +6,7 @@
 --   KLP_NVIM_SETTINGS  JSON object: klp-lsp settings (binaries, sourceRoot, indexDir, ...)
 --   KLP_NVIM_PATCH     the patch file to open
 --   KLP_NVIM_FUNCTION  a function name to hover in the patch
+--   KLP_NVIM_C_FILE    optional: a C file of sourceRoot defining it (code lens, its command)
 --   KLP_NVIM_RESULT    where to write the JSON result
 -- Exits with `qall!` after writing the result, or `cquit 1` on failure.
 
@@ -110,6 +111,54 @@ local ok, err = pcall(function()
   end
   if result.hover == nil then
     error('no hover for ' .. name)
+  end
+
+  -- A C file: code lenses, resolved, and a click (the client-side command) opens the report.
+  if env.KLP_NVIM_C_FILE ~= nil and env.KLP_NVIM_C_FILE ~= '' then
+    vim.cmd('edit ' .. vim.fn.fnameescape(env.KLP_NVIM_C_FILE))
+    local cbuf = vim.api.nvim_get_current_buf()
+    local attached_c = vim.wait(10000, function()
+      return klp.client_for(cbuf) ~= nil
+    end, 50)
+    if not attached_c then
+      error('klp-lsp did not attach to the C buffer')
+    end
+    local lens_params = { textDocument = { uri = vim.uri_from_bufnr(cbuf) } }
+    local lenses = {}
+    for _, r in pairs(vim.lsp.buf_request_sync(cbuf, 'textDocument/codeLens', lens_params, 10000) or {}) do
+      lenses = r.result or lenses
+    end
+    local wanted
+    for _, lens in ipairs(lenses) do
+      if vim.tbl_contains(lens.data and lens.data.names or {}, name) then
+        wanted = lens
+      end
+    end
+    if wanted == nil then
+      error('no code lens for ' .. name .. ' among ' .. #lenses)
+    end
+    for _, r in pairs(vim.lsp.buf_request_sync(cbuf, 'codeLens/resolve', wanted, 10000) or {}) do
+      if r.result and r.result.command then
+        result.lens = r.result.command.title
+        local command = r.result.command
+        local handler = vim.lsp.commands[command.command]
+        if handler == nil then
+          local c = klp.client_for(cbuf)
+          handler = c.commands and c.commands[command.command]
+        end
+        if handler == nil then
+          error('no client-side handler for ' .. command.command)
+        end
+        handler(command, { client_id = klp.client_for(cbuf).id, bufnr = cbuf })
+      end
+    end
+    local shown = vim.wait(10000, function()
+      return vim.fn.bufnr('klp-lsp://report') ~= -1
+    end, 50)
+    if shown then
+      local rbuf = vim.fn.bufnr('klp-lsp://report')
+      result.report_first_line = vim.api.nvim_buf_get_lines(rbuf, 0, 1, false)[1]
+    end
   end
 end)
 

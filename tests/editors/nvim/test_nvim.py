@@ -71,6 +71,7 @@ def test_patch_diagnostics_and_hover(version: str, tmp_path: Path) -> None:
         ),
         KLP_NVIM_PATCH=str(FIXTURES / "patches" / "demo.patch"),
         KLP_NVIM_FUNCTION="demo_lookup",
+        KLP_NVIM_C_FILE=str(FIXTURES / "kernel" / "kernel" / "demo_core.c"),
         KLP_NVIM_RESULT=str(result_file),
         XDG_STATE_HOME=str(tmp_path / "state"),
         XDG_DATA_HOME=str(tmp_path / "data"),
@@ -106,3 +107,5 @@ def test_patch_diagnostics_and_hover(version: str, tmp_path: Path) -> None:
     assert all(d["source"] == "klp-lsp" for d in result["diagnostics"])
     assert result["hover"].startswith("**demo_lookup** · vmlinux · kernel/demo_core.c:")
     assert "demo_lookup.part.0" in result["hover"]
+    assert result["lens"] == "patchable · 2 clones · inlined into 2"
+    assert result["report_first_line"] == "# demo_lookup"
