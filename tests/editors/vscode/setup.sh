@@ -15,10 +15,14 @@ PLAYWRIGHT_PREFIX="$CACHE/playwright-core-$PLAYWRIGHT_VERSION"
 log() { printf '[setup] %s\n' "$*" >&2; }
 mkdir -p "$CACHE"
 
-# Chromium drives code-server's web UI; code-server's kerberos module compiles against libkrb5.
+# Chromium drives code-server's web UI; code-server's kerberos module compiles against libkrb5;
+# Debian's npm installs Node 24 and the rest; run.sh polls code-server with curl.
 missing=()
 for pkg in chromium libkrb5-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+for cmd in npm curl; do
+    command -v "$cmd" >/dev/null || missing+=("$cmd")
 done
 if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
