@@ -28,17 +28,16 @@ from lsprotocol import types
 
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import IndexError_, KlpError
-from klp_lsp.index.builder import BuildResult
 from klp_lsp.index.locate import index_path
 from klp_lsp.index.query import IndexSet
 from klp_lsp.index.store import Index
 from klp_lsp.lsp.config import Config
-from klp_lsp.patch.check import Checker
 from klp_lsp.progress import Cancelled
-from klp_lsp.session import Session
 
 if TYPE_CHECKING:
+    from klp_lsp.index.builder import BuildResult
     from klp_lsp.lsp.server import KlpServer
+    from klp_lsp.patch.check import Checker
 
 log = logging.getLogger(__name__)
 
@@ -223,11 +222,7 @@ class IndexManager:
             return
         old_interactive, old_checks = self.interactive, self._checks
         self.interactive, self._checks = interactive, checks
-        # One Checker per IndexSet, reused across checks: it caches parsed source files.
-        checker = Checker(checks)
-        self._checker = checker
-        # Load the compile-unit tables now rather than in the first diagnostics.
-        self.check_executor.submit(checker.built_files)
+        self.check_executor.submit(self._new_checker, checks)
         self.objects = [r.object for r in results]
         if old_interactive is not None:
             old_interactive.close()
@@ -247,6 +242,20 @@ class IndexManager:
         self._set_status(IndexStatus("error", None, None, message))
 
     # --- for the check thread ----------------------------------------------------------------
+
+    def _new_checker(self, checks: IndexSet) -> None:
+        """One Checker per IndexSet, reused across checks: it caches parsed source files.
+
+        Made on the check thread, which also loads the compile-unit tables now rather than in
+        the first diagnostics, and keeps the check engine's imports off the server's start.
+        """
+        from klp_lsp.patch.check import Checker
+
+        if self._checks is not checks:
+            return
+        checker = Checker(checks)
+        self._checker = checker
+        checker.built_files()
 
     def run_check(self, fn: Callable[[Checker], T]) -> asyncio.Future[T | None]:
         """Run `fn` on the check thread with its `Checker`; resolves to None without indexes."""
@@ -287,6 +296,8 @@ class IndexManager:
             previous.join()
         if generation != self.generation:
             return
+        from klp_lsp.session import Session
+
         try:
             session = Session(
                 list(config.binaries), config.kernel_release, config.index_dir, jobs=0
@@ -412,6 +423,8 @@ def _index_in_child(
     """The indexing process: build, and report progress and the result over `conn`."""
     # stdout is the LSP stream of the server that started us: nothing may be written to it.
     os.dup2(2, 1)
+    from klp_lsp.session import Session
+
     progress = _PipeProgress(conn, os.getppid())
     try:
         session = Session(files, kernel, index_dir, jobs=0)
@@ -432,6 +445,8 @@ def existing_indexes(files: Sequence[Path], index_dir: Path) -> list[BuildResult
     This is the warm start: it opens each ELF only to read its build-id, so the server answers
     within a fraction of a second without starting an indexing process.
     """
+    from klp_lsp.index.builder import BuildResult
+
     out: list[BuildResult] = []
     for path in files:
         try:

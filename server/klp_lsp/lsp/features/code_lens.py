@@ -36,7 +36,13 @@ def lens_command(server: KlpServer, data: dict[str, Any]) -> types.Command:
 def register(server: KlpServer) -> None:
     from klp_lsp.patch.source_map import SourceParser
 
-    parser = SourceParser()
+    parsers: list[SourceParser] = []
+
+    def parser() -> SourceParser:
+        # Made on first use: tree-sitter need not load before the first C file.
+        if not parsers:
+            parsers.append(SourceParser())
+        return parsers[0]
 
     @server.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=True))
     @server.guard("codeLens", default=[])
@@ -47,7 +53,7 @@ def register(server: KlpServer) -> None:
             return []
         lines = doc.lines
         out = []
-        for fn in parser.parse(doc.source).functions:
+        for fn in parser().parse(doc.source).functions:
             line = fn.name_line - 1
             text = lines[line] if line < len(lines) else ""
             start, end = word_range(text, fn.name)

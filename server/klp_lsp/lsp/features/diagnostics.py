@@ -25,10 +25,10 @@ from klp_lsp.lsp.documents import (
 )
 from klp_lsp.lsp.features.call_hierarchy import c_name, definition_site
 from klp_lsp.model import CheckResult, Finding, Related
-from klp_lsp.patch.check import Checker
 
 if TYPE_CHECKING:
     from klp_lsp.lsp.server import KlpServer
+    from klp_lsp.patch.check import Checker
 
 log = logging.getLogger(__name__)
 
