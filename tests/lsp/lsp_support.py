@@ -48,9 +48,14 @@ class IndexStates:
         self._changed.set()
 
     async def wait_for(self, state: str, timeout: float = 60) -> dict[str, Any]:
+        return await self.wait_for_new(state, 0, timeout)
+
+    async def wait_for_new(self, state: str, after: int, timeout: float = 60) -> dict[str, Any]:
+        """The first notification of `state` among those after the first `after` ones."""
+
         async def loop() -> dict[str, Any]:
             while True:
-                for s in self.seen:
+                for s in self.seen[after:]:
                     if s.get("state") == state:
                         return s
                 self._changed.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lsp_support import KERNEL_SRC, open_document, options, position_of, start
+from lsp_support import KERNEL_SRC, PATCHES, open_document, options, position_of, start
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
@@ -132,3 +132,29 @@ async def test_show_function_report_command(client: LanguageClient, tmp_path: Pa
         )
     )
     assert "no such function" in missing
+
+
+async def test_hover_in_a_patch(client: LanguageClient, tmp_path: Path) -> None:
+    await start(client, options(tmp_path))
+    uri = open_document(client, PATCHES / "demo.patch", "diff")
+    hover = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=position_of(PATCHES / "demo.patch", "demo_lib_step(", 3),
+        )
+    )
+    assert hover is not None
+    text = hover.contents.value  # type: ignore[union-attr]
+    assert text.startswith("**demo_lib_step** · vmlinux · lib/demo_lib.c:")
+    assert "rely on" in text  # its IPA-RA register dependents
+
+
+async def test_reindex_command(client: LanguageClient, tmp_path: Path) -> None:
+    await start(client, options(tmp_path))
+    states = client.index_states.seen  # type: ignore[attr-defined]
+    before = len(states)
+    await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="klp-lsp.reindex", arguments=[])
+    )
+    await client.index_states.wait_for_new("ready", before)  # type: ignore[attr-defined]
+    assert any(s["state"] == "building" for s in states[before:])
