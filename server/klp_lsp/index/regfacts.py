@@ -47,6 +47,9 @@ _EXTERNAL_BASE = 0xFFFF_FFFF_F000_0000
 
 _STATIC_CALL_TRAMP_PREFIX = "__SCT__"
 
+# arm64 `-fpatchable-function-entry=2`: two NOPs between a symbol and its DW_AT_low_pc.
+_PATCHABLE_ENTRY_BYTES = 8
+
 # Called by code GCC generates (-fstack-protector), so no CU declares it in DWARF; it panics
 # (kernel/panic.c). Without this the bytes after the call look like its continuation.
 _NORETURN_BUILTINS = frozenset({"__stack_chk_fail"})
@@ -130,7 +133,7 @@ class RegisterAnalyser:
                 or (old.size == 0 and s.size)
                 or (old.size == s.size and s.binding != "local" and not old.name.startswith("__"))
             ):
-                funcs[s.address] = _Func(s.name, s.address, s.size, self._cu_of(s.address))
+                funcs[s.address] = _Func(s.name, s.address, s.size, self._cu_of_symbol(s.address))
             if s.binding != "local" or s.name not in names:
                 names[s.name] = s.address
         self.funcs = funcs
@@ -190,6 +193,15 @@ class RegisterAnalyser:
         if i >= 0 and self._cu_spans[i][0] <= address < self._cu_spans[i][1]:
             return self._cu_spans[i][2]
         return None
+
+    def _cu_of_symbol(self, address: int) -> int | None:
+        """The CU of a function symbol. On arm64 the `-fpatchable-function-entry=2` NOPs come
+        before DW_AT_low_pc, so a CU's first function starts 8 bytes before the CU's ranges
+        (`find_symbol_start`); without this ~2,200 Debian arm64 functions had no CU."""
+        cu = self._cu_of(address)
+        if cu is None and self.arch == "aarch64":
+            cu = self._cu_of(address + _PATCHABLE_ENTRY_BYTES)
+        return cu
 
     def resolve(self, address: int) -> int | None:
         """The start of the function containing `address`."""
