@@ -69,9 +69,10 @@ async def test_code_lens_above_each_function(client: LanguageClient, tmp_path: P
     lens = next(x for x in lenses if x.range.start.line == lookup_line)
     resolved = await client.code_lens_resolve_async(lens)
     assert resolved.command is not None
-    assert resolved.command.title == "patchable · 2 clones · inlined into 2"
+    assert resolved.command.title == "patchable · 1 clone · inlined into 2"
     assert resolved.command.command == "klp-lsp.showFunctionReport"
-    assert list(resolved.command.arguments or ()) == [{"name": "demo_lookup"}]
+    # The report is scoped to this file's definition (same-named statics elsewhere stay out).
+    assert list(resolved.command.arguments or ()) == [{"name": "demo_lookup", "uri": uri}]
 
 
 async def test_call_hierarchy_from_the_binary(client: LanguageClient, tmp_path: Path) -> None:

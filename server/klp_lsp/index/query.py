@@ -159,6 +159,10 @@ class ObjectIndex:
             )
         return out
 
+    def definitions_of(self, name: str) -> list[tuple[str | None, int | None]]:
+        """(decl_file, decl_line) of each C definition named `name`: one indexed lookup."""
+        return [(d.decl_file, d.decl_line) for d in self._definitions(name)]
+
     def _instances(self, dies: Sequence[int]) -> list[tuple[int, int, tuple[tuple[int, int], ...]]]:
         marks = ",".join("?" * len(dies))
         rows = self.index.query(

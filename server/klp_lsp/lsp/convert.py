@@ -210,8 +210,10 @@ def lens_title(r: FunctionReport) -> str:
         parts = ["not patchable: always inlined"]
     else:
         parts = ["NOT patchable"]
-    if r.clones:
-        parts.append(f"{len(r.clones)} clone{'s' if len(r.clones) != 1 else ''}")
+    # A .cold part is a piece of its function, not a clone with callers of its own.
+    clones = [c for c in r.clones if "cold" not in c.clone_kinds]
+    if clones:
+        parts.append(f"{len(clones)} clone{'s' if len(clones) != 1 else ''}")
     if r.inlined_into:
         parts.append(f"inlined into {len(r.inlined_into)}")
     if r.register_dependents:
@@ -221,10 +223,12 @@ def lens_title(r: FunctionReport) -> str:
     return " · ".join(parts)
 
 
-def function_report_command(name: str, title: str) -> types.Command:
-    return types.Command(
-        title=title, command="klp-lsp.showFunctionReport", arguments=[{"name": name}]
-    )
+def function_report_command(name: str, title: str, uri: str | None = None) -> types.Command:
+    """The command that shows a function's full report; `uri` scopes it to that file's copy."""
+    argument: dict[str, str] = {"name": name}
+    if uri is not None:
+        argument["uri"] = uri
+    return types.Command(title=title, command="klp-lsp.showFunctionReport", arguments=[argument])
 
 
 # --- call hierarchy and symbols ------------------------------------------------------------

@@ -33,7 +33,8 @@ K = TypeVar("K")
 T = TypeVar("T")
 # How far from its stated line a hunk may apply, like patch(1)'s offset search.
 _MAX_OFFSET = 2000
-_PARSE_CACHE_SIZE = 8
+# A 30-file patch parses 60 texts (pre- and post-image); keep them all while the user types.
+_PARSE_CACHE_SIZE = 96
 
 
 @dataclass(frozen=True, slots=True)

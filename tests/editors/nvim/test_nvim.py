@@ -107,5 +107,5 @@ def test_patch_diagnostics_and_hover(version: str, tmp_path: Path) -> None:
     assert all(d["source"] == "klp-lsp" for d in result["diagnostics"])
     assert result["hover"].startswith("**demo_lookup** · vmlinux · kernel/demo_core.c:")
     assert "demo_lookup.part.0" in result["hover"]
-    assert result["lens"] == "patchable · 2 clones · inlined into 2"
+    assert result["lens"] == "patchable · 1 clone · inlined into 2"
     assert result["report_first_line"] == "# demo_lookup"

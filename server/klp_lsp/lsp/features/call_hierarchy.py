@@ -28,12 +28,8 @@ def c_name(symbol: str) -> str:
 
 def definition_site(obj: ObjectIndex, name: str) -> tuple[str | None, int | None]:
     """Where `name` is defined: one indexed lookup, unlike a full report per caller."""
-    # ObjectIndex has no public accessor for just the declaration yet; `_definitions` is the
-    # one query `reports()` starts from.
-    definitions = obj._definitions(name)
-    if not definitions:
-        return None, None
-    return definitions[0].decl_file, definitions[0].decl_line
+    definitions = obj.definitions_of(name)
+    return definitions[0] if definitions else (None, None)
 
 
 class Locator:

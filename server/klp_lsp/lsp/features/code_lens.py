@@ -27,7 +27,7 @@ def lens_command(server: KlpServer, data: dict[str, Any]) -> types.Command:
     for name in names:
         reports = reports_for(server, name, uri)
         if reports:
-            return convert.function_report_command(name, convert.lens_title(reports[0]))
+            return convert.function_report_command(name, convert.lens_title(reports[0]), uri)
     if not server.index.complete:
         return types.Command(title=server.index.status.describe(), command="")
     return types.Command(title="not in the kernel binary (not built, or no code)", command="")
