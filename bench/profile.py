@@ -62,14 +62,14 @@ def summarise(raw: Path, rate: float, top: int) -> str:
         out.append(f"== {role}: {totals[role] / rate:.1f} s sampled")
         out.append("   inclusive:")
         # Frames on every stack of the role (the entry points) say nothing.
-        common = [n for n, c in inclusive[role].items() if c == totals[role]]
-        for name in common:
-            del inclusive[role][name]
-        for name, n in inclusive[role].most_common(top):
-            out.append(f"   {n / rate:8.1f} s  {name}")
+        common = [f for f, c in inclusive[role].items() if c == totals[role]]
+        for frame in common:
+            del inclusive[role][frame]
+        for frame, samples in inclusive[role].most_common(top):
+            out.append(f"   {samples / rate:8.1f} s  {frame}")
         out.append("   self:")
-        for name, n in own[role].most_common(top):
-            out.append(f"   {n / rate:8.1f} s  {name}")
+        for frame, samples in own[role].most_common(top):
+            out.append(f"   {samples / rate:8.1f} s  {frame}")
     return "\n".join(out)
 
 

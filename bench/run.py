@@ -46,6 +46,7 @@ class Run:
     max_rss_mib: float
     tree_pss_mib: float
     exit_code: int
+    load_avg_1min: float  # of the machine when the run ended: other work slows every figure
 
 
 def _tree(pid: int) -> list[int]:
@@ -110,6 +111,7 @@ def timed(
         max_rss_mib=round(usage.ru_maxrss / 1024, 1),
         tree_pss_mib=round(peak / 1024, 1),
         exit_code=proc.returncode,
+        load_avg_1min=round(os.getloadavg()[0], 2),
     )
 
 
@@ -197,6 +199,8 @@ def index_modules(files: Sequence[Path], index_dir: Path, jobs: int, scratch: Pa
 
 
 def warm_show(vmlinux: Path, index_dir: Path, repeat: int = 7) -> dict[str, Any]:
+    # The floor any Python command line pays on this machine, measured beside it.
+    bare = [timed([sys.executable, "-c", "pass"]) for _ in range(repeat)]
     runs = [
         timed(
             [*KLP, "show", "jhash", "--binary", str(vmlinux), "--index-dir", str(index_dir)],
@@ -208,6 +212,7 @@ def warm_show(vmlinux: Path, index_dir: Path, repeat: int = 7) -> dict[str, Any]
         "median_wall_s": round(statistics.median(r.wall_s for r in runs), 3),
         "min_wall_s": min(r.wall_s for r in runs),
         "max_rss_mib": max(r.max_rss_mib for r in runs),
+        "python_startup_median_s": round(statistics.median(r.wall_s for r in bare), 3),
         "runs": [asdict(r) for r in runs],
     }
 
@@ -271,24 +276,26 @@ def table(results: dict[str, Any]) -> str:
     """The side-by-side table with ratios and each goal's verdict."""
     jobs = results["jobs"]
     lines = [
-        f"{'measure':<44} {'wall s':>8} {'max RSS':>8} {'tree PSS':>8}  ratio / goal",
+        f"{'measure':<44} {'wall s':>8} {'CPU s':>7} {'max RSS':>8} {'tree PSS':>8}  ratio / goal",
         "-" * 110,
     ]
 
     def line(name: str, r: dict[str, Any], note: str = "") -> None:
         lines.append(
-            f"{name:<44} {r['wall_s']:>8.2f} {r['max_rss_mib']:>7.0f}M {r['tree_pss_mib']:>7.0f}M"
-            f"  {note}"
+            f"{name:<44} {r['wall_s']:>8.2f} {r['cpu_s']:>7.1f} {r['max_rss_mib']:>7.0f}M"
+            f" {r['tree_pss_mib']:>7.0f}M  {note}"
         )
 
     for arch, row in results["arch"].items():
         idx, pah = row["index"], row["pahole_J"]
         ratio = idx["wall_s"] / pah["wall_s"]
+        cpu_ratio = idx["cpu_s"] / pah["cpu_s"]
         rss_ok = max(idx["max_rss_mib"], idx["tree_pss_mib"]) <= 1024
         line(
             f"{arch} klp-lsp index vmlinux --jobs {jobs}",
             idx,
-            f"{ratio:.2f}x pahole (goal <= 3: {_verdict(ratio <= 3)}); "
+            f"{ratio:.2f}x pahole wall (goal <= 3: {_verdict(ratio <= 3)}), "
+            f"{cpu_ratio:.1f}x its CPU; "
             f"RSS <= 1 GiB: {_verdict(rss_ok)}",
         )
         line(f"{arch} pahole -J --btf_encode_detached", pah)
@@ -297,7 +304,7 @@ def table(results: dict[str, Any]) -> str:
             speedup = base["extrapolated_s"] / idx["wall_s"]
             lines.append(
                 f"{arch + ' plain pyelftools walk (extrapolated)':<44} "
-                f"{base['extrapolated_s']:>8.1f} {'':>8} {'':>8}  "
+                f"{base['extrapolated_s']:>8.1f} {'':>7} {'':>8} {'':>8}  "
                 f"from every 50th CU ({base['sample_s']:.1f} s, {base['sample_dies']} DIEs); "
                 f"klp-lsp {speedup:.1f}x faster (goal >= 20: {_verdict(speedup >= 20)})"
             )
@@ -312,8 +319,9 @@ def table(results: dict[str, Any]) -> str:
         if show is not None:
             lines.append(
                 f"{arch + ' warm show jhash (median of 7)':<44} {show['median_wall_s']:>8.3f} "
-                f"{show['max_rss_mib']:>7.0f}M {'':>8}  "
-                f"goal < 0.1 s: {_verdict(show['median_wall_s'] < 0.1)}"
+                f"{'':>7} {show['max_rss_mib']:>7.0f}M {'':>8}  "
+                f"goal < 0.1 s: {_verdict(show['median_wall_s'] < 0.1)}; "
+                f"bare `python -c pass`: {show['python_startup_median_s']:.3f} s"
             )
         mods = row.get("modules")
         if mods is not None:
@@ -327,12 +335,27 @@ def table(results: dict[str, Any]) -> str:
                 + ")",
             )
             speed = j1["wall_s"] / jn["wall_s"]
+            cpu_speed = j1["cpu_s"] / jn["wall_s"]
             line(
                 f"{arch} {mods['count']} modules --jobs 1",
                 j1,
-                f"--jobs {jobs} is {speed:.2f}x faster (goal >= 1.8: {_verdict(speed >= 1.8)})",
+                f"--jobs {jobs} is {speed:.2f}x faster (goal >= 1.8: {_verdict(speed >= 1.8)}); "
+                f"its CPU / --jobs {jobs} wall: {cpu_speed:.2f}",
             )
+    loads = [r["load_avg_1min"] for row in results["arch"].values() for r in _runs(row)]
+    if loads:
+        lines.append(
+            f"machine load (1-min average at the end of each run): {min(loads):.1f} to "
+            f"{max(loads):.1f} on {results['host']['cpus']} CPUs"
+        )
     return "\n".join(lines)
+
+
+def _runs(row: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [v for v in row.values() if isinstance(v, dict) and "load_avg_1min" in v]
+    out += row.get("warm_show", {}).get("runs", [])
+    out += [v for v in row.get("modules", {}).values() if isinstance(v, dict)]
+    return [r for r in out if "load_avg_1min" in r]
 
 
 def main() -> None:
