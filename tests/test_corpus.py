@@ -31,6 +31,8 @@ AMD64_CUS = [
     "net/ipv4/ipmr.c",
     "net/ipv6/ioam6.c",
     "net/ipv6/ip6mr.c",
+    # An asm CU: its DW_AT_name is absolute; selection goes by the tree-relative name.
+    "arch/x86/lib/hweight.S",
 ]
 ARM64_CUS = ["lib/maple_tree.c", "kernel/sched/core.c", "kernel/fork.c"]
 
@@ -122,6 +124,9 @@ def test_sw_hweight64_custom_convention(amd64: IndexSet) -> None:
     assert reason == "custom-convention"
     assert {"r8", "rdx", "r9"} <= set(registers.split())
     assert "rax" not in registers.split()
+    helper = one(amd64.reports("__sw_hweight64"))
+    assert helper.clobbers == ("rax",)
+    assert not helper.patchable  # asm: no ftrace record
 
 
 def test_arm64_ipa_ra_in_libfdt_style_cu(arm64: IndexSet) -> None:

@@ -29,7 +29,7 @@ from klp_lsp.analysis.symbols import assign_sympos, find_symbol_start
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import DebugInfoMissing, IndexError_
 from klp_lsp.index.locate import index_path
-from klp_lsp.index.store import CuRow, Index, IndexWriter, SymbolRow
+from klp_lsp.index.store import CuRow, Index, IndexWriter, SymbolRow, source_name
 from klp_lsp.model import Arch, CuFacts, ElfSymbol, RegisterDependent, RegisterUse
 from klp_lsp.progress import Cancelled, Progress
 
@@ -179,8 +179,8 @@ def _default_jobs(jobs: int) -> int:
 def _select_units(units: Sequence[CuRow], cu_names: Sequence[str] | None) -> list[CuRow]:
     if cu_names is None:
         return list(units)
-    wanted = {n.lstrip("./") for n in cu_names}
-    return [u for u in units if u.unit.name.lstrip("./") in wanted]
+    wanted = {source_name(n, "") for n in cu_names}
+    return [u for u in units if source_name(u.unit.name, u.unit.comp_dir) in wanted]
 
 
 def _batches(units: Sequence[CuRow], sizes: dict[int, int]) -> list[list[int]]:
@@ -281,7 +281,14 @@ def build_index(
         if existing is not None:
             done = existing.complete
             states = {} if done else existing.cu_states()
-            names = {} if done else {r.unit.offset: r.unit.name for r in existing.iter_cus()}
+            names = (
+                {}
+                if done
+                else {
+                    r.unit.offset: source_name(r.unit.name, r.unit.comp_dir)
+                    for r in existing.iter_cus()
+                }
+            )
             existing.close()
             if done or (cu_names is not None and _covers(states, names, cu_names)):
                 return BuildResult(
@@ -377,10 +384,8 @@ def _open_existing(target: Path) -> Index | None:
 
 
 def _covers(states: dict[int, int], names: dict[int, str], cu_names: Sequence[str]) -> bool:
-    wanted = {n.lstrip("./") for n in cu_names}
-    return all(
-        states.get(o, 0) >= CU_ANALYSED for o, n in names.items() if n.lstrip("./") in wanted
-    )
+    wanted = {source_name(n, "") for n in cu_names}
+    return all(states.get(o, 0) >= CU_ANALYSED for o, n in names.items() if n in wanted)
 
 
 def _reload_units(target: Path) -> list[CuRow]:

@@ -40,6 +40,26 @@ def from_db(value: int) -> int:
     return value + _WRAP if value < 0 else value
 
 
+def source_name(name: str, comp_dir: str) -> str:
+    """A CU's source file relative to the source tree.
+
+    `./kernel/fork.c` becomes `kernel/fork.c`. Asm CUs record absolute paths, and an out-of-tree
+    build's `DW_AT_comp_dir` is a directory below the source tree (Debian:
+    `<srctree>/debian/build/build_amd64_none_cloud-amd64`), so the longest ancestor of comp_dir
+    that prefixes the name is taken as the tree.
+    """
+    if name.startswith("/") and comp_dir.startswith("/"):
+        parts = comp_dir.rstrip("/").split("/")
+        for n in range(len(parts), 1, -1):
+            prefix = "/".join(parts[:n]) + "/"
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                break
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
 def format_ranges(ranges: Iterable[tuple[int, int]]) -> str:
     return " ".join(f"{lo:x}-{hi:x}" for lo, hi in ranges)
 

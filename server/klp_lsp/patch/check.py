@@ -14,6 +14,7 @@ from pathlib import Path
 
 from klp_lsp.binary.abi import sort_registers
 from klp_lsp.index.query import IndexSet, ObjectIndex
+from klp_lsp.index.store import source_name
 from klp_lsp.model import (
     ChangedFunction,
     CheckResult,
@@ -125,7 +126,9 @@ class Checker:
     def built_files(self) -> set[str]:
         """Source files compiled into the indexed objects (CU names)."""
         return {
-            cu.unit.name.removeprefix("./") for o in self.indexes.objects for cu in o.cus().values()
+            source_name(cu.unit.name, cu.unit.comp_dir)
+            for o in self.indexes.objects
+            for cu in o.cus().values()
         }
 
     # --- entry points ----------------------------------------------------------------------
