@@ -153,3 +153,21 @@ def test_xfs_module(tmp_path: Path) -> None:
         assert len(s.objects[0].symbols_named("xfs_alloc_ag_vextent_exact.constprop.0")) == 1
     finally:
         s.close()
+
+
+def test_module_callers_of_vmlinux_asm_helpers(amd64: IndexSet, tmp_path: Path) -> None:
+    # openvswitch.ko calls __sw_hweight64 from inline asm (arch_hweight.h) in
+    # ovs_nla_copy_actions and keeps rdx across it (objdump -dr openvswitch.ko).
+    from klp_lsp.index.regfacts import read_known_callees
+
+    assert CORPUS is not None
+    known = read_known_callees(amd64.objects[0].index)
+    assert known["__sw_hweight64"].clobbers == frozenset({"rax"})
+    ovs = CORPUS / "amd64" / "modules" / "net" / "openvswitch" / "openvswitch.ko"
+    module = build_index(ovs, tmp_path, known_callees=known)
+    both = IndexSet([amd64.objects[0].index, IndexSet.open([module.index_path]).objects[0].index])
+    r = one([x for x in both.reports("__sw_hweight64") if x.object == "vmlinux"])
+    from_module = [d for d in r.register_dependents if d.object == "openvswitch"]
+    assert [(d.caller, d.registers, d.reason) for d in from_module] == [
+        ("ovs_nla_copy_actions", ("rdx",), "custom-convention")
+    ]

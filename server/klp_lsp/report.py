@@ -127,8 +127,9 @@ def report_to_text(r: FunctionReport) -> str:
     if r.register_dependents:
         lines.append(f"  register dependents ({len(r.register_dependents)}):")
         for d in r.register_dependents[:_DEPENDENT_PREVIEW]:
+            where = "" if d.object == r.object else f" [{d.object}]"
             lines.append(
-                f"    {d.caller} at {hexaddr(d.site)} keeps {', '.join(d.registers)}"
+                f"    {d.caller}{where} at {hexaddr(d.site)} keeps {', '.join(d.registers)}"
                 f" across the call to {d.callee} ({d.reason})"
             )
         if len(r.register_dependents) > _DEPENDENT_PREVIEW:

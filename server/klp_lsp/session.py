@@ -7,15 +7,20 @@ current index, and opens them together as an `IndexSet`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from klp_lsp.binary.discovery import find_kernel_debug, iter_module_files
 from klp_lsp.errors import UsageError
 from klp_lsp.index.builder import BuildResult, build_index
 from klp_lsp.index.query import IndexSet
 from klp_lsp.progress import Cancelled, Progress
+
+if TYPE_CHECKING:
+    # regfacts imports capstone; `show` on an indexed kernel needs neither.
+    from klp_lsp.index.regfacts import KnownCallee
 
 # Binaries at least this large (a vmlinux; the largest amd64 Debian module is 61 MB) are indexed
 # with a pool over their CUs rather than as one task of a pool over binaries.
@@ -81,18 +86,34 @@ class Session:
         if workers == 1 or len(small) < 2:
             small = []
         results: dict[int, BuildResult] = {}
-        for i, path in enumerate(files):
-            if i not in small:
-                results[i] = build_index(
-                    path, self.index_dir, jobs=self.jobs, progress=progress, cu_names=cu_names
-                )
+        # vmlinux first: modules then learn the clobber sets of the asm helpers they call.
+        order = sorted(range(len(files)), key=lambda i: i in small)
+        known: dict[str, KnownCallee] | None = None
+        for i in order:
+            if i in small:
+                continue
+            results[i] = build_index(
+                files[i],
+                self.index_dir,
+                jobs=self.jobs,
+                progress=progress,
+                cu_names=cu_names,
+                known_callees=known if is_module_file(files[i]) else None,
+            )
+            if results[i].object == "vmlinux":
+                known = _known_callees(results[i])
         if small:
-            results.update(self._build_many(files, small, workers, progress))
+            results.update(self._build_many(files, small, workers, progress, known))
         self.results = [results[i] for i in range(len(files))]
         return self.results
 
     def _build_many(
-        self, files: Sequence[Path], chosen: Sequence[int], workers: int, progress: Progress | None
+        self,
+        files: Sequence[Path],
+        chosen: Sequence[int],
+        workers: int,
+        progress: Progress | None,
+        known: Mapping[str, KnownCallee] | None = None,
     ) -> dict[int, BuildResult]:
         """Index `files[i]` for each chosen i, one binary per task, largest first."""
         from concurrent.futures import ProcessPoolExecutor, as_completed  # see builder imports
@@ -102,7 +123,10 @@ class Session:
             progress.begin(f"indexing {len(order)} binaries", len(order))
         out: dict[int, BuildResult] = {}
         with ProcessPoolExecutor(max_workers=min(workers, len(order))) as pool:
-            pending = {pool.submit(build_index, files[i], self.index_dir, jobs=1): i for i in order}
+            pending = {
+                pool.submit(build_index, files[i], self.index_dir, jobs=1, known_callees=known): i
+                for i in order
+            }
             try:
                 for future in as_completed(pending):
                     i = pending[future]
@@ -128,6 +152,23 @@ class Session:
             yield indexes
         finally:
             indexes.close()
+
+
+def is_module_file(path: Path) -> bool:
+    """A kernel module by its file name (`.ko`, `.ko.xz`, `.ko.zst`)."""
+    return ".ko" in path.name
+
+
+def _known_callees(vmlinux: BuildResult) -> dict[str, KnownCallee] | None:
+    """The asm helpers of an indexed vmlinux, for the register analysis of its modules."""
+    from klp_lsp.index.regfacts import read_known_callees
+    from klp_lsp.index.store import open_readonly
+
+    index = open_readonly(vmlinux.index_path)
+    try:
+        return read_known_callees(index) or None
+    finally:
+        index.close()
 
 
 def _file_size(path: Path) -> int:

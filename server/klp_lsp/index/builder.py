@@ -16,7 +16,7 @@ import bisect
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -260,11 +260,14 @@ def build_index(
     progress: Progress | None = None,
     cu_names: Sequence[str] | None = None,
     executor: Executor | None = None,
+    known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
 ) -> BuildResult:
     """Index `path` into `index_dir` (all CUs, or first only those named in `cu_names`).
 
     Re-indexing a binary whose build-id is already fully indexed is a no-op. With `cu_names`, a
     missing index is created with just those CUs analysed, and an existing partial one gains them.
+    `known_callees` (a module's build, from the vmlinux index: `regfacts.read_known_callees`)
+    gives its calls to vmlinux asm helpers their clobber sets, so their dependents are found.
     """
     started = time.monotonic()
     path = Path(path)
@@ -346,7 +349,9 @@ def build_index(
 
                 if dwarf is None:
                     dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
-                analyser = regfacts.RegisterAnalyser(binary, units, function_symbols)
+                analyser = regfacts.RegisterAnalyser(
+                    binary, units, function_symbols, known_callees=known_callees
+                )
                 build = _Build(binary, path, dwarf, analyser, function_symbols)
                 _index_units(build, writer, units, todo, jobs, progress, executor)
             if cu_names is None or len(todo) == len(units):

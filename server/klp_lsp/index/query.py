@@ -7,6 +7,7 @@ vmlinux and its modules, queried together. Everything returned is a `model` reco
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -379,6 +380,30 @@ class ObjectIndex:
         )
         return clobbers, sort_registers(self.index.arch, saved), dependents
 
+    def dependents_on_external(self, callee: str, addresses: Sequence[int]) -> list[DependentFact]:
+        """Callers here that rely on registers of a function of another object (a module
+        calling vmlinux asm helpers: stored under the helper's vmlinux address)."""
+        if not addresses:
+            return []
+        marks = ",".join("?" * len(addresses))
+        rows = self.index.query(
+            "SELECT caller, site, registers, reason FROM register_dependents"
+            f" WHERE callee IN ({marks}) ORDER BY caller, site",
+            [to_db(a) for a in addresses],
+        )
+        return [
+            DependentFact(
+                callee=callee,
+                caller=self.name_at(from_db(r[0])),
+                object=self.object,
+                site=from_db(r[1]),
+                registers=tuple(r[2].split()),
+                reason=r[3],
+                caller_address=from_db(r[0]),
+            )
+            for r in rows
+        ]
+
     # --- call graph ------------------------------------------------------------------------
 
     def callers_of(self, addresses: Iterable[int]) -> list[CallFact]:
@@ -487,7 +512,24 @@ class IndexSet:
             o.index.close()
 
     def reports(self, name: str) -> list[FunctionReport]:
-        return [r for o in self.objects for r in o.reports(name)]
+        """Reports of `name` in every object, with module callers of vmlinux asm helpers."""
+        out = [r for o in self.objects for r in o.reports(name)]
+        modules = [o for o in self.objects if o.object != "vmlinux"]
+        if not modules:
+            return out
+        merged = []
+        for r in out:
+            extra: list[DependentFact] = []
+            if r.object == "vmlinux":
+                addresses = [s.address for s in (*r.symbols, *r.clones)]
+                for m in modules:
+                    extra.extend(m.dependents_on_external(r.name, addresses))
+            merged.append(
+                dataclasses.replace(r, register_dependents=(*r.register_dependents, *extra))
+                if extra
+                else r
+            )
+        return merged
 
     def get_object(self, name: str) -> ObjectIndex | None:
         for o in self.objects:
