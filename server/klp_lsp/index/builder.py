@@ -214,6 +214,19 @@ class _CuLocator:
         return None
 
 
+def _cu_of_symbol(s: ElfSymbol, locate: Callable[[int], int | None], arch: Arch) -> int | None:
+    """The CU holding a function. On arm64 a CU's ranges start after the function's two
+    patchable-entry NOPs (DW_AT_low_pc = symbol + 8), so look just past them too."""
+    found = locate(s.address)
+    if found is None and arch == "aarch64" and s.size > _ARM64_ENTRY_NOPS:
+        found = locate(s.address + _ARM64_ENTRY_NOPS)
+    return found
+
+
+# -fpatchable-function-entry=2 on arm64: two 4-byte NOPs before DWARF's low_pc.
+_ARM64_ENTRY_NOPS = 8
+
+
 def _symbol_rows(
     symbols: Sequence[ElfSymbol],
     kallsyms: Sequence[ElfSymbol],
@@ -236,7 +249,7 @@ def _symbol_rows(
                 origin=clone.origin,
                 clone_kinds=clone.kinds,
                 has_mcount=function_has_mcount(s.address, s.size, records, arch),
-                cu_id=locate(s.address),
+                cu_id=_cu_of_symbol(s, locate, arch),
             )
         )
     return rows
