@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from klp_lsp.patch.source_map import (
     MacroDefinition,
     SourceMap,
     SourceParser,
+    SourceText,
     code_tokens,
 )
 
@@ -132,22 +135,53 @@ class _Edits:
 
 
 class ChangeMapper:
-    """Maps patches and buffer edits to changes; holds one parser for all files."""
+    """Maps patches and buffer edits to changes; holds one parser for all files.
 
-    def __init__(self) -> None:
+    Only the top-level chunks of a file that a change touches are parsed (see `_region_maps`),
+    which gives the changes a whole-file parse gives; `whole_files=True` parses whole files,
+    the reference the tests and the benchmark compare with.
+    """
+
+    def __init__(self, *, whole_files: bool = False) -> None:
         self._parser = SourceParser()
+        self.whole_files = whole_files
         # The language server maps edits of one buffer against the same file on disk again and
-        # again: keep the last few parses, keyed by the text itself.
+        # again: keep the last few texts, keyed by the text itself, with the chunks parsed.
+        self._texts: dict[str, SourceText] = {}
         self._parsed: dict[str, SourceMap] = {}
+
+    def _source(self, text: str) -> SourceText:
+        src = self._texts.get(text)
+        if src is None:
+            src = self._parser.prepare(text)
+            if len(self._texts) >= _PARSE_CACHE_SIZE:
+                del self._texts[next(iter(self._texts))]
+            self._texts[text] = src
+        return src
 
     def _parse(self, text: str) -> SourceMap:
         smap = self._parsed.get(text)
         if smap is None:
-            smap = self._parser.parse(text)
+            src = self._source(text)
+            smap = self._parser.parse_chunks(src, range(len(src.chunks)))
             if len(self._parsed) >= _PARSE_CACHE_SIZE:
                 del self._parsed[next(iter(self._parsed))]
             self._parsed[text] = smap
         return smap
+
+    def _maps(
+        self, pre_text: str, post_text: str, edits: _Edits
+    ) -> tuple[SourceMap, SourceMap, SourceText | None]:
+        """Maps of both sides holding at least what the mapping needs, and the pre-image text.
+
+        The text is None when the maps are whole-file parses.
+        """
+        if not self.whole_files and pre_text and post_text:
+            pre, post = self._source(pre_text), self._source(post_text)
+            got = _region_maps(self._parser, pre, post, edits)
+            if got is not None:
+                return got[0], got[1], pre
+        return self._parse(pre_text), self._parse(post_text), None
 
     def changes_from_patch(
         self,
@@ -317,8 +351,7 @@ class ChangeMapper:
         if not edits.removed and not edits.added:
             return []
         first_line = min(p for *_, p in (*edits.removed, *edits.added))
-        pre = self._parse(pre_text)
-        post = self._parse(post_text)
+        pre, post, pre_src = self._maps(pre_text, post_text, edits)
         pre_lines = pre_text.split("\n")
         post_lines = post_text.split("\n")
         is_header = path.endswith(".h")
@@ -348,7 +381,13 @@ class ChangeMapper:
         for old_m, new_m, line in sides.changed(macro_pairs):
             m = old_m or new_m
             assert m is not None
-            users = list(_macro_users(m.name, path, pre_text, pre))
+            # Only functions in chunks that name the macro can use it.
+            users_map = (
+                pre
+                if pre_src is None
+                else self._parser.parse_chunks(pre_src, pre_src.find_chunks(m.name, blanked=False))
+            )
+            users = list(_macro_users(m.name, path, pre_text, users_map))
             if is_header and source_root is not None:
                 users += self._search_users(m.name, source_root, macro_search)
             out.append(
@@ -383,7 +422,12 @@ class ChangeMapper:
             if not word.search(text):
                 continue
             rel = str(full.relative_to(root)) if full.is_relative_to(root) else str(full)
-            users.extend(_macro_users(macro, rel, text, self._parse(text)))
+            if self.whole_files:
+                smap = self._parse(text)
+            else:
+                src = self._source(text)
+                smap = self._parser.parse_chunks(src, src.find_chunks(macro, blanked=False))
+            users.extend(_macro_users(macro, rel, text, smap))
         return users
 
 
@@ -403,6 +447,127 @@ def changes_between(path: str, old_text: str, new_text: str) -> list[Change]:
 
 
 Definition = TypeVar("Definition", FunctionExtent, DataDefinition, MacroDefinition)
+
+
+def _region_maps(
+    parser: SourceParser, pre: SourceText, post: SourceText, edits: _Edits
+) -> tuple[SourceMap, SourceMap] | None:
+    """Maps of the chunks the edits touch on each side, enough to pair the definitions they hit.
+
+    Edits fall in runs of touched chunks ("windows"); outside them both sides have the same
+    chunks, which hold the same definitions, so only windows need parsing. Definitions are
+    paired by key and rank (`_pair`): when a window holds more definitions of a key on one side
+    than on the other, every chunk naming the key is parsed on both sides too, so ranks stay
+    those of a whole-file parse. None when the sides do not line up (a blanked span that
+    crosses a window); the caller then parses whole files.
+    """
+    n_pre, n_post = len(pre.lines), len(post.lines)
+    touched: set[int] = set()
+    for line, _, _ in edits.removed:
+        touched.add(pre.chunk_of[line - 1])
+    for _, k, _ in edits.added:
+        # An anchor k is between lines k and k+1; a line added there may join either chunk.
+        if k >= 1:
+            touched.add(pre.chunk_of[k - 1])
+        if k < n_pre:
+            touched.add(pre.chunk_of[k])
+    anchors = sorted(k for _, k, _ in edits.added)
+    removed = sorted(line for line, _, _ in edits.removed)
+
+    def post_line(line: int) -> int:
+        """The post-image line of an unchanged pre-image line (0 and n_pre + 1 map too)."""
+        if line > n_pre:
+            return n_post + 1
+        return line + bisect_left(anchors, line) - bisect_left(removed, line)
+
+    # A window must end at a chunk end on the post side too (its closing `}` may be removed);
+    # widen it by the next chunk until it does.
+    while True:
+        windows = _runs(sorted(touched))
+        widened = False
+        for _, last in windows:
+            end = post_line(pre.chunks[last][1] + 2) - 1
+            if end >= 1 and end != n_post and not post.blank[end - 1].startswith("}"):
+                touched.add(last + 1)
+                widened = True
+        if not widened:
+            break
+
+    pre_windows: list[list[int]] = []
+    post_windows: list[list[int]] = []
+    pre_gap_start = post_gap_start = 0  # 0-based first lines of the text after a window
+    gaps: list[tuple[int, int, int]] = []  # (pre start, post start, length) of unchanged text
+    for first, last in windows:
+        pre_a, pre_b = pre.chunks[first][0], pre.chunks[last][1]  # 0-based
+        post_a = post_line(pre_a) if pre_a else 0  # 0-based: the line after post_line(pre_a)
+        post_b = post_line(pre_b + 2) - 2  # 0-based last line, post_a - 1 when empty
+        if post_a - post_gap_start != pre_a - pre_gap_start:
+            return None
+        gaps.append((pre_gap_start, post_gap_start, pre_a - pre_gap_start))
+        pre_windows.append(list(range(first, last + 1)))
+        post_windows.append(
+            sorted({post.chunk_of[i] for i in range(post_a, post_b + 1)})
+            if post_b >= post_a
+            else []
+        )
+        pre_gap_start, post_gap_start = pre_b + 1, post_b + 1
+    gaps.append((pre_gap_start, post_gap_start, n_pre - pre_gap_start))
+    # Outside the windows both sides must read and blank the same, line for line.
+    for pre_at, post_at, length in gaps:
+        if (
+            post_at + length > n_post
+            or pre.blank[pre_at : pre_at + length] != post.blank[post_at : post_at + length]
+            or pre.lines[pre_at : pre_at + length] != post.lines[post_at : post_at + length]
+            or _syscalls(pre, pre_at, length) != _syscalls(post, post_at, length)
+        ):
+            return None
+    if gaps[-1][1] + gaps[-1][2] != n_post:
+        return None
+    pre_chunks = [c for w in pre_windows for c in w]
+    post_chunks = [c for w in post_windows for c in w]
+    in_pre, in_post = set(pre_chunks), set(post_chunks)
+    outside_pre = [c for c in range(len(pre.chunks)) if c not in in_pre]
+    outside_post = [c for c in range(len(post.chunks)) if c not in in_post]
+    if len(outside_pre) != len(outside_post):
+        return None
+    to_post = dict(zip(outside_pre, outside_post, strict=True))
+
+    # Names whose count differs inside some window: their ranks depend on the whole file.
+    names: set[str] = set()
+    for pre_w, post_w in zip(pre_windows, post_windows, strict=True):
+        old, new = _keys(parser.parse_chunks(pre, pre_w)), _keys(parser.parse_chunks(post, post_w))
+        names.update(name for _, name in (old - new) + (new - old))
+    for name in sorted(names):
+        for c in pre.find_chunks(name, blanked=True):
+            if c in to_post:
+                pre_chunks.append(c)
+                post_chunks.append(to_post[c])
+    return parser.parse_chunks(pre, pre_chunks), parser.parse_chunks(post, post_chunks)
+
+
+def _syscalls(src: SourceText, at: int, length: int) -> dict[int, str]:
+    """The `SYSCALL_DEFINEn` names of `length` lines from 0-based line `at`, by offset."""
+    return {k - at: v for k, v in src.syscall_lines.items() if at < k <= at + length}
+
+
+def _runs(items: list[int]) -> list[tuple[int, int]]:
+    """Runs of consecutive integers in a sorted list, as (first, last)."""
+    runs: list[tuple[int, int]] = []
+    for i in items:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def _keys(smap: SourceMap) -> Counter[tuple[str, str]]:
+    """How many definitions of each pairing key a map holds."""
+    keys: Counter[tuple[str, str]] = Counter()
+    keys.update(("function", f.name) for f in smap.functions)
+    keys.update((d.kind, d.name) for d in smap.data)
+    keys.update(("macro", m.name) for m in smap.macros)
+    return keys
 
 
 @dataclass(slots=True)
