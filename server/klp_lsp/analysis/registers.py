@@ -407,8 +407,14 @@ def find_register_dependents(
     arg_registers_of: RegsOf | None = None,
     return_registers_of: RegsOf | None = None,
     default_clobbers: Callable[[int], frozenset[str]] | None = None,
+    dependents_only: bool = False,
 ) -> tuple[tuple[RegisterDependent, ...], tuple[Artefact, ...], tuple[int, ...]]:
-    """(dependents, artefacts, call sites using the ABI argument fallback) of `facts`."""
+    """(dependents, artefacts, call sites using the ABI argument fallback) of `facts`.
+
+    With `dependents_only`, callers whose every call goes to a callee that clobbers the whole
+    ABI set are skipped: nothing can be kept across such calls, so they yield no dependent (only
+    "clobbered" artefacts). In a distro kernel that is about nine callers in ten.
+    """
     abi = get_abi(arch)
     default = default_clobbers or (lambda _callee: abi.call_clobbered)
     fallbacks: set[int] = set()
@@ -477,6 +483,10 @@ def find_register_dependents(
     dependents: list[RegisterDependent] = []
     artefacts: list[Artefact] = []
     for caller, f in facts.items():
+        if dependents_only and all(
+            clobbers_of(callee) >= abi.call_clobbered for callee in f.call_targets.values()
+        ):
+            continue
         liveness = _Liveness(masks, f, clobbers_of, args_of, caller_returns(caller))
         for insn, live_after in liveness.iter_call_sites():
             callee = f.call_targets.get(insn.address)

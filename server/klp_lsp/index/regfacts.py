@@ -546,6 +546,7 @@ class RegisterAnalyser:
             arg_registers_of=arg_registers_of,
             return_registers_of=self._return_registers_of,
             default_clobbers=self._default_clobbers,
+            dependents_only=True,
         )
         uses = [
             RegisterUse(
