@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from klp_lsp.patch.changes import (
     Change,
+    ChangeMapper,
     DataChange,
     FileNote,
     FunctionChange,
@@ -20,7 +21,7 @@ from klp_lsp.patch.changes import (
     changes_between,
     changes_from_patch,
 )
-from klp_lsp.patch.diff import parse_patch_text, read_patch
+from klp_lsp.patch.diff import Patch, parse_patch_text, read_patch
 
 CORPUS = os.environ.get("KLP_CORPUS_DIR")
 corpus = pytest.mark.skipif(CORPUS is None, reason="set KLP_CORPUS_DIR to the Debian kernel corpus")
@@ -441,3 +442,190 @@ def test_changes_between_never_raises(edits: list[tuple[int, str]]) -> None:
             lines.insert(at, text)
     for c in changes_between("foo.c", FOO_C, "\n".join(lines)):
         assert c.patch_line >= 1
+
+
+# --- the region parse gives what a whole-file parse gives ----------------------------------
+
+# Chunks with duplicate names under #ifdef, a syscall, an attribute with arguments, data and
+# macros, so that edits add and remove definitions of a name also defined elsewhere.
+MANY_C = """\
+#include <linux/x.h>
+
+#define LIMIT 4
+#define TWICE(x) ((x) * 2)
+
+struct box {
+	int a;
+};
+
+static int counter;
+
+#ifdef CONFIG_A
+static int add(int x)
+{
+	return x + LIMIT;
+}
+#else
+static int add(int x)
+{
+	return TWICE(x);
+}
+#endif
+
+SYSCALL_DEFINE1(poke, int, x)
+{
+	static int seen;
+	return add(x) + seen;
+}
+
+static void __attribute__((noinline)) __printf(1, 2) say(const char *f, ...)
+{
+	counter++;
+}
+
+struct box boxes[2] = {
+	{ 1 },
+};
+
+static int add(int x)
+{
+	return x;
+}
+"""
+_REGION_EDITS = [
+    *_EDITS,
+    "static int add(int x)",
+    "static int add(int y) { return y; }",
+    "int counter;",
+    "struct box {",
+    "#define LIMIT 5",
+    "#define TWICE(x) (x)",
+    "SYSCALL_DEFINE1(poke, int, x)",
+    "__attribute__((",
+    ")",
+    "\treturn LIMIT;",
+    "#ifdef CONFIG_B",
+    "#endif",
+]
+
+
+def assert_same_as_whole_file_between(path: str, old: str, new: str) -> None:
+    fast = ChangeMapper().changes_between(path, old, new)
+    whole = ChangeMapper(whole_files=True).changes_between(path, old, new)
+    assert fast == whole
+
+
+@given(st.lists(st.tuples(st.integers(0, 60), st.sampled_from(_REGION_EDITS)), max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_region_parse_equals_whole_file_parse(edits: list[tuple[int, str]]) -> None:
+    """Random line edits map to the same changes with region and whole-file parses."""
+    lines = MANY_C.split("\n")
+    for at, text in edits:
+        at = min(at, len(lines))
+        if text == "<delete>":
+            del lines[at : at + 1]
+        else:
+            lines.insert(at, text)
+    assert_same_as_whole_file_between("many.c", MANY_C, "\n".join(lines))
+
+
+def test_region_parse_pairs_a_new_duplicate_with_later_ones() -> None:
+    """A third `add` added before the last one pairs, by rank, with the last one.
+
+    That is what the whole-file parse does (the pairing is by name and rank); the region parse
+    must see the untouched chunk of the last `add` to do the same.
+    """
+    new = MANY_C.replace(
+        "SYSCALL_DEFINE1", "static int add(int x)\n{\n\treturn 0;\n}\n\nSYSCALL_DEFINE1"
+    )
+    assert_same_as_whole_file_between("many.c", MANY_C, new)
+    rows = [row(c) for c in ChangeMapper().changes_between("many.c", MANY_C, new)]
+    assert rows == [
+        ("function", "changed", "many.c", "add", 39, 42, 24),
+        ("note", "outside-definitions", "many.c", 28),
+    ]
+
+
+def assert_same_as_whole_file(patches: list[Patch], src: Path, search: list[Path]) -> None:
+    fast = ChangeMapper().changes_from_patch(patches, src, search)
+    whole = ChangeMapper(whole_files=True).changes_from_patch(patches, src, search)
+    assert fast == whole
+
+
+@corpus
+@pytest.mark.corpus
+@pytest.mark.parametrize("name", sorted(DEBIAN_EXPECTED))
+def test_debian_patches_region_parse_equals_whole_file_parse(name: str) -> None:
+    assert CORPUS is not None
+    patches, _ = read_patch(PATCHES / name)
+    search = [Path(f"fs/quota/{f}") for f in ("dquot.c", "quota_v1.c", "quota_v2.c")]
+    assert_same_as_whole_file(patches, Path(CORPUS) / "src", search)
+
+
+def bench_patch(src: Path) -> str:
+    """The 50-hunk patch of bench/lsp_bench.py: from the warm index in KLP_CORPUS_INDEX_DIR,
+    else from functions of a fixed list of files (its `make_patch` needs only their lines)."""
+    import sys
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    from lsp_bench import make_patch, pick_functions
+
+    from klp_lsp.lsp.indexing import existing_indexes
+    from klp_lsp.patch.source_map import SourceParser
+
+    index_dir = os.environ.get("KLP_CORPUS_INDEX_DIR")
+    ready = (
+        existing_indexes([src.parent / "amd64" / "vmlinux"], Path(index_dir)) if index_dir else None
+    )
+    if ready:
+        functions = pick_functions([r.index_path for r in ready], src, 1000, 1)
+        return make_patch(src, functions, 50)
+    parser = SourceParser()
+    picked = []
+    for rel in ("fs/namei.c", "kernel/sched/core.c", "kernel/sys.c", "mm/mmap.c", "fs/open.c"):
+        fns = parser.parse((src / rel).read_text(errors="surrogateescape")).functions
+        picked += [SimpleNamespace(decl_file=rel, decl_line=f.name_line) for f in fns[::7][:10]]
+    return make_patch(src, picked, 50)
+
+
+@corpus
+@pytest.mark.corpus
+def test_bench_patch_region_parse_equals_whole_file_parse() -> None:
+    assert CORPUS is not None
+    src = Path(CORPUS) / "src"
+    text = bench_patch(src)
+    assert text.count("\n@@ ") >= 45
+    patches, problems = parse_patch_text(text, "bench.patch")
+    assert problems == ()
+    assert_same_as_whole_file(patches, src, [])
+
+
+@corpus
+@pytest.mark.corpus
+@pytest.mark.parametrize(
+    "rel", ["kernel/sched/core.c", "fs/namei.c", "kernel/sys.c", "include/linux/list.h"]
+)
+def test_random_edits_of_kernel_files_region_parse_equals_whole_file(rel: str) -> None:
+    """Lines of the file itself deleted, copied and moved, `}` lines among them."""
+    import random
+
+    assert CORPUS is not None
+    old = (Path(CORPUS) / "src" / rel).read_text(encoding="utf-8", errors="surrogateescape")
+    rng = random.Random(rel)
+    old_lines = old.split("\n")
+    closers = [i for i, x in enumerate(old_lines) if x.startswith("}")]
+    for _ in range(12):
+        lines = list(old_lines)
+        for _ in range(rng.randint(1, 5)):
+            at = rng.choice(closers) + rng.randint(-2, 2) if rng.random() < 0.5 else None
+            at = min(max(at if at is not None else rng.randrange(len(lines)), 0), len(lines) - 1)
+            op = rng.random()
+            if op < 0.4:
+                del lines[at : at + rng.randint(1, 3)]
+            elif op < 0.8:
+                lines.insert(at, rng.choice(old_lines))
+            else:
+                i = rng.randrange(len(old_lines) - 8)
+                lines[at:at] = old_lines[i : i + rng.randint(1, 8)]
+        assert_same_as_whole_file_between(rel, old, "\n".join(lines))
