@@ -13,18 +13,18 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from klp_lsp import __version__
 from klp_lsp.errors import KlpError, UsageError
 from klp_lsp.index.builder import BuildResult
 from klp_lsp.index.locate import default_index_dir
-from klp_lsp.model import CheckResult
-from klp_lsp.patch.check import Checker, cu_names_for_patch
-from klp_lsp.patch.render import render_skeleton, result_to_json, result_to_text
-from klp_lsp.patch.sarif import result_to_sarif
 from klp_lsp.progress import TerminalProgress
 from klp_lsp.report import report_to_json, report_to_text
 from klp_lsp.session import Session
+
+if TYPE_CHECKING:
+    from klp_lsp.model import CheckResult
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -152,6 +152,9 @@ def _read_patches(paths: Sequence[Path]) -> list[tuple[str, str]]:
 
 
 def _check(args: argparse.Namespace) -> CheckResult:
+    # The check engine (tree-sitter, the diff parser) loads here, not for `show` and `index`.
+    from klp_lsp.patch.check import Checker, cu_names_for_patch
+
     patches = _read_patches(args.patches)
     session = _session(args, args.binary)
     # Index the CUs the patch touches first: a first answer must not wait for the whole kernel.
@@ -196,6 +199,9 @@ def _finish_in_background(session: Session, results: Sequence[BuildResult]) -> N
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from klp_lsp.patch.render import result_to_json, result_to_text
+    from klp_lsp.patch.sarif import result_to_sarif
+
     result = _check(args)
     if args.format == "json":
         print(json.dumps(result_to_json(result), indent=2))
@@ -211,6 +217,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_skeleton(args: argparse.Namespace) -> int:
+    from klp_lsp.patch.render import render_skeleton
+
     result = _check(args)
     text = render_skeleton(result, [str(p) for p in args.patches])
     if args.output:

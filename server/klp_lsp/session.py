@@ -100,7 +100,7 @@ class Session:
                 cu_names=cu_names,
                 known_callees=known if is_module_file(files[i]) else None,
             )
-            if results[i].object == "vmlinux":
+            if results[i].object == "vmlinux" and any(is_module_file(f) for f in files):
                 known = _known_callees(results[i])
         if small:
             results.update(self._build_many(files, small, workers, progress, known))

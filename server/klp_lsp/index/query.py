@@ -49,6 +49,7 @@ class ObjectIndex:
         self.index = index
         self.object = index.object
         self._cus: dict[int, CuRow] | None = None
+        self._cu_cache: dict[int, CuRow] = {}
         self._cu_starts: list[int] = []
         self._cu_spans: list[tuple[int, int, int]] = []
 
@@ -64,6 +65,19 @@ class ObjectIndex:
             self._cu_starts = [s[0] for s in spans]
         return self._cus
 
+    def cu(self, cu_id: int | None) -> CuRow | None:
+        """One CU by id, without loading them all (a `show` needs only a few)."""
+        if cu_id is None:
+            return None
+        if self._cus is not None:
+            return self._cus.get(cu_id)
+        found = self._cu_cache.get(cu_id)
+        if found is None:
+            found = self.index.get_cu(cu_id)
+            if found is not None:
+                self._cu_cache[cu_id] = found
+        return found
+
     def cu_of_address(self, address: int) -> CuRow | None:
         cus = self.cus()
         i = bisect.bisect_right(self._cu_starts, address) - 1
@@ -78,7 +92,7 @@ class ObjectIndex:
     def _symbol_fact(self, r: object) -> SymbolFact:
         row = r  # sqlite3.Row
         address = from_db(row["address"])  # type: ignore[index]
-        cu = self.cus().get(row["cu_id"]) if row["cu_id"] is not None else None  # type: ignore[index]
+        cu = self.cu(row["cu_id"])  # type: ignore[index]
         kinds = tuple(row["clone_kinds"].split())  # type: ignore[index]
         patchable, reasons = assess_patchability(
             has_symbol=True,
@@ -210,7 +224,7 @@ class ObjectIndex:
             {a.name for addr in addresses for a in self.symbols_at(addr) if a.name not in names}
         )
         inlined = self._inlined_into(d.dies)
-        cu = self.cus().get(d.cu_ids[0]) if d.cu_ids else None
+        cu = self.cu(d.cu_ids[0]) if d.cu_ids else None
         params = self._params(d, instances, symbols)
         out_of_line = bool(symbols or clones)
         patchable, reasons = _verdict(symbols, clones, inlined)
