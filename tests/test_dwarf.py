@@ -30,24 +30,11 @@ from elftools.dwarf.ranges import BaseAddressEntry as RangeBase
 from elftools.elf.elffile import ELFFile
 
 from klp_lsp import model
-from klp_lsp.binary.dwarf import REGISTER_NAMES, DwarfData
+from klp_lsp.binary.dwarf import DWARF_SECTIONS, REGISTER_NAMES, DwarfData
 from klp_lsp.errors import BinaryFormatError, DebugInfoMissing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "build"
 CORPUS = os.environ.get("KLP_CORPUS_DIR")
-_SECTIONS = (
-    ".debug_info",
-    ".debug_abbrev",
-    ".debug_str",
-    ".debug_line_str",
-    ".debug_line",
-    ".debug_loclists",
-    ".debug_rnglists",
-    ".debug_addr",
-    ".debug_str_offsets",
-    ".debug_ranges",
-    ".debug_loc",
-)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -63,7 +50,7 @@ def open_pair(path: Path) -> tuple[DwarfData, DWARFInfo, model.Arch]:
     relocate = elf["e_type"] == "ET_REL"
     dwarfinfo = elf.get_dwarf_info(relocate_dwarf_sections=relocate)
     sections: dict[str, bytes] = {}
-    for name in _SECTIONS:
+    for name in DWARF_SECTIONS:
         desc = getattr(dwarfinfo, name[1:] + "_sec", None)
         if desc is not None:
             sections[name] = desc.stream.getvalue()
@@ -80,7 +67,7 @@ def dwarfinfo_from_sections(sections: dict[str, bytes], arch: model.Arch) -> DWA
             return None
         return DebugSectionDescriptor(io.BytesIO(data), name, 0, len(data), 0)
 
-    secs = {name[1:] + "_sec": desc(name) for name in _SECTIONS}
+    secs = {name[1:] + "_sec": desc(name) for name in DWARF_SECTIONS}
     machine = "x64" if arch == "x86_64" else "AArch64"
     return DWARFInfo(
         config=DwarfConfig(little_endian=True, machine_arch=machine, default_address_size=8),

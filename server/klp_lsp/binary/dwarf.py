@@ -143,7 +143,8 @@ REGISTER_NAMES: dict[model.Arch, dict[int, str]] = {
 # The stack pointer's DWARF number: DW_OP_breg<sp> at entry addresses an argument slot.
 _STACK_POINTER: dict[model.Arch, int] = {"x86_64": 7, "aarch64": 31}
 
-_SECTIONS = (
+# The DWARF sections the scanner reads (all optional but .debug_info and .debug_abbrev).
+DWARF_SECTIONS = (
     ".debug_info",
     ".debug_abbrev",
     ".debug_str",
@@ -225,7 +226,7 @@ class DwarfData:
         self.source = source
         if not sections.get(".debug_info"):
             raise DebugInfoMissing(f"{source}: no .debug_info section")
-        self._s = {name: bytes(sections.get(name, b"")) for name in _SECTIONS}
+        self._s = {name: bytes(sections.get(name, b"")) for name in DWARF_SECTIONS}
         self._info = self._s[".debug_info"]
         self._regs = REGISTER_NAMES[arch]
         self._sp = _STACK_POINTER[arch]
