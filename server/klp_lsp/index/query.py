@@ -26,8 +26,6 @@ from klp_lsp.model import (
     SymbolFact,
 )
 
-# Sections whose code the kernel discards or never traces; see analysis/patchability.py.
-
 
 @dataclass(frozen=True, slots=True)
 class _Definition:
@@ -135,18 +133,6 @@ class ObjectIndex:
             (to_db(address),),
         )
         return rows[0][0] if rows else f"{address:#x}"
-
-    def function_start(self, address: int) -> int | None:
-        """The start of the FUNC symbol containing `address`."""
-        rows = self.index.query(
-            "SELECT address, size FROM symbols WHERE address <= ? ORDER BY address DESC LIMIT 4",
-            (to_db(address),),
-        )
-        for r in rows:
-            start = from_db(r[0])
-            if start <= address < start + max(r[1], 1):
-                return start
-        return None
 
     # --- definitions -----------------------------------------------------------------------
 
@@ -479,14 +465,6 @@ class ObjectIndex:
             (prefix, prefix + "\U0010ffff", limit),
         )
         return [r[0] for r in rows]
-
-    def functions_in_file(self, decl_file: str) -> list[tuple[str, int]]:
-        """(name, decl_line) of every function declared in a source file."""
-        rows = self.index.query(
-            "SELECT DISTINCT name, decl_line FROM functions WHERE decl_file = ? ORDER BY decl_line",
-            (decl_file,),
-        )
-        return [(r[0], r[1]) for r in rows]
 
 
 def _verdict(
