@@ -276,20 +276,6 @@ class IndexWriter:
                 "UPDATE cus SET state = ? WHERE id = ?", [(state, cu.unit.offset) for cu in facts]
             )
 
-    def add_register_facts(
-        self,
-        register_use: Sequence[RegisterUse],
-        dependents: Sequence[RegisterDependent],
-        cu_ids: Sequence[int],
-        *,
-        state: int,
-    ) -> None:
-        with self._con:
-            self._write_register_facts(register_use, dependents)
-            self._con.executemany(
-                "UPDATE cus SET state = max(state, ?) WHERE id = ?", [(state, c) for c in cu_ids]
-            )
-
     def _write_register_facts(
         self, register_use: Sequence[RegisterUse], dependents: Sequence[RegisterDependent]
     ) -> None:
