@@ -259,3 +259,16 @@ def test_cli_check_exit_status_and_formats(tmp_path: Path) -> None:
     out = tmp_path / "lp.c"
     done = run_cli("skeleton", str(PATCHES / "demo.patch"), *common, "-o", str(out))
     assert done.returncode == 0 and "klp_enable_patch" in out.read_text()
+
+
+def test_path_outside_the_tree_is_a_problem(tmp_path: Path, indexes: IndexSet) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(SOURCE, tree)
+    (tmp_path / "secret.c").write_text("int leak(void)\n{\n\treturn 1;\n}\n")
+    patch = (
+        "--- a/../secret.c\n+++ b/../secret.c\n@@ -3,1 +3,1 @@ int leak(void)\n"
+        "-\treturn 1;\n+\treturn 2;\n"
+    )
+    result = Checker(indexes).check_patches([("escape.diff", patch)], tree)
+    assert result.changed_functions == () and result.findings == ()
+    assert [p.message for p in result.problems] == [f"../secret.c: outside the source tree {tree}"]

@@ -328,6 +328,12 @@ class ChangeMapper:
             )
             return None
         file = source_root / path
+        # A path such as `../../etc/passwd` must not make klp-lsp read outside the tree.
+        if not file.resolve().is_relative_to(source_root.resolve()):
+            problems.append(
+                Problem(patch_file, patch_line, f"{path}: outside the source tree {source_root}")
+            )
+            return None
         try:
             return file.read_text(encoding="utf-8", errors="surrogateescape")
         except OSError:
