@@ -173,3 +173,18 @@ def test_constant_idioms_do_not_read() -> None:
     a, b, c = decoder.decode(bytes.fromhex("4883ce104883ceff83e000"), 0)
     assert a.reads == {"rsi"} and not b.reads and not c.reads
     assert a.writes == b.writes == {"rsi"} and c.writes == {"rax"}
+
+
+def test_insn_record() -> None:
+    """`Insn` (a NamedTuple for speed): named fields with defaults, immutable, `_replace`."""
+    (call,) = Decoder("x86_64").decode(bytes.fromhex("e8fb0f0000"), 0x1000)
+    assert (call.flow, call.target, call.end) == ("call", 0x2000, 0x1005)
+    assert call.table is None and call.saves == call.restores == frozenset()
+    ret = call._replace(flow="return", target=None)
+    assert (ret.address, ret.end, ret.flow, ret.target) == (0x1000, 0x1005, "return", None)
+    assert call.flow == "call"
+    with pytest.raises(AttributeError):
+        call.flow = "jump"  # type: ignore[misc]
+    nop = Insn(0, 1, "nop", "", frozenset(), frozenset(), "fallthrough")
+    assert nop.target is None and nop.table is None
+    assert nop.saves == nop.restores == frozenset()

@@ -5,6 +5,11 @@ masked (`mov rax, qword ptr [rbp - #]`): register accesses depend only on the mn
 registers named, so the slow detail decode with `regs_access()` runs once per distinct form and
 every other instruction comes from the fast `disasm_lite` pass. Decode per function: capstone's
 detail mode on a whole `.text` section takes gigabytes of memory.
+
+`Insn` is a `NamedTuple`, the one record here that is not a frozen dataclass: an index build
+creates one per instruction (~2.7 million for the amd64 vmlinux), and a frozen dataclass sets each
+field through `object.__setattr__` (8.4 s of a full amd64 index, docs/performance.md). Derive
+a changed copy with `insn._replace(...)`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import capstone
 from capstone import arm64 as cs_arm64
@@ -33,8 +38,7 @@ FlowKind = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Insn:
+class Insn(NamedTuple):
     """One decoded instruction with full-width register reads and writes."""
 
     address: int

@@ -268,9 +268,9 @@ class RegisterAnalyser:
                     else:
                         target = value + delta
                     if self.arch == "x86_64" and name == "__x86_return_thunk":
-                        insn = dataclasses.replace(insn, target=None, flow="return")
+                        insn = insn._replace(target=None, flow="return")
                     else:
-                        insn = dataclasses.replace(insn, target=target)
+                        insn = insn._replace(target=target)
             out.append(insn)
         return tuple(out)
 
@@ -305,7 +305,7 @@ class RegisterAnalyser:
                     or self._external_names.get(insn.target) in _FTRACE_ENTRY_CALLS
                 )
             ):
-                insn = dataclasses.replace(insn, flow="fallthrough", target=None)
+                insn = insn._replace(flow="fallthrough", target=None)
             out.append(insn)
         return out
 
