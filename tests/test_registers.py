@@ -261,10 +261,11 @@ def test_jump_tables() -> None:
     # Resolved through .rodata with the `cmp edi, 11; ja` bound.
     facts_blocks = [b for b in _cfg(x86, "dispatch").blocks.values() if b.jump_table]
     assert len(facts_blocks) == 1 and len(facts_blocks[0].successors) == 12
-    # arm64 dispatches through `ldrb; adr; add; br`: the cases are the orphan blocks.
+    # arm64 dispatches through `ldrb; adr; add; br` with the `cmp w0, #0xb; b.ls` bound.
     a64 = program("regs-aarch64-O2")
-    guessed = [b for b in _cfg(a64, "dispatch").blocks.values() if b.guessed_targets]
-    assert len(guessed) == 1 and len(guessed[0].successors) >= 10
+    resolved = [b for b in _cfg(a64, "dispatch").blocks.values() if b.jump_table]
+    assert len(resolved) == 1 and len(resolved[0].successors) == 12
+    assert not any(b.guessed_targets for b in _cfg(a64, "dispatch").blocks.values())
 
 
 def _cfg(prog: Program, name: str) -> Cfg:

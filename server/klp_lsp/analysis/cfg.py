@@ -9,6 +9,12 @@ register dependency that the code does not have:
   jump back are intra-function flow. A `.cold` part analysed on its own sees its jumps back as
   tail calls, so registers live only on its path are missed, never added.
 - x86 `jmp [index*8 + table]` with a `cmp index, N; ja` bound is resolved through `read_pointer`.
+- arm64 GCC switch tables are resolved through `read_pointer` too: `adrp xT, table; add xT, xT,
+  #lo12; ldrb/ldrh/ldr wE, [xT, wN, uxtw #s]; adr xB, base; add xD, xB, wE, sxtb/sxth/sxtw #2;
+  br xD`, each case at `base + 4 * entry`, bounded by `cmp wN, #K` with `b.hi`/`b.hs` falling
+  through to the load or `b.ls`/`b.lo` jumping to a straight run that reaches it. A table whose
+  address or bound is not in that shape (base hoisted into a callee-saved register, bound on
+  another path) is left unresolved.
   Any other indirect jump: if the function has blocks that no known edge reaches, it is taken
   as a jump-table dispatch to exactly those blocks; otherwise it is an indirect tail call.
   Treating an unknown jump as "every register live" would make every call before it look like
@@ -20,6 +26,7 @@ register dependency that the code does not have:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -96,10 +103,13 @@ def _resolve_table(
     at: int,
     ranges: Sequence[tuple[int, int]],
     read_pointer: Callable[[int], int | None] | None,
+    noreturn: Collection[int],
 ) -> tuple[int, ...] | None:
     insn = insns[at]
-    if insn.table is None or read_pointer is None:
+    if read_pointer is None:
         return None
+    if insn.table is None:
+        return _resolve_a64_table(insns, at, ranges, read_pointer, noreturn)
     disp, index, scale = insn.table
     count = _table_bound(insns, at, index)
     if count is None or count <= 0 or count > 4096:
@@ -110,6 +120,178 @@ def _resolve_table(
         if value is None or not _in_ranges(value, ranges):
             return None
         targets.append(value)
+    return tuple(dict.fromkeys(targets))
+
+
+_A64_REG = re.compile(r"^[wx](\d+)$")
+_A64_LOAD = re.compile(r"^([wx]\d+), \[(x\d+), ([wx]\d+)(?:, (uxtw|lsl)(?: #(\d))?)?\]$")
+_A64_ADD_EXT = re.compile(r"^(x\d+), (x\d+), (w\d+), (sxtb|sxth|sxtw|uxtb|uxth|uxtw) #2$")
+_A64_ADDR = re.compile(r"^(x\d+), #(0x[0-9a-f]+|\d+)$")
+_A64_ADD_IMM = re.compile(r"^(x\d+), (x\d+), #(0x[0-9a-f]+|\d+)$")
+_A64_ENTRY_SIZES = {"ldrb": 1, "ldrh": 2, "ldr": 4, "ldrsb": 1, "ldrsh": 2, "ldrsw": 4}
+_A64_ADD_EXT_BITS = {"sxtb": 8, "sxth": 16, "sxtw": 32, "uxtb": 8, "uxth": 16, "uxtw": 32}
+# Branch after `cmp idx, #K`: (taken when the index is out of range, entries for K).
+_A64_BOUND_BRANCHES = {"b.hi": (True, 1), "b.hs": (True, 0), "b.ls": (False, 1), "b.lo": (False, 0)}
+_A64_SCAN = 64  # instructions searched back from the dispatch for its table and bound
+
+
+def _a64_reg(name: str) -> str | None:
+    """Full-width name of an integer register operand (`w3` -> `x3`)."""
+    m = _A64_REG.match(name)
+    return f"x{m.group(1)}" if m else None
+
+
+def _a64_imm(text: str) -> int:
+    return int(text, 0)
+
+
+def _a64_find_def(insns: Sequence[Insn], at: int, reg: str, stop: int) -> int | None:
+    """Index of the last instruction before insns[at] (not before `stop`) that writes reg."""
+    for i in range(at - 1, max(stop, -1), -1):
+        if reg in insns[i].writes:
+            return i
+        if insns[i].flow != "fallthrough":
+            return None
+    return None
+
+
+def _a64_table_address(insns: Sequence[Insn], load: int, base: str, stop: int) -> int | None:
+    """Address in `base` at insns[load], from `adrp base, #page; add base, base, #lo12`."""
+    i = _a64_find_def(insns, load, base, stop)
+    if i is None or insns[i].mnemonic != "add":
+        return None
+    m = _A64_ADD_IMM.match(insns[i].op_str)
+    if m is None or m.group(1) != base or m.group(2) != base:
+        return None
+    j = _a64_find_def(insns, i, base, stop)
+    if j is None or insns[j].mnemonic != "adrp":
+        return None
+    page = _A64_ADDR.match(insns[j].op_str)
+    if page is None or page.group(1) != base:
+        return None
+    return _a64_imm(page.group(2)) + _a64_imm(m.group(3))
+
+
+def _a64_cmp_bound(insns: Sequence[Insn], branch: int, index: str) -> int | None:
+    """Entries allowed by `cmp index, #K` right before the bound branch at insns[branch]."""
+    if branch < 1 or insns[branch].mnemonic not in _A64_BOUND_BRANCHES:
+        return None
+    cmp = insns[branch - 1]
+    parts = [p.strip() for p in cmp.op_str.split(",")]
+    if cmp.mnemonic != "cmp" or len(parts) != 2 or _a64_reg(parts[0]) != index:
+        return None
+    if not parts[1].startswith("#"):
+        return None
+    try:
+        k = _a64_imm(parts[1][1:])
+    except ValueError:
+        return None
+    return k + _A64_BOUND_BRANCHES[insns[branch].mnemonic][1]
+
+
+def _a64_bound(
+    insns: Sequence[Insn], load: int, index: str, noreturn: Collection[int]
+) -> int | None:
+    """Entries of the table loaded at insns[load], from its `cmp index, #K; b.hi/b.ls` check.
+
+    The check guards the straight run that ends at the load and leaves the index unchanged:
+    either it falls through into the run (`b.hi`/`b.hs` taken out of range) or it jumps into it
+    (`b.ls`/`b.lo` taken in range). Every way into the run must be such a check, and all must
+    agree; a path that reaches the load unchecked leaves the table unresolved.
+    """
+    run = load
+    in_run = {insns[load].address: index}  # address -> the index register there
+    while run > 0 and load - run < _A64_SCAN:
+        prev = insns[run - 1]
+        if prev.flow != "fallthrough":
+            break
+        if index in prev.writes:
+            # `mov w7, w5`: the check is on the copied register.
+            parts = [p.strip() for p in prev.op_str.split(",")]
+            source = _a64_reg(parts[1]) if prev.mnemonic == "mov" and len(parts) == 2 else None
+            if source is None or _a64_reg(parts[0]) != index:
+                break
+            index = source
+        run -= 1
+        in_run[insns[run].address] = index
+    if run == 0:
+        return None  # Reached from the function's entry unchecked.
+    bounds: set[int | None] = set()
+    prev = insns[run - 1]
+    ends = prev.flow in ("jump", "return", "indirect-jump", "trap")
+    if not ends and not (prev.flow == "call" and prev.target in noreturn):
+        fall = _a64_cmp_bound(insns, run - 1, index)
+        bounds.add(fall if fall is not None and _A64_BOUND_BRANCHES[prev.mnemonic][0] else None)
+    for n, insn in enumerate(insns):
+        if insn.flow in ("jump", "cond-jump") and insn.target in in_run:
+            taken = _a64_cmp_bound(insns, n, in_run[insn.target])
+            in_range = taken is not None and not _A64_BOUND_BRANCHES[insn.mnemonic][0]
+            bounds.add(taken if in_range else None)
+    # Every way into the run is a check, and they agree.
+    return bounds.pop() if len(bounds) == 1 else None
+
+
+def _read_entry(read_pointer: Callable[[int], int | None], address: int, size: int) -> int | None:
+    """A little-endian `size`-byte value at address, through the 8-byte reader."""
+    value = read_pointer(address)
+    if value is not None:
+        return value & ((1 << (8 * size)) - 1)
+    # The last entries of a section: read the 8 bytes that end with this entry.
+    value = read_pointer(address + size - 8)
+    return None if value is None else value >> (8 * (8 - size))
+
+
+def _resolve_a64_table(
+    insns: Sequence[Insn],
+    at: int,
+    ranges: Sequence[tuple[int, int]],
+    read_pointer: Callable[[int], int | None],
+    noreturn: Collection[int],
+) -> tuple[int, ...] | None:
+    """Cases of the GCC switch table dispatched by `br` at insns[at] (module docstring)."""
+    parts = [p.strip() for p in insns[at].op_str.split(",")]
+    if insns[at].mnemonic != "br" or len(parts) != 1:
+        return None
+    stop = at - _A64_SCAN
+    add = _a64_find_def(insns, at, parts[0], stop)
+    m = _A64_ADD_EXT.match(insns[add].op_str) if add is not None else None
+    if add is None or m is None or insns[add].mnemonic != "add":
+        return None
+    base_reg, entry_reg, extend = m.group(2), _a64_reg(m.group(3)), m.group(4)
+    adr = _a64_find_def(insns, add, base_reg, stop)
+    if adr is None or insns[adr].mnemonic != "adr":
+        return None
+    base = _A64_ADDR.match(insns[adr].op_str)
+    load = _a64_find_def(insns, add, entry_reg, stop) if entry_reg is not None else None
+    if base is None or base.group(1) != base_reg or load is None:
+        return None
+    size = _A64_ENTRY_SIZES.get(insns[load].mnemonic)
+    ld = _A64_LOAD.match(insns[load].op_str)
+    if size is None or ld is None or _a64_reg(ld.group(1)) != entry_reg:
+        return None
+    shift = int(ld.group(5) or 0)
+    index = _a64_reg(ld.group(3))
+    if (1 << shift) != size or index is None:
+        return None
+    table = _a64_table_address(insns, load, ld.group(2), stop)
+    count = _a64_bound(insns, load, index, noreturn)
+    if table is None or count is None or count <= 0 or count > 4096:
+        return None
+    bits = _A64_ADD_EXT_BITS[extend]
+    signed = extend.startswith("s")
+    origin = _a64_imm(base.group(2))
+    targets: list[int] = []
+    for n in range(count):
+        entry = _read_entry(read_pointer, table + size * n, size)
+        if entry is None:
+            return None
+        entry &= (1 << bits) - 1
+        if signed and entry >> (bits - 1):
+            entry -= 1 << bits
+        target = (origin + 4 * entry) & 0xFFFFFFFFFFFFFFFF
+        if not _in_ranges(target, ranges):
+            return None
+        targets.append(target)
     return tuple(dict.fromkeys(targets))
 
 
@@ -133,7 +315,7 @@ def build_cfg(
         if insn.flow in ("jump", "cond-jump") and insn.target in by_address:
             leaders.add(insn.target)
         if insn.flow == "indirect-jump":
-            resolved = _resolve_table(insns, i, ranges, read_pointer)
+            resolved = _resolve_table(insns, i, ranges, read_pointer, noreturn)
             if resolved is not None:
                 tables[insn.address] = resolved
                 leaders.update(t for t in resolved if t in by_address)
