@@ -145,10 +145,26 @@ async function checkStartFailure() {
     await toast.first().waitFor({ timeout: TIMEOUT });
     note('start failure reported', (await toast.first().innerText()).replace(/\s+/g, ' ').slice(0, 200));
     await shot('start-failure');
-    await toast.first().getByRole('button', { name: 'Show Logs' }).click();
     const output = page.locator('.part.panel .monaco-editor .view-lines', { hasText: 'could not start' });
-    await output.first().waitFor({ timeout: TIMEOUT });
-    note('Show Logs opened the klp-lsp log');
+    // vscode-languageclient raises its own toast at the same moment; the toasts can move while
+    // the click lands, so click Show Logs again (while its toast is there) until the log shows.
+    let clicks = 0;
+    await waitFor(async () => {
+        if (await output.first().isVisible()) {
+            return true;
+        }
+        const button = toast.first().getByRole('button', { name: 'Show Logs' });
+        if (await button.isVisible()) {
+            await button.click({ timeout: 5000 });
+            clicks += 1;
+        } else if (clicks > 0) {
+            // The toast went away without showing the log: the status bar item shows it too.
+            await page.locator('.statusbar-item', { hasText: 'klp-lsp' }).first().click({ timeout: 5000 });
+            clicks += 1;
+        }
+        return output.first().isVisible();
+    }, 'Show Logs to open the klp-lsp log');
+    note('Show Logs opened the klp-lsp log', `${clicks} click(s)`);
     results.statusBar = await statusText();
     note('status bar', results.statusBar);
     await shot('start-failure-log');
