@@ -118,6 +118,22 @@ def position_of(path: Path, needle: str, offset: int = 0) -> types.Position:
     raise AssertionError(f"{needle!r} not in {path}")
 
 
+async def hover_text(
+    client: LanguageClient, uri: str, path: Path, needle: str, offset: int = 0
+) -> str | None:
+    """The hover Markdown at `needle` in the document `uri` (opened from `path`), or None."""
+    hover = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=position_of(path, needle, offset),
+        )
+    )
+    if hover is None:
+        return None
+    assert isinstance(hover.contents, types.MarkupContent)
+    return hover.contents.value
+
+
 async def wait_for_diagnostics(client: LanguageClient, uri: str, timeout: float = 30) -> list[Any]:
     async def loop() -> list[Any]:
         while uri not in client.diagnostics:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lsp_support import KERNEL_SRC, PATCHES, open_document, options, position_of, start
+from lsp_support import (
+    KERNEL_SRC,
+    PATCHES,
+    hover_text,
+    open_document,
+    options,
+    position_of,
+    start,
+)
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
@@ -15,14 +23,8 @@ DEMO_CORE = KERNEL_SRC / "kernel" / "demo_core.c"
 async def test_hover_shows_patchability_card(client: LanguageClient, tmp_path: Path) -> None:
     await start(client, options(tmp_path))
     uri = open_document(client, DEMO_CORE, "c")
-    hover = await client.text_document_hover_async(
-        types.HoverParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=position_of(DEMO_CORE, "int demo_lookup(", 6),
-        )
-    )
-    assert hover is not None
-    text = hover.contents.value  # type: ignore[union-attr]
+    text = await hover_text(client, uri, DEMO_CORE, "int demo_lookup(", 6)
+    assert text is not None
     first = text.splitlines()[0]
     assert first.startswith("**demo_lookup** · vmlinux · kernel/demo_core.c:")
     assert "patchable" in text.splitlines()[2]
@@ -33,14 +35,8 @@ async def test_hover_shows_patchability_card(client: LanguageClient, tmp_path: P
 async def test_hover_on_inlined_function(client: LanguageClient, tmp_path: Path) -> None:
     await start(client, options(tmp_path))
     uri = open_document(client, DEMO_CORE, "c")
-    hover = await client.text_document_hover_async(
-        types.HoverParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=position_of(DEMO_CORE, "void demo_account(", 6),
-        )
-    )
-    assert hover is not None
-    text = hover.contents.value  # type: ignore[union-attr]
+    text = await hover_text(client, uri, DEMO_CORE, "void demo_account(", 6)
+    assert text is not None
     assert "NOT patchable" in text and "fully inlined" in text
     assert re.search(r"inlined into \d+ place\(s\): `demo_submit`", text)
 
@@ -48,12 +44,7 @@ async def test_hover_on_inlined_function(client: LanguageClient, tmp_path: Path)
 async def test_hover_on_unknown_word_is_empty(client: LanguageClient, tmp_path: Path) -> None:
     await start(client, options(tmp_path))
     uri = open_document(client, DEMO_CORE, "c")
-    hover = await client.text_document_hover_async(
-        types.HoverParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=position_of(DEMO_CORE, "struct demo_req", 1),
-        )
-    )
+    hover = await hover_text(client, uri, DEMO_CORE, "struct demo_req", 1)
     assert hover is None
 
 
@@ -138,14 +129,8 @@ async def test_show_function_report_command(client: LanguageClient, tmp_path: Pa
 async def test_hover_in_a_patch(client: LanguageClient, tmp_path: Path) -> None:
     await start(client, options(tmp_path))
     uri = open_document(client, PATCHES / "demo.patch", "diff")
-    hover = await client.text_document_hover_async(
-        types.HoverParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=position_of(PATCHES / "demo.patch", "demo_lib_step(", 3),
-        )
-    )
-    assert hover is not None
-    text = hover.contents.value  # type: ignore[union-attr]
+    text = await hover_text(client, uri, PATCHES / "demo.patch", "demo_lib_step(", 3)
+    assert text is not None
     assert text.startswith("**demo_lib_step** · vmlinux · lib/demo_lib.c:")
     assert "rely on" in text  # its IPA-RA register dependents
 
