@@ -31,10 +31,6 @@ EXIT_NOT_FOUND = 1
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 
-# Binaries above this size are indexed CU by CU for a first answer (a distro vmlinux is ~300-600
-# MB; its largest modules, e.g. xfs.ko, about 30 MB, take seconds).
-_PARTIAL_INDEX_BYTES = 64 << 20
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -165,9 +161,6 @@ def _check(args: argparse.Namespace) -> CheckResult:
             needed = None
         else:
             needed.extend(names)
-    # Small binaries (a module, a test kernel) are indexed whole at once: no partial answers.
-    if all(p.stat().st_size < _PARTIAL_INDEX_BYTES for p in session.binary_files()):
-        needed = None
     results = session.ensure_indexes(progress=_progress(False), cu_names=needed)
     with session.open() as indexes:
         result = Checker(indexes).check_patches(patches, args.source)

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from klp_lsp.index.regfacts import KnownCallee
 
 # Binaries at least this large (a vmlinux; the largest amd64 Debian module is 61 MB) are indexed
-# with a pool over their CUs rather than as one task of a pool over binaries.
+# with a pool over their CUs, and CU by CU first when a first answer needs only some; smaller ones
+# are indexed whole, as one task of a pool over binaries.
 _POOL_OVER_CUS_BYTES = 200 << 20
 
 
@@ -78,16 +79,15 @@ class Session:
         """
         files = self.binary_files()
         workers = self.jobs if self.jobs > 0 else max(1, min(os.cpu_count() or 1, 8))
-        small = [
-            i
-            for i, f in enumerate(files)
-            if cu_names is None and _file_size(f) < _POOL_OVER_CUS_BYTES
-        ]
+        # Only a large binary (a vmlinux) is worth indexing CU by CU for a first answer; a module
+        # or a test kernel is indexed whole at once.
+        large = {i for i, f in enumerate(files) if _file_size(f) >= _POOL_OVER_CUS_BYTES}
+        small = [i for i in range(len(files)) if i not in large]
         if workers == 1 or len(small) < 2:
             small = []
         results: dict[int, BuildResult] = {}
         # vmlinux first: modules then learn the clobber sets of the asm helpers they call.
-        order = sorted(range(len(files)), key=lambda i: i in small)
+        order = sorted(range(len(files)), key=lambda i: is_module_file(files[i]))
         known: dict[str, KnownCallee] | None = None
         for i in order:
             if i in small:
@@ -97,7 +97,7 @@ class Session:
                 self.index_dir,
                 jobs=self.jobs,
                 progress=progress,
-                cu_names=cu_names,
+                cu_names=cu_names if i in large else None,
                 known_callees=known if is_module_file(files[i]) else None,
             )
             if results[i].object == "vmlinux" and any(is_module_file(f) for f in files):
