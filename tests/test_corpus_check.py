@@ -17,6 +17,7 @@ from klp_fixtures import ROOT, corpus_dir
 
 from klp_lsp.index.builder import build_index
 from klp_lsp.index.query import IndexSet
+from klp_lsp.model import CheckResult
 from klp_lsp.patch.check import Checker, cu_names_for_patch
 
 CORPUS = corpus_dir()
@@ -49,7 +50,9 @@ DQPUT_CALLERS = {
 }  # fmt: skip
 
 
-def run_check(tmp_path: Path, name: str, extra_cus: tuple[str, ...] = ()) -> tuple[Checker, object]:
+def run_check(
+    tmp_path: Path, name: str, extra_cus: tuple[str, ...] = ()
+) -> tuple[Checker, CheckResult]:
     assert CORPUS is not None
     text = (PATCHES / name).read_text()
     cus = cu_names_for_patch(text)
@@ -63,10 +66,7 @@ def run_check(tmp_path: Path, name: str, extra_cus: tuple[str, ...] = ()) -> tup
     return checker, checker.check_patches([(name, text)], CORPUS / "src")
 
 
-def summary(result: object) -> tuple[list[str], set[tuple[str, str | None]], set[str]]:
-    from klp_lsp.model import CheckResult
-
-    assert isinstance(result, CheckResult)
+def summary(result: CheckResult) -> tuple[list[str], set[tuple[str, str | None]], set[str]]:
     return (
         [c.name for c in result.changed_functions],
         {(f.kind, f.function) for f in result.findings},
@@ -102,9 +102,6 @@ def test_init_function(tmp_path: Path) -> None:
         "proc_caches_init", "start_kernel", "x86_64_start_reservations", "x86_64_start_kernel",
         "xen_start_kernel",
     }  # fmt: skip
-    from klp_lsp.model import CheckResult
-
-    assert isinstance(result, CheckResult)
     assert not any(e.patchable for e in result.replace)
 
 
@@ -116,9 +113,6 @@ def test_struct(tmp_path: Path) -> None:
 def test_comment_only(tmp_path: Path) -> None:
     _c, result = run_check(tmp_path, "comment-dqput.patch")
     assert summary(result) == ([], set(), set())
-    from klp_lsp.model import CheckResult
-
-    assert isinstance(result, CheckResult)
     assert any("only comments or white space" in n for n in result.notes)
 
 
@@ -154,9 +148,6 @@ def test_header_inline(tmp_path: Path) -> None:
         ("inlined", "list_move_tail"),
         ("header-change", "list_move_tail"),
     }
-    from klp_lsp.model import CheckResult
-
-    assert isinstance(result, CheckResult)
     header = next(f for f in result.findings if f.kind == "header-change")
     assert "61 function(s) in 42 CU(s) of vmlinux" in header.message
     assert len(replace) == 61 and {"move_linked_works", "rwsem_mark_wake"} <= replace
