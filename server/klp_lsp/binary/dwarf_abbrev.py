@@ -238,11 +238,15 @@ def parse_abbrev_table(
     """Parse the abbreviation table at `offset` of .debug_abbrev into plans keyed by code.
 
     `plans` caches plans by the declaration's bytes (for one address and offset size): the
-    kernel's 2,172 tables repeat the same few thousand declarations. With `only_code`, stop at
-    that abbreviation: reading a unit's top DIE then costs a fraction of the whole table.
+    kernel's 2,172 tables repeat the same few thousand declarations. With `only_code`, return
+    just that abbreviation: reading a unit's top DIE then costs a fraction of the whole table.
     """
     table: dict[int, Abbrev] = {}
     pos = offset
+    if only_code is not None:
+        found = _skip_to_code(data, offset, only_code)
+        if found is not None:
+            pos = found
     try:
         while True:
             code = data[pos]
@@ -286,6 +290,50 @@ def parse_abbrev_table(
 
 
 _IMPLICIT_CONST: int = _F["DW_FORM_implicit_const"]
+
+
+def _skip_to_code(data: bytes, offset: int, code: int) -> int | None:
+    """Where abbreviation `code`'s declaration starts in the table at `offset`, or None.
+
+    GCC numbers a table's abbreviations 1, 2, 3... in order, so `code` is usually the code-th
+    declaration: skip code - 1 declarations and check the code found there; None (read the
+    table declaration by declaration) when it is not. A declaration's attribute list ends at the
+    first (0, 0) byte pair, found with `bytes.index`. In minimal LEB128 the only other zero byte
+    is the last one of a DW_FORM_implicit_const value; when that value is the last attribute,
+    the pair found is one byte early and a third zero follows it, so that case (or the end of
+    the table) is walked attribute by attribute.
+    """
+    pos = offset
+    try:
+        for _ in range(code - 1):
+            if data[pos] >= 0x80:
+                _, pos = uleb(data, pos)
+            elif data[pos]:
+                pos += 1
+            else:
+                return None  # the end of the table before `code`
+            if data[pos] >= 0x80:
+                _, pos = uleb(data, pos)
+            else:
+                pos += 1
+            pos += 1  # DW_CHILDREN_*
+            end = data.index(b"\0\0", pos) + 2
+            pos = end if data[end] else _walk_attributes(data, pos)
+        found, _ = uleb(data, pos)
+    except (IndexError, ValueError):
+        return None
+    return pos if found == code else None
+
+
+def _walk_attributes(data: bytes, pos: int) -> int:
+    """The end of the (attribute, form) pairs of a declaration that start at `pos`."""
+    while True:
+        attr, pos = uleb(data, pos)
+        form, pos = uleb(data, pos)
+        if attr == 0 and form == 0:
+            return pos
+        if form == _IMPLICIT_CONST:
+            _value, pos = sleb(data, pos)
 
 
 def _plan_declaration(data: bytes, pos: int, address_size: int, offset_size: int) -> Abbrev:
