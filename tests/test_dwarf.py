@@ -646,3 +646,41 @@ def test_fixture_facts(arch: str) -> None:
     # panic is __noreturn.
     panic = dwarf.scan_unit(units["kernel/panic_demo.c"].offset)
     assert any(s.name == "panic" and s.noreturn and s.ranges for s in panic.subprograms)
+
+
+def _abbrev_table(*declarations: bytes) -> bytes:
+    return b"".join(declarations) + b"\0"
+
+
+# (code, tag, children, attribute/form pairs) as raw .debug_abbrev bytes: DW_TAG_compile_unit
+# (0x11) with DW_AT_name/DW_FORM_string (0x03, 0x08), DW_TAG_variable (0x34) whose last
+# attribute is DW_AT_decl_file/DW_FORM_implicit_const (0x3a, 0x21) with value 0 or 64 (SLEB
+# 0xc0 0x00): both end in a zero byte just before the (0, 0) terminator.
+_CU = b"\x11\x01\x03\x08\0\0"
+_VAR_ZERO = b"\x34\x00\x03\x08\x3a\x21\x00\0\0"
+_VAR_64 = b"\x34\x00\x03\x08\x3a\x21\xc0\x00\0\0"
+_NO_ATTRIBUTES = b"\x24\x00\0\0"
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        _abbrev_table(
+            b"\x01" + _VAR_ZERO, b"\x02" + _VAR_64, b"\x03" + _NO_ATTRIBUTES, b"\x04" + _CU
+        ),
+        _abbrev_table(b"\x01" + _NO_ATTRIBUTES, b"\x02" + _CU, b"\x03" + _VAR_64),
+        # Codes out of order, and a multi-byte code: the skip's check fails, the walk finds them.
+        _abbrev_table(b"\x03" + _CU, b"\x01" + _VAR_ZERO, b"\x80\x01" + _VAR_64),
+        _abbrev_table(b"\x02" + _VAR_64, b"\x01" + _CU),
+    ],
+)
+def test_top_die_abbreviation_equals_full_parse(table: bytes) -> None:
+    """Looking up one code (how `list_units` reads top DIEs) gives the full parse's plan."""
+    from klp_lsp.binary.dwarf_abbrev import parse_abbrev_table
+
+    data = b"\x07garbage" + table + b"\x01" + _CU + b"\0"  # another table follows
+    full = parse_abbrev_table(data, 8, 8, 4, "test", {})
+    assert len(full) >= 2
+    for code, plan in full.items():
+        assert parse_abbrev_table(data, 8, 8, 4, "test", {}, code) == {code: plan}
+    assert parse_abbrev_table(data, 8, 8, 4, "test", {}, 99) == {}
