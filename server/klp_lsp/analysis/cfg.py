@@ -4,6 +4,14 @@ Pure: input is the function's decoded `Insn`s (all of its ranges, e.g. `foo` and
 given together), output plain values. Decisions, each chosen so that liveness never invents a
 register dependency that the code does not have:
 
+- A direct jump to exactly the end of one of the function's ranges, where no function starts
+  (`is_function_start`), is GCC's `__builtin_unreachable()`: the label after the last
+  instruction, which the `default: unreachable();` of a compare-tree switch branches to
+  (`b.ne` to the alignment `nop` after `__kvm_nvhe___vgic_v3_read_ap0rn`, arch/arm64/kvm/hyp/
+  vgic-v3-sr.c). The path never runs, so the block gets no successor and no tail call; taken
+  as a tail call to an unknown function it gave the function the whole ABI clobber set. A jump
+  to a function that starts right at the end (`jmp rdtgroup_exit` at the end of
+  `resctrl_exit`) stays a tail call; without `is_function_start` every such jump does.
 - A direct jump that leaves the function's ranges is a tail call (block exit); the index
   builder should give a `.cold` part as a range of its parent so that the jump into it and the
   jump back are intra-function flow. A `.cold` part analysed on its own sees its jumps back as
@@ -295,12 +303,31 @@ def _resolve_a64_table(
     return tuple(dict.fromkeys(targets))
 
 
+def tail_call_target(
+    target: int | None,
+    ranges: Sequence[tuple[int, int]],
+    is_function_start: Callable[[int], bool] | None = None,
+) -> int | None:
+    """The function a direct jump to `target` tail-calls; None when the jump stays inside the
+    ranges or goes to `__builtin_unreachable()` at the end of one (module docstring)."""
+    if target is None or _in_ranges(target, ranges):
+        return None
+    if (
+        is_function_start is not None
+        and any(target == hi for _lo, hi in ranges)
+        and not is_function_start(target)
+    ):
+        return None
+    return target
+
+
 def build_cfg(
     insns: Sequence[Insn],
     ranges: Sequence[tuple[int, int]],
     *,
     noreturn: Collection[int] = frozenset(),
     read_pointer: Callable[[int], int | None] | None = None,
+    is_function_start: Callable[[int], bool] | None = None,
 ) -> Cfg:
     """Split a function's instructions (sorted by address) into blocks and link them."""
     if not insns:
@@ -343,13 +370,13 @@ def build_cfg(
         if last.flow == "jump":
             if last.target in raw:
                 succ.append(last.target)
-            elif last.target is not None and not _in_ranges(last.target, ranges):
-                tail_call = last.target
+            else:
+                tail_call = tail_call_target(last.target, ranges, is_function_start)
         elif last.flow == "cond-jump":
             if last.target in raw:
                 succ.append(last.target)
-            elif last.target is not None and not _in_ranges(last.target, ranges):
-                tail_call = last.target
+            else:
+                tail_call = tail_call_target(last.target, ranges, is_function_start)
             if fall is not None:
                 succ.append(fall)
         elif last.flow == "indirect-jump":
@@ -385,3 +412,52 @@ def _reachable_code(body: tuple[Insn, ...]) -> bool:
 
 def _is_padding(insn: Insn) -> bool:
     return insn.mnemonic in ("nop", "int3") or (insn.mnemonic == "xchg" and insn.op_str == "ax, ax")
+
+
+def never_returns(cfg: Cfg, noreturn: Collection[int] = frozenset()) -> bool:
+    """True when no path from the entry reaches a return or a tail call (GCC infers noreturn).
+
+    GCC's ipa-pure-const marks a function that cannot return (every path ends in `panic()`,
+    `BUG()` or another noreturn call) as noreturn without `DW_AT_noreturn`, and then emits
+    nothing after the calls to it in the same CU. `noreturn` holds the starts of callees known
+    not to return: a call to one ends a path, and so does a tail call to one. A trap followed
+    by code of the function is taken to resume there (`report_bug()` skips a WARN's
+    `ud2`/`brk`), so a function that only warns still returns. A path that runs off the decoded
+    code, or an instruction the CFG cannot follow, counts as a way out: when in doubt, the
+    function returns.
+    """
+    if cfg.entry not in cfg.blocks:
+        return False
+    seen: set[int] = set()
+    todo = [cfg.entry]
+    while todo:
+        start = todo.pop()
+        if start in seen:
+            continue
+        seen.add(start)
+        block = cfg.blocks[start]
+        last = block.insns[-1]
+        if last.flow == "return" or block.indirect_tail_call:
+            return False
+        if block.tail_call is not None:
+            if block.tail_call not in noreturn:
+                return False
+            continue
+        nexts = list(block.successors)
+        if last.flow == "trap" and last.end in cfg.blocks:
+            nexts.append(last.end)
+        if not nexts and not _ends_path(last, noreturn):
+            return False
+        todo.extend(n for n in nexts if n in cfg.blocks)
+    return True
+
+
+def _ends_path(last: Insn, noreturn: Collection[int]) -> bool:
+    """Whether a block with no successor ends a path that never comes back: a trap, a call to
+    `noreturn`, or a jump to `__builtin_unreachable()` at the end of the function (a direct
+    jump that is neither a successor nor a tail call, `tail_call_target`)."""
+    if last.flow == "trap":
+        return True
+    if last.flow == "call":
+        return last.target in noreturn
+    return last.flow == "jump"
