@@ -15,7 +15,7 @@ a changed copy with `insn._replace(...)`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -149,6 +149,44 @@ def _parse_target(op_str: str) -> int | None:
         return None
 
 
+# Names of callee-saved registers (and their sub-registers) as operands print them: a word
+# not preceded by a letter or digit, so `x20` in `x20, [sp]` but not in `#-0x20`.
+_CALLEE_SAVED_NAMES = {
+    "x86_64": re.compile(r"(?<![\w#])(?:[re]?bx|b[lh]|[re]?bp|bpl|r1[2-5][dwb]?)\b"),
+    "aarch64": re.compile(r"(?<![\w#])(?:[xw](?:19|2\d|30)|fp|lr)\b"),
+}
+_X86_IMPLICIT_CALLEE_SAVED_WRITERS = frozenset(("cpuid", "leave", "enter"))
+_A64_FRAME_STORES = frozenset(("stp", "str", "stur"))
+_A64_FRAME_LOADS = frozenset(("ldp", "ldr", "ldur"))
+_A64_POINTER_AUTH = frozenset(("autiasp", "autibsp"))
+_ENDS_ENTRY_RUN = frozenset(("jump", "cond-jump", "return", "indirect-jump", "trap"))
+
+
+@dataclass(frozen=True, slots=True)
+class FlowScan:
+    """One function's control flow from the fast decode alone, with what decides its registers.
+
+    `Decoder.scan_flow` builds it without the per-encoding register tables: only branches,
+    calls, returns and traps become `Insn`s (with empty reads and writes), and the rest of
+    the code is summarised by names. The index uses it for functions whose clobber set is
+    the whole ABI set by their calls alone (index/regfacts.py says when).
+    """
+
+    insns: tuple[Insn, ...]  # control-flow instructions only, sorted by address
+    # Registers stored to the frame (`push`, `stp`/`str` with an sp or x29 base) from the
+    # entry up to the first instruction that ends a block: a superset of the entry block's.
+    entry_saves: frozenset[str]
+    saves: frozenset[str]  # registers stored to the frame anywhere
+    restores: frozenset[str]  # registers loaded from the frame (`pop`, `ldp`/`ldr`) anywhere
+    named: frozenset[str]  # callee-saved registers (and x30) named in an operand, folded
+    # An instruction that writes a callee-saved register without naming it (x86 `cpuid`
+    # writes rbx, `leave`/`enter` write rbp).
+    implicit_writes: bool
+    # arm64: addresses of the instructions right after an `autiasp`/`autibsp`, which writes
+    # x30 after any restore of it (pointer authentication of the return address).
+    authenticated: frozenset[int]
+
+
 class Decoder:
     """Decodes functions of one architecture; reuse one instance to share its encoding cache.
 
@@ -172,6 +210,8 @@ class Decoder:
         self._cache: dict[str, _Encoding] = {}
         self._thunks: dict[int, str] = dict(thunks or {})
         self.detail_decodes = 0  # how many encodings needed the slow path
+        self._folded: dict[str, frozenset[str]] = {}
+        self._plain: dict[str, bool] = {}
 
     def decode(self, code: bytes, address: int) -> tuple[Insn, ...]:
         """Decode `code` loaded at `address`; stops at the first undecodable byte."""
@@ -209,6 +249,84 @@ class Decoder:
             else:
                 out.append(make(addr, size, mnemonic, op_str, enc))
         return tuple(out)
+
+    def scan_flow(self, ranges: Sequence[tuple[int, bytes]]) -> FlowScan:
+        """The control flow of a function's ranges (`(address, code)`, entry range first).
+
+        The fast path of the index: no per-encoding register table, so no detail decode and
+        no `Insn` for the ~75% of instructions that neither branch nor call.
+        """
+        x86 = self.arch == "x86_64"
+        make = self._make_x86 if x86 else self._make_a64
+        blank = _Encoding(_EMPTY, _EMPTY, None, _EMPTY, _EMPTY, False)
+        fold = self._fold_cached
+        plain_of = self._plain
+        out: list[Insn] = []
+        operands: list[str] = []
+        entry_saves: set[str] = set()
+        saves: set[str] = set()
+        restores: set[str] = set()
+        authenticated: list[int] = []
+        implicit = False
+        in_entry = True
+        for address, code in ranges:
+            previous = ""
+            for addr, size, mnemonic, op_str in self._lite.disasm_lite(code, address):
+                operands.append(op_str)
+                if x86:
+                    if mnemonic == "push":
+                        saved = fold(op_str)
+                        saves |= saved
+                        if in_entry:
+                            entry_saves |= saved
+                    elif mnemonic == "pop":
+                        restores |= fold(op_str)
+                    elif mnemonic in _X86_IMPLICIT_CALLEE_SAVED_WRITERS:
+                        implicit = True
+                else:
+                    if mnemonic in _A64_FRAME_STORES or mnemonic in _A64_FRAME_LOADS:
+                        named, _, base = op_str.partition("[")
+                        if base.split(",", 1)[0].rstrip("]!") in ("sp", "x29", "fp"):
+                            regs = {r for n in named.split(",") for r in fold(n.strip())}
+                            if mnemonic in _A64_FRAME_LOADS:
+                                restores |= regs
+                            else:
+                                saves |= regs
+                                if in_entry:
+                                    entry_saves |= regs
+                    if previous in _A64_POINTER_AUTH:
+                        authenticated.append(addr)
+                    previous = mnemonic
+                plain = plain_of.get(mnemonic)
+                if plain is None:
+                    plain = plain_of[mnemonic] = _is_plain(self.arch, mnemonic)
+                if plain:
+                    continue
+                insn = make(addr, size, mnemonic, op_str, blank)
+                if insn.flow in _ENDS_ENTRY_RUN:
+                    in_entry = False
+                out.append(insn)
+            in_entry = False
+        named_regs: set[str] = set()
+        for token in set(_CALLEE_SAVED_NAMES[self.arch].findall(" ".join(operands))):
+            named_regs |= fold(token)
+        out.sort(key=lambda i: i.address)
+        return FlowScan(
+            tuple(out),
+            frozenset(entry_saves),
+            frozenset(saves),
+            frozenset(restores),
+            frozenset(named_regs),
+            implicit,
+            frozenset(authenticated),
+        )
+
+    def _fold_cached(self, name: str) -> frozenset[str]:
+        found = self._folded.get(name)
+        if found is None:
+            found = self._fold({name})
+            self._folded[name] = found
+        return found
 
     def _encode(self, raw: bytes, addr: int) -> _Encoding:
         self.detail_decodes += 1

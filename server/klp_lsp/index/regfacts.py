@@ -36,7 +36,15 @@ from klp_lsp.binary.disasm import Decoder, Insn
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import BinaryFormatError
 from klp_lsp.index.store import CuRow, Index, from_db
-from klp_lsp.model import CuFacts, DependencyReason, ElfSymbol, RegisterDependent, RegisterUse
+from klp_lsp.model import (
+    CallEdge,
+    CallKind,
+    CuFacts,
+    DependencyReason,
+    ElfSymbol,
+    RegisterDependent,
+    RegisterUse,
+)
 
 # Calls that ftrace turns into NOPs at boot (x86 -mfentry / -pg).
 _FTRACE_ENTRY_CALLS = frozenset({"__fentry__", "mcount", "_mcount", "__mcount"})
@@ -104,6 +112,8 @@ class RegisterAnalyser:
         units: Sequence[CuRow],
         function_symbols: Sequence[ElfSymbol] | None = None,
         known_callees: Mapping[str, KnownCallee] | None = None,
+        *,
+        exhaustive: bool = False,
     ) -> None:
         """`function_symbols`: `binary.iter_function_symbols()`, when the caller has it already.
 
@@ -111,7 +121,13 @@ class RegisterAnalyser:
         calls to these undefined names are modelled with their clobber sets and their
         dependents kept, under the vmlinux address. Without it (no vmlinux index) every call
         out of the module gets the ABI set and no dependents, as before.
+
+        `exhaustive` runs the whole analysis on every function, without the fast path for
+        functions whose calls alone decide their facts (`_quick_calls`): the reference the
+        differential tests compare the fast path with.
         """
+        self.exhaustive = exhaustive
+        self.fast_path_functions = 0  # how many `_quick_calls` decided
         if function_symbols is None:
             function_symbols = binary.iter_function_symbols()
         self.binary = binary
@@ -141,6 +157,7 @@ class RegisterAnalyser:
         for start, f in funcs.items():
             if f.cu is not None:
                 self._funcs_by_cu.setdefault(f.cu, []).append(start)
+        self._cu_members = {cu: frozenset(starts) for cu, starts in self._funcs_by_cu.items()}
         self.names = names
         self._starts = sorted(funcs)
         self._start_set = frozenset(s.address for s in function_symbols)
@@ -327,6 +344,104 @@ class RegisterAnalyser:
             ranges = tuple(sorted(ranges, key=lambda r: (not (r[0] <= f.start < r[1]), r[0])))
         return FunctionCode(f.name, ranges, self._decode(f.start, ranges))
 
+    def _quick_calls(
+        self, f: _Func, instance_ranges: Mapping[int, tuple[tuple[int, int], ...]], cu: int
+    ) -> tuple[CallEdge, ...] | None:
+        """The call edges of a function of a CU without IPA-RA, when they alone decide its facts.
+
+        Most kernel functions are compiled with ftrace flags, so without IPA-RA, and call some
+        function of another compile unit: their clobber set is then the whole ABI set, and no
+        caller can rely on it. For those, the fast decode (`Decoder.scan_flow`) is enough and
+        the CFG, the per-instruction register tables and the liveness are skipped. The result
+        is the same as the full analysis's, by these conditions (each checked on the whole
+        kernel by tests/test_differential.py):
+
+        - a call, or a tail call, to a callee modelled with the ABI set (an indirect call, a C
+          function of another CU, a thunk, a module's external) makes the clobber set the ABI
+          set, unless the function saves call-clobbered registers at entry and restores them
+          at every exit (`_preserved`): so no call-clobbered register may be stored to the
+          frame before the first block end, except x30 on arm64 when an `autiasp` right before
+          a `ret` rewrites it after its restore (pointer authentication, every arm64 function
+          of a Debian kernel that saves x30);
+        - no callee-saved register is written without being saved: every one the code names
+          is pushed (or stored to the frame), and no instruction writes one implicitly;
+        - nothing is left for liveness: no call to asm code or to a `known_callees` helper
+          (their callers can rely on their actual clobber sets), and no indirect jump (its
+          edges depend on jump-table resolution in the CFG).
+        None means: run the full analysis.
+        """
+        ranges = instance_ranges.get(f.start)
+        if not ranges:
+            ranges = ((f.start, f.start + max(f.size, 1)),)
+        else:
+            ranges = tuple(sorted(ranges, key=lambda r: (not (r[0] <= f.start < r[1]), r[0])))
+        chunks: list[tuple[int, bytes]] = []
+        for lo, hi in ranges:
+            try:
+                chunks.append((lo, self.binary.read_code(lo, hi - lo)))
+            except BinaryFormatError:
+                continue
+        scan = self.decoder.scan_flow(chunks)
+        abi = self.abi
+        if scan.implicit_writes:
+            return None
+        named_callee_saved = scan.named & abi.callee_saved - {abi.stack_pointer}
+        if not named_callee_saved <= scan.saves:
+            return None
+        insns = scan.insns
+        if self._relocatable:
+            relocated: list[Insn] = []
+            for (lo, code), part in zip(chunks, _split_by_chunk(insns, chunks), strict=True):
+                relocated.extend(self._apply_relocations(part, lo, lo + len(code)))
+            insns = tuple(relocated)
+        insns = tuple(self._drop_ftrace_entry(list(insns)))
+
+        def leaves(insn: Insn) -> bool:
+            return insn.target is not None and not any(lo <= insn.target < hi for lo, hi in ranges)
+
+        # A register saved at entry is preserved only if every exit restores it: one never
+        # loaded back, or every exit missing (a noreturn function), or an exit right after an
+        # `autiasp` (x30), rules it out. A tail call within the CU may reach a restore stub
+        # (`_stub_restores`), whose loads count too: then any saved register may be kept.
+        group = self._cu_members.get(cu, frozenset())
+        exits = [
+            i
+            for i in insns
+            if i.flow == "return" or (i.flow in ("jump", "cond-jump") and leaves(i))
+        ]
+        restored = scan.restores
+        if any(i.flow != "return" and self.resolve(i.target or 0) in group for i in exits):
+            restored = abi.call_clobbered
+        kept = scan.entry_saves & abi.call_clobbered & restored if exits else frozenset()
+        if "x30" in kept and any(i.address in scan.authenticated for i in exits):
+            kept = kept - {"x30"}
+        if kept:
+            return None
+        calls: list[CallEdge] = []
+        decided = False
+        for insn in insns:
+            if insn.flow == "indirect-jump":
+                return None
+            if insn.flow == "indirect-call":
+                calls.append(CallEdge(f.start, insn.address, None, "indirect-call"))
+                decided = True
+                continue
+            if insn.flow == "call":
+                kind: CallKind = "call"
+            elif insn.flow in ("jump", "cond-jump") and leaves(insn):
+                kind = "tail-call"
+            else:
+                continue
+            callee = self.resolve(insn.target) if insn.target is not None else None
+            calls.append(CallEdge(f.start, insn.address, callee, kind))
+            if callee is None:
+                decided = True
+            elif callee in self._known or self._is_asm_code(callee):
+                return None
+            elif callee not in group:
+                decided = True
+        return tuple(calls) if decided else None
+
     # --- custom conventions ----------------------------------------------------------------
 
     def _asm_region(self, address: int) -> tuple[int, int] | None:
@@ -507,7 +622,16 @@ class RegisterAnalyser:
             if prefix + n in self.names or n in self.names
         }
         ffacts: dict[int, FunctionFacts] = {}
+        quick: dict[int, tuple[CallEdge, ...]] = {}
+        flags = self.units[cu.unit.offset].flags
+        plain = not cu.unit.is_asm and not flags.ipa_ra and not self.exhaustive
         for start, f in group.items():
+            if plain:
+                calls = self._quick_calls(f, instance_ranges, cu.unit.offset)
+                if calls is not None:
+                    quick[start] = calls
+                    self.fast_path_functions += 1
+                    continue
             code = self._code_of(f, instance_ranges)
             ffacts[start] = analyse_function(
                 self.arch,
@@ -518,6 +642,7 @@ class RegisterAnalyser:
                 read_pointer=self._read_pointer,
             )
         clobbers = compute_clobbers(self.arch, ffacts, self._default_clobbers)
+        clobbers.update((start, self.abi.call_clobbered) for start in quick)
         if cu.unit.is_asm:
             # What its callers see: the asm analysed with the labels it jumps to.
             clobbers.update((start, self._actual_clobbers(start)) for start in ffacts)
@@ -548,20 +673,33 @@ class RegisterAnalyser:
             default_clobbers=self._default_clobbers,
             dependents_only=True,
         )
+
+        def edges(calls: tuple[CallEdge, ...]) -> tuple[CallEdge, ...]:
+            return tuple(
+                dataclasses.replace(e, callee=None)
+                if e.callee is not None
+                and (e.callee in self._external_names or e.callee in self._known)
+                else e
+                for e in calls
+            )
+
         uses = [
-            RegisterUse(
+            RegisterUse(start, clobbers[start], frozenset(), edges(quick[start]))
+            if start in quick
+            else RegisterUse(
                 start,
                 clobbers[start],
                 ffacts[start].callee_saved_clobbers,
-                tuple(
-                    dataclasses.replace(e, callee=None)
-                    if e.callee is not None
-                    and (e.callee in self._external_names or e.callee in self._known)
-                    else e
-                    for e in ffacts[start].calls
-                ),
+                edges(ffacts[start].calls),
             )
-            for start in ffacts
+            for start in group
         ]
         deps = [d for d in dependents if d.callee not in self._external_names]
         return uses, deps
+
+
+def _split_by_chunk(
+    insns: Sequence[Insn], chunks: Sequence[tuple[int, bytes]]
+) -> list[tuple[Insn, ...]]:
+    """The instructions of each chunk (`(address, code)`), in chunk order."""
+    return [tuple(i for i in insns if lo <= i.address < lo + len(code)) for lo, code in chunks]
