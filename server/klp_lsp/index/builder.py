@@ -65,26 +65,36 @@ class _WorkerCache:
     """One open binary per worker process, reused across the CU batches it is sent.
 
     The parent adopts its own open binary here before it forks its pool, so the workers inherit
-    the DWARF sections (shared copy-on-write pages, not one copy per process) and the register
-    analyser's symbol tables instead of reading them again; a single-process build uses it the
-    same way. A worker of an executor started elsewhere opens the binary itself.
+    the DWARF sections (shared copy-on-write pages, not one copy per process), the units and
+    the decoded symbol table instead of reading them again; a single-process build uses it the
+    same way. The register analyser is built where the first batch runs, so a forked worker
+    builds it while the parent writes the symbols. A worker of an executor started elsewhere
+    opens the binary itself.
     """
 
     def __init__(self) -> None:
         self.key: tuple[Path, int, int] | None = None
         self.binary: ElfBinary | None = None
         self.dwarf: DwarfData | None = None
+        self.units: Sequence[CuRow] = ()
+        self.known_callees: Mapping[str, regfacts.KnownCallee] | None = None
         self.analyser: regfacts.RegisterAnalyser | None = None
         self.owned = False
         self.reducers_registered = False
 
     def adopt(
-        self, path: Path, binary: ElfBinary, dwarf: DwarfData, analyser: regfacts.RegisterAnalyser
+        self,
+        path: Path,
+        binary: ElfBinary,
+        dwarf: DwarfData,
+        units: Sequence[CuRow],
+        known_callees: Mapping[str, regfacts.KnownCallee] | None,
     ) -> None:
         """Use the caller's open binary (it stays owned, and closed, by the caller)."""
         self.clear()
         self.key = _file_key(path)
-        self.binary, self.dwarf, self.analyser = binary, dwarf, analyser
+        self.binary, self.dwarf = binary, dwarf
+        self.units, self.known_callees = units, known_callees
 
     def register_reducers(self) -> None:
         """Make this process pickle batch results the fast way (see `_fast_reducer`)."""
@@ -96,25 +106,37 @@ class _WorkerCache:
     def clear(self) -> None:
         if self.owned and self.binary is not None:
             self.binary.close()
-        self.key = self.binary = self.dwarf = self.analyser = None
+        self.key = self.binary = self.dwarf = self.analyser = self.known_callees = None
+        self.units = ()
         self.owned = False
 
     def get(
-        self, path: Path, units: Sequence[CuRow] | None
+        self,
+        path: Path,
+        units: Sequence[CuRow] | None,
+        known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
     ) -> tuple[ElfBinary, DwarfData, regfacts.RegisterAnalyser]:
+        from klp_lsp.index import regfacts
+
         key = _file_key(path)
-        if self.key != key or self.binary is None or self.dwarf is None or self.analyser is None:
+        if self.key != key or self.binary is None or self.dwarf is None:
             if units is None:
                 raise IndexError_(f"{path}: worker process has no open binary to index")
             from klp_lsp.binary.dwarf import DwarfData
-            from klp_lsp.index import regfacts
 
             self.clear()
             self.binary = ElfBinary.open(path)
             self.owned = True
             self.dwarf = DwarfData(self.binary.get_dwarf_sections(), self.binary.arch)
-            self.analyser = regfacts.RegisterAnalyser(self.binary, units)
+            self.units, self.known_callees = units, known_callees
             self.key = key
+        if self.analyser is None:
+            self.analyser = regfacts.RegisterAnalyser(
+                self.binary,
+                self.units,
+                self.binary.iter_function_symbols(),
+                known_callees=self.known_callees,
+            )
         return self.binary, self.dwarf, self.analyser
 
 
@@ -163,10 +185,15 @@ _FAST_PICKLED = (
 )
 
 
-def _index_batch(path: Path, units: Sequence[CuRow] | None, offsets: Sequence[int]) -> BatchResult:
+def _index_batch(
+    path: Path,
+    units: Sequence[CuRow] | None,
+    offsets: Sequence[int],
+    known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
+) -> BatchResult:
     """Scan the DWARF of some CUs and analyse their machine code (runs in a worker)."""
     _WORKER.register_reducers()
-    _binary, dwarf, analyser = _WORKER.get(path, units)
+    _binary, dwarf, analyser = _WORKER.get(path, units, known_callees)
     facts = [dwarf.scan_unit(o) for o in offsets]
     uses, dependents = analyser.analyse(facts)
     return facts, uses, dependents
@@ -318,11 +345,10 @@ def build_index(
                 )
             writer = IndexWriter.extend(target)
             units = _reload_units(target)
-            function_symbols = binary.iter_function_symbols()
+            write_symbols: Callable[[], None] | None = None
         else:
             states = {}
             writer = IndexWriter.create(target)
-            function_symbols = binary.iter_function_symbols()
             from klp_lsp.binary.dwarf import DwarfData
 
             dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
@@ -340,16 +366,18 @@ def build_index(
                 }
             )
             writer.add_cus(units)
-            locator = _CuLocator(units)
-            writer.add_symbols(
-                _symbol_rows(
-                    function_symbols,
-                    binary.iter_kallsyms_symbols(),
-                    binary.get_mcount_records(),
-                    locator.find,
-                    binary.arch,
+
+            def write_symbols() -> None:
+                writer.add_symbols(
+                    _symbol_rows(
+                        binary.iter_function_symbols(),
+                        binary.iter_kallsyms_symbols(),
+                        binary.get_mcount_records(),
+                        _CuLocator(units).find,
+                        binary.arch,
+                    )
                 )
-            )
+
         try:
             todo = [
                 u
@@ -358,15 +386,13 @@ def build_index(
             ]
             if todo:
                 from klp_lsp.binary.dwarf import DwarfData
-                from klp_lsp.index import regfacts
 
                 if dwarf is None:
                     dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
-                analyser = regfacts.RegisterAnalyser(
-                    binary, units, function_symbols, known_callees=known_callees
-                )
-                build = _Build(binary, path, dwarf, analyser, function_symbols)
-                _index_units(build, writer, units, todo, jobs, progress, executor)
+                build = _Build(binary, path, dwarf, units, known_callees)
+                _index_units(build, writer, todo, jobs, progress, executor, write_symbols)
+            elif write_symbols is not None:
+                write_symbols()
             if cu_names is None or len(todo) == len(units):
                 writer.set_meta({"complete": "1"})
                 complete = True
@@ -425,28 +451,33 @@ class _Build:
     binary: ElfBinary
     path: Path
     dwarf: DwarfData
-    analyser: regfacts.RegisterAnalyser
-    function_symbols: Sequence[ElfSymbol]
+    units: Sequence[CuRow]
+    known_callees: Mapping[str, regfacts.KnownCallee] | None
 
 
 def _index_units(
     build: _Build,
     writer: IndexWriter,
-    all_units: Sequence[CuRow],
     todo: Sequence[CuRow],
     jobs: int,
     progress: Progress | None,
     executor: Executor | None,
+    first: Callable[[], None] | None = None,
 ) -> None:
-    """Scan and analyse `todo`, writing each batch in its own transaction (in batch order)."""
+    """Scan and analyse `todo`, writing each batch in its own transaction (in batch order).
+
+    `first` (writing the symbols of a new index) runs once the pool has its tasks and before
+    any batch is written: forked workers scan and analyse meanwhile.
+    """
     binary = build.binary
+    all_units = build.units
     if progress is not None:
         progress.begin(f"indexing {binary.object_name}", len(todo))
     sizes = {u.unit.offset: s for u, s in zip(all_units, _unit_sizes(all_units), strict=True)}
     batches = _batches(todo, sizes)
     workers = _default_jobs(jobs)
     done = 0
-    starts = {s.address for s in build.function_symbols}
+    starts = {s.address for s in binary.iter_function_symbols()}
 
     def symbol_start(address: int) -> int:
         found = find_symbol_start(address, starts, binary.arch)
@@ -462,20 +493,27 @@ def _index_units(
             if progress.cancelled():
                 raise Cancelled(f"indexing {binary.object_name} cancelled")
 
-    _WORKER.adopt(build.path, binary, build.dwarf, build.analyser)
+    def run_first() -> None:
+        if first is not None:
+            first()
+
+    _WORKER.adopt(build.path, binary, build.dwarf, all_units, build.known_callees)
     try:
-        if workers == 1 or len(batches) <= 1:
+        if workers == 1:
+            run_first()
             for batch in batches:
                 consume(_index_batch(build.path, None, batch))
         elif executor is not None:
             # Its workers were started before this build: they open the binary themselves.
-            _consume_in_order(
-                [executor.submit(_index_batch, build.path, all_units, b) for b in batches],
-                consume,
-            )
+            futures = [
+                executor.submit(_index_batch, build.path, all_units, b, build.known_callees)
+                for b in batches
+            ]
+            _consume_in_order(futures, consume, run_first)
         else:
             # Forked now, the workers inherit the adopted binary: they need no units and read
-            # no section again.
+            # no section again. Even a single batch (a first diagnostic) goes to a worker, so
+            # that its scan and register analysis overlap the parent's symbol work.
             from concurrent.futures import ProcessPoolExecutor
 
             with ProcessPoolExecutor(max_workers=min(workers, len(batches))) as pool:
@@ -483,6 +521,7 @@ def _index_units(
                     _consume_in_order(
                         [pool.submit(_index_batch, build.path, None, b) for b in batches],
                         consume,
+                        run_first,
                     )
                 except BaseException:
                     pool.shutdown(cancel_futures=True)
@@ -494,12 +533,15 @@ def _index_units(
 
 
 def _consume_in_order(
-    futures: list[Future[BatchResult]], consume: Callable[[BatchResult], None]
+    futures: list[Future[BatchResult]],
+    consume: Callable[[BatchResult], None],
+    first: Callable[[], None],
 ) -> None:
     # In submission order, so the index is the same whatever the pool's timing; each result is
     # dropped once written, so the parent never holds more than the batches still in flight.
     futures.reverse()
     try:
+        first()
         while futures:
             consume(futures.pop().result())
     except BaseException:
