@@ -396,8 +396,13 @@ class RegisterAnalyser:
             insns = tuple(relocated)
         insns = tuple(self._drop_ftrace_entry(list(insns)))
 
+        (first_lo, first_hi), more = ranges[0], len(ranges) > 1
+
         def leaves(insn: Insn) -> bool:
-            return insn.target is not None and not any(lo <= insn.target < hi for lo, hi in ranges)
+            target = insn.target
+            if target is None or first_lo <= target < first_hi:
+                return False
+            return not more or not any(lo <= target < hi for lo, hi in ranges)
 
         # A register saved at entry is preserved only if every exit restores it: one never
         # loaded back, or every exit missing (a noreturn function), or an exit right after an
