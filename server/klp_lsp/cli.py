@@ -17,14 +17,12 @@ from typing import TYPE_CHECKING
 
 from klp_lsp import __version__
 from klp_lsp.errors import KlpError, UsageError
-from klp_lsp.index.builder import BuildResult
-from klp_lsp.index.locate import default_index_dir
-from klp_lsp.progress import TerminalProgress
-from klp_lsp.report import report_to_json, report_to_text
-from klp_lsp.session import Session
 
 if TYPE_CHECKING:
+    from klp_lsp.index.builder import BuildResult
     from klp_lsp.model import CheckResult
+    from klp_lsp.progress import TerminalProgress
+    from klp_lsp.session import Session
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -96,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _session(args: argparse.Namespace, paths: Sequence[Path]) -> Session:
+    # Imported per command: `serve` loads these on its indexing thread, after answering
+    # `initialize` (docs/performance.md, "Language server start").
+    from klp_lsp.index.locate import default_index_dir
+    from klp_lsp.session import Session
+
     index_dir = args.index_dir or default_index_dir()
     return Session(
         binaries=list(paths),
@@ -106,6 +109,8 @@ def _session(args: argparse.Namespace, paths: Sequence[Path]) -> Session:
 
 
 def _progress(quiet: bool) -> TerminalProgress | None:
+    from klp_lsp.progress import TerminalProgress
+
     if quiet or not sys.stderr.isatty():
         return None
     return TerminalProgress(sys.stderr)
@@ -122,6 +127,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from klp_lsp.report import report_to_json, report_to_text
+
     session = _session(args, args.binary)
     session.ensure_indexes(progress=_progress(args.json))
     with session.open() as indexes:

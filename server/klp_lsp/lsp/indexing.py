@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import threading
 import time
@@ -19,8 +18,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -35,6 +32,9 @@ from klp_lsp.lsp.config import Config
 from klp_lsp.progress import Cancelled
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
     from klp_lsp.index.builder import BuildResult
     from klp_lsp.lsp.server import KlpServer
     from klp_lsp.patch.check import Checker
@@ -339,6 +339,9 @@ class IndexManager:
         `sys.stdin.close()`). The child is single-threaded, so the builder's own fork-based
         process pool is safe there.
         """
+        # Imported here: a warm start never builds, and start-up time counts.
+        import multiprocessing
+
         ctx = multiprocessing.get_context("spawn")
         ours, theirs = ctx.Pipe()
         args = (list(files), config.kernel_release, config.index_dir, cu_names, theirs)

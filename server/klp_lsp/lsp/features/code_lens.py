@@ -16,6 +16,7 @@ from klp_lsp.lsp.features.hover import reports_for
 
 if TYPE_CHECKING:
     from klp_lsp.lsp.server import KlpServer
+    from klp_lsp.patch.source_map import SourceParser
 
 
 def lens_command(server: KlpServer, data: dict[str, Any]) -> types.Command:
@@ -34,13 +35,13 @@ def lens_command(server: KlpServer, data: dict[str, Any]) -> types.Command:
 
 
 def register(server: KlpServer) -> None:
-    from klp_lsp.patch.source_map import SourceParser
-
     parsers: list[SourceParser] = []
 
     def parser() -> SourceParser:
-        # Made on first use: tree-sitter need not load before the first C file.
+        # Imported and made on first use: tree-sitter need not load before the first lens.
         if not parsers:
+            from klp_lsp.patch.source_map import SourceParser
+
             parsers.append(SourceParser())
         return parsers[0]
 
