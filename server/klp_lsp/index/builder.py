@@ -7,13 +7,12 @@ facts of one CU depend only on that CU's DWARF and code, plus the clobber sets o
 CUs, which are computed on demand from their code.
 
 Work is spread over a process pool: over CUs for one large object, over objects for many modules.
-Each worker opens the binary itself (see `_WorkerCache`).
+Forked workers inherit the parent's open binary (see `_WorkerCache`) and send back table rows.
 """
 
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from klp_lsp import __version__, model
+from klp_lsp import __version__
 from klp_lsp.analysis.clones import parse_clone_name
 from klp_lsp.analysis.patchability import function_has_mcount
 from klp_lsp.analysis.producer import parse_producer
@@ -29,8 +28,16 @@ from klp_lsp.analysis.symbols import assign_sympos, find_symbol_start
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import DebugInfoMissing, IndexError_
 from klp_lsp.index.locate import index_path
-from klp_lsp.index.store import CuRow, Index, IndexWriter, SymbolRow, source_name
-from klp_lsp.model import Arch, CuFacts, ElfSymbol, RegisterDependent, RegisterUse
+from klp_lsp.index.store import (
+    CuRow,
+    FactRows,
+    Index,
+    IndexWriter,
+    SymbolRow,
+    fact_rows,
+    source_name,
+)
+from klp_lsp.model import Arch, ElfSymbol
 from klp_lsp.progress import Cancelled, Progress
 
 if TYPE_CHECKING:
@@ -79,8 +86,8 @@ class _WorkerCache:
         self.units: Sequence[CuRow] = ()
         self.known_callees: Mapping[str, regfacts.KnownCallee] | None = None
         self.analyser: regfacts.RegisterAnalyser | None = None
+        self.symbol_starts: frozenset[int] = frozenset()
         self.owned = False
-        self.reducers_registered = False
 
     def adopt(
         self,
@@ -96,18 +103,12 @@ class _WorkerCache:
         self.binary, self.dwarf = binary, dwarf
         self.units, self.known_callees = units, known_callees
 
-    def register_reducers(self) -> None:
-        """Make this process pickle batch results the fast way (see `_fast_reducer`)."""
-        if not self.reducers_registered:
-            for cls in _FAST_PICKLED:
-                _fast_reducer(cls)
-            self.reducers_registered = True
-
     def clear(self) -> None:
         if self.owned and self.binary is not None:
             self.binary.close()
         self.key = self.binary = self.dwarf = self.analyser = self.known_callees = None
         self.units = ()
+        self.symbol_starts = frozenset()
         self.owned = False
 
     def get(
@@ -137,6 +138,7 @@ class _WorkerCache:
                 self.binary.iter_function_symbols(),
                 known_callees=self.known_callees,
             )
+            self.symbol_starts = frozenset(s.address for s in self.binary.iter_function_symbols())
         return self.binary, self.dwarf, self.analyser
 
 
@@ -151,38 +153,9 @@ def _file_key(path: Path) -> tuple[Path, int, int]:
 # around a build.
 _WORKER = _WorkerCache()
 
-BatchResult = tuple[list[CuFacts], list[RegisterUse], list[RegisterDependent]]
-
-
-def _fast_reducer(cls: type) -> None:
-    """Pickle a slotted dataclass as (class, field values).
-
-    The reducer dataclasses generate for `slots=True` calls `fields()` for every object; on a
-    full vmlinux that was ~30 s of sampled time across parent and workers (py-spy, see
-    docs/performance.md). Positional construction is the same object, several times cheaper.
-    """
-    names = tuple(f.name for f in dataclasses.fields(cls))
-
-    def reduce(obj: object) -> tuple[type, tuple[object, ...]]:
-        return cls, tuple(getattr(obj, n) for n in names)
-
-    from multiprocessing.reduction import ForkingPickler
-
-    ForkingPickler.register(cls, reduce)
-
-
-_FAST_PICKLED = (
-    CuFacts,
-    model.CompileUnit,
-    model.Subprogram,
-    model.InlineSite,
-    model.Param,
-    model.CallEdge,
-    RegisterUse,
-    RegisterDependent,
-    model.CompilerFlags,
-    CuRow,
-)
+# A batch's table rows and the name of its last CU (for progress). Workers send rows, not the
+# records: plain tuples pickle several times faster (docs/performance.md).
+BatchResult = tuple[FactRows, str]
 
 
 def _index_batch(
@@ -191,12 +164,17 @@ def _index_batch(
     offsets: Sequence[int],
     known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
 ) -> BatchResult:
-    """Scan the DWARF of some CUs and analyse their machine code (runs in a worker)."""
-    _WORKER.register_reducers()
-    _binary, dwarf, analyser = _WORKER.get(path, units, known_callees)
+    """Scan the DWARF of some CUs, analyse their machine code, make their rows (in a worker)."""
+    binary, dwarf, analyser = _WORKER.get(path, units, known_callees)
+    starts, arch = _WORKER.symbol_starts, binary.arch
+
+    def symbol_start(address: int) -> int:
+        found = find_symbol_start(address, starts, arch)
+        return address if found is None else found
+
     facts = [dwarf.scan_unit(o) for o in offsets]
     uses, dependents = analyser.analyse(facts)
-    return facts, uses, dependents
+    return fact_rows(facts, uses, dependents, symbol_start), facts[-1].unit.name if facts else ""
 
 
 def _default_jobs(jobs: int) -> int:
@@ -477,19 +455,16 @@ def _index_units(
     batches = _batches(todo, sizes)
     workers = _default_jobs(jobs)
     done = 0
-    starts = {s.address for s in binary.iter_function_symbols()}
-
-    def symbol_start(address: int) -> int:
-        found = find_symbol_start(address, starts, binary.arch)
-        return address if found is None else found
+    # Decoded here, before the pool forks, so that every worker inherits the symbol table.
+    binary.iter_function_symbols()
 
     def consume(result: BatchResult) -> None:
         nonlocal done
-        facts, uses, dependents = result
-        writer.add_cu_facts(facts, uses, dependents, state=CU_ANALYSED, symbol_start=symbol_start)
-        done += len(facts)
+        rows, last_name = result
+        writer.add_fact_rows(rows, state=CU_ANALYSED)
+        done += len(rows.cus)
         if progress is not None:
-            progress.advance(done, facts[-1].unit.name if facts else "")
+            progress.advance(done, last_name)
             if progress.cancelled():
                 raise Cancelled(f"indexing {binary.object_name} cancelled")
 

@@ -98,6 +98,119 @@ class CuRow:
     state: int
 
 
+Row = tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FactRows:
+    """The table rows of some CUs' facts, as `IndexWriter.add_fact_rows` inserts them.
+
+    Plain tuples: a pool worker builds them and sends them to the parent, which pickles several
+    times faster than the records they come from (docs/performance.md).
+    """
+
+    cus: list[int]
+    functions: list[Row]
+    instances: list[Row]
+    params: list[Row]
+    inline_sites: list[Row]
+    register_use: list[Row]
+    register_use_callers: list[int]  # their old `calls` rows are replaced
+    calls: list[Row]
+    register_dependents: list[Row]
+
+
+def fact_rows(
+    facts: Sequence[CuFacts],
+    register_use: Sequence[RegisterUse] = (),
+    dependents: Sequence[RegisterDependent] = (),
+    symbol_start: Callable[[int], int] = lambda address: address,
+) -> FactRows:
+    """The rows of whole CUs' DWARF facts and register facts (see `IndexWriter.add_cu_facts`)."""
+    functions: list[Row] = []
+    instances: list[Row] = []
+    params: list[Row] = []
+    sites: list[Row] = []
+    for cu in facts:
+        cu_id = cu.unit.offset
+        by_die = {s.die_offset: s for s in cu.subprograms}
+        for sp in cu.subprograms:
+            if sp.declaration or sp.name is None:
+                continue
+            if sp.abstract_origin is None:
+                functions.append(
+                    (
+                        sp.die_offset,
+                        cu_id,
+                        sp.name,
+                        sp.linkage_name,
+                        sp.decl_file,
+                        sp.decl_line,
+                        int(sp.external),
+                        sp.inline,
+                        sp.calling_convention,
+                        int(sp.noreturn),
+                    )
+                )
+            if sp.ranges:
+                origin = sp.abstract_origin if sp.abstract_origin is not None else sp.die_offset
+                # A concrete instance may point at a declaration through its abstract origin's
+                # specification; the function row is the abstract origin itself.
+                origin_sp = by_die.get(origin)
+                if origin_sp is not None and origin_sp.abstract_origin is not None:
+                    origin = origin_sp.abstract_origin
+                entry = symbol_start(min(r[0] for r in sp.ranges))
+                instances.append(
+                    (sp.die_offset, origin, cu_id, to_db(entry), format_ranges(sp.ranges))
+                )
+            for i, p in enumerate(sp.params):
+                params.append((sp.die_offset, i, p.name, p.location))
+        for site in cu.inline_sites:
+            lo = min((r[0] for r in site.ranges), default=None)
+            sites.append(
+                (
+                    site.die_offset,
+                    site.origin,
+                    cu_id,
+                    site.container,
+                    site.parent,
+                    site.call_file,
+                    site.call_line,
+                    None if lo is None else to_db(lo),
+                )
+            )
+    edges: list[CallEdge] = [e for u in register_use for e in u.calls]
+    return FactRows(
+        cus=[cu.unit.offset for cu in facts],
+        functions=functions,
+        instances=instances,
+        params=params,
+        inline_sites=sites,
+        register_use=[
+            (
+                to_db(u.address),
+                " ".join(sorted(u.clobbers)),
+                " ".join(sorted(u.callee_saved_clobbers)),
+            )
+            for u in register_use
+        ],
+        register_use_callers=[to_db(u.address) for u in register_use],
+        calls=[
+            (
+                to_db(e.caller),
+                to_db(e.site),
+                None if e.callee is None else to_db(e.callee),
+                e.kind,
+            )
+            for e in edges
+        ],
+        register_dependents=[
+            (to_db(d.callee), to_db(d.caller), to_db(d.site), " ".join(d.registers), d.reason)
+            for d in dependents
+        ],
+    )
+
+
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     try:
         if readonly:
@@ -211,109 +324,29 @@ class IndexWriter:
         `symbol_start` maps a DWARF entry address to the FUNC symbol it belongs to (on arm64 the
         DWARF low_pc follows the two patchable-entry NOPs, 8 bytes after the symbol).
         """
-        functions = []
-        instances = []
-        params = []
-        sites = []
-        for cu in facts:
-            cu_id = cu.unit.offset
-            by_die = {s.die_offset: s for s in cu.subprograms}
-            for sp in cu.subprograms:
-                if sp.declaration or sp.name is None:
-                    continue
-                if sp.abstract_origin is None:
-                    functions.append(
-                        (
-                            sp.die_offset,
-                            cu_id,
-                            sp.name,
-                            sp.linkage_name,
-                            sp.decl_file,
-                            sp.decl_line,
-                            int(sp.external),
-                            sp.inline,
-                            sp.calling_convention,
-                            int(sp.noreturn),
-                        )
-                    )
-                if sp.ranges:
-                    origin = sp.abstract_origin if sp.abstract_origin is not None else sp.die_offset
-                    # A concrete instance may point at a declaration through its abstract origin's
-                    # specification; the function row is the abstract origin itself.
-                    origin_sp = by_die.get(origin)
-                    if origin_sp is not None and origin_sp.abstract_origin is not None:
-                        origin = origin_sp.abstract_origin
-                    entry = symbol_start(min(r[0] for r in sp.ranges))
-                    instances.append(
-                        (sp.die_offset, origin, cu_id, to_db(entry), format_ranges(sp.ranges))
-                    )
-                for i, p in enumerate(sp.params):
-                    params.append((sp.die_offset, i, p.name, p.location))
-            for site in cu.inline_sites:
-                lo = min((r[0] for r in site.ranges), default=None)
-                sites.append(
-                    (
-                        site.die_offset,
-                        site.origin,
-                        cu_id,
-                        site.container,
-                        site.parent,
-                        site.call_file,
-                        site.call_line,
-                        None if lo is None else to_db(lo),
-                    )
-                )
+        self.add_fact_rows(fact_rows(facts, register_use, dependents, symbol_start), state=state)
+
+    def add_fact_rows(self, rows: FactRows, *, state: int) -> None:
+        """Store rows made by `fact_rows` in one transaction and mark their CUs `state`."""
         con = self._con
         with con:
             con.executemany(
-                "INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?,?,?,?,?)", functions
+                "INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?,?,?,?,?)", rows.functions
             )
-            con.executemany("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?)", instances)
-            con.executemany("INSERT OR REPLACE INTO params VALUES (?,?,?,?)", params)
-            con.executemany("INSERT OR REPLACE INTO inline_sites VALUES (?,?,?,?,?,?,?,?)", sites)
-            self._write_register_facts(register_use, dependents)
+            con.executemany("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?)", rows.instances)
+            con.executemany("INSERT OR REPLACE INTO params VALUES (?,?,?,?)", rows.params)
             con.executemany(
-                "UPDATE cus SET state = ? WHERE id = ?", [(state, cu.unit.offset) for cu in facts]
+                "INSERT OR REPLACE INTO inline_sites VALUES (?,?,?,?,?,?,?,?)", rows.inline_sites
             )
-
-    def _write_register_facts(
-        self, register_use: Sequence[RegisterUse], dependents: Sequence[RegisterDependent]
-    ) -> None:
-        con = self._con
-        con.executemany(
-            "INSERT OR REPLACE INTO register_use VALUES (?,?,?)",
-            [
-                (
-                    to_db(u.address),
-                    " ".join(sorted(u.clobbers)),
-                    " ".join(sorted(u.callee_saved_clobbers)),
-                )
-                for u in register_use
-            ],
-        )
-        edges: list[CallEdge] = [e for u in register_use for e in u.calls]
-        con.executemany(
-            "DELETE FROM calls WHERE caller = ?", [(to_db(u.address),) for u in register_use]
-        )
-        con.executemany(
-            "INSERT INTO calls VALUES (?,?,?,?)",
-            [
-                (
-                    to_db(e.caller),
-                    to_db(e.site),
-                    None if e.callee is None else to_db(e.callee),
-                    e.kind,
-                )
-                for e in edges
-            ],
-        )
-        con.executemany(
-            "INSERT INTO register_dependents VALUES (?,?,?,?,?)",
-            [
-                (to_db(d.callee), to_db(d.caller), to_db(d.site), " ".join(d.registers), d.reason)
-                for d in dependents
-            ],
-        )
+            con.executemany("INSERT OR REPLACE INTO register_use VALUES (?,?,?)", rows.register_use)
+            con.executemany(
+                "DELETE FROM calls WHERE caller = ?", [(c,) for c in rows.register_use_callers]
+            )
+            con.executemany("INSERT INTO calls VALUES (?,?,?,?)", rows.calls)
+            con.executemany(
+                "INSERT INTO register_dependents VALUES (?,?,?,?,?)", rows.register_dependents
+            )
+            con.executemany("UPDATE cus SET state = ? WHERE id = ?", [(state, c) for c in rows.cus])
 
     def count_cus_below(self, state: int) -> int:
         """How many CUs have not reached `state` yet."""
