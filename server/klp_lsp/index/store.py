@@ -126,7 +126,11 @@ def fact_rows(
     dependents: Sequence[RegisterDependent] = (),
     symbol_start: Callable[[int], int] = lambda address: address,
 ) -> FactRows:
-    """The rows of whole CUs' DWARF facts and register facts (see `IndexWriter.add_cu_facts`)."""
+    """The rows of whole CUs' DWARF facts and register facts, for `IndexWriter.add_fact_rows`.
+
+    `symbol_start` maps a DWARF entry address to the FUNC symbol it belongs to (on arm64 the
+    DWARF low_pc follows the two patchable-entry NOPs, 8 bytes after the symbol).
+    """
     functions: list[Row] = []
     instances: list[Row] = []
     params: list[Row] = []
@@ -309,22 +313,6 @@ class IndexWriter:
                     for s in symbols
                 ],
             )
-
-    def add_cu_facts(
-        self,
-        facts: Sequence[CuFacts],
-        register_use: Sequence[RegisterUse] = (),
-        dependents: Sequence[RegisterDependent] = (),
-        *,
-        state: int,
-        symbol_start: Callable[[int], int] = lambda address: address,
-    ) -> None:
-        """Store the DWARF (and optionally register) facts of whole CUs in one transaction.
-
-        `symbol_start` maps a DWARF entry address to the FUNC symbol it belongs to (on arm64 the
-        DWARF low_pc follows the two patchable-entry NOPs, 8 bytes after the symbol).
-        """
-        self.add_fact_rows(fact_rows(facts, register_use, dependents, symbol_start), state=state)
 
     def add_fact_rows(self, rows: FactRows, *, state: int) -> None:
         """Store rows made by `fact_rows` in one transaction and mark their CUs `state`."""
