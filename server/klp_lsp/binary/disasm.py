@@ -62,6 +62,9 @@ class Insn(NamedTuple):
 
 
 _EMPTY: frozenset[str] = frozenset()
+
+# What capstone's fast pass gives per instruction: (address, size, mnemonic, operands).
+LiteInsn = tuple[int, int, str, str]
 _NUMBER = re.compile(r"0x[0-9a-f]+|(?<![\w.])\d+")
 
 # x86 idioms that write a register without depending on its old value (`xor eax, eax`).
@@ -213,12 +216,23 @@ class Decoder:
         self._folded: dict[str, frozenset[str]] = {}
         self._plain: dict[str, bool] = {}
 
-    def decode(self, code: bytes, address: int) -> tuple[Insn, ...]:
-        """Decode `code` loaded at `address`; stops at the first undecodable byte."""
+    def lite(self, code: bytes, address: int) -> list[LiteInsn]:
+        """capstone's fast pass over `code` loaded at `address`, for `decode` and `scan_flow`."""
+        return list(self._lite.disasm_lite(code, address))
+
+    def decode(
+        self, code: bytes, address: int, lite: Sequence[LiteInsn] | None = None
+    ) -> tuple[Insn, ...]:
+        """Decode `code` loaded at `address`; stops at the first undecodable byte.
+
+        `lite`: `self.lite(code, address)`, when the caller has it already.
+        """
         out: list[Insn] = []
         make = self._make_x86 if self.arch == "x86_64" else self._make_a64
         cache = self._cache
-        for addr, size, mnemonic, op_str in self._lite.disasm_lite(code, address):
+        if lite is None:
+            lite = self.lite(code, address)
+        for addr, size, mnemonic, op_str in lite:
             # Register accesses depend on the mnemonic and the registers named, never on the
             # numbers (displacements, immediates, targets), so those are masked in the key.
             # Except for `or`/`and`, where an immediate of -1/0 makes the old value unused.
@@ -250,8 +264,8 @@ class Decoder:
                 out.append(make(addr, size, mnemonic, op_str, enc))
         return tuple(out)
 
-    def scan_flow(self, ranges: Sequence[tuple[int, bytes]]) -> FlowScan:
-        """The control flow of a function's ranges (`(address, code)`, entry range first).
+    def scan_flow(self, ranges: Sequence[Sequence[LiteInsn]]) -> FlowScan:
+        """The control flow of a function's ranges (`self.lite` of each, entry range first).
 
         The fast path of the index: no per-encoding register table, so no detail decode and
         no `Insn` for the ~75% of instructions that neither branch nor call.
@@ -269,9 +283,9 @@ class Decoder:
         authenticated: list[int] = []
         implicit = False
         in_entry = True
-        for address, code in ranges:
+        for lite in ranges:
             previous = ""
-            for addr, size, mnemonic, op_str in self._lite.disasm_lite(code, address):
+            for addr, size, mnemonic, op_str in lite:
                 operands.append(op_str)
                 if x86:
                     if mnemonic == "push":

@@ -32,7 +32,7 @@ from klp_lsp.analysis.registers import (
 )
 from klp_lsp.analysis.symbols import find_symbol_start
 from klp_lsp.binary.abi import get_abi
-from klp_lsp.binary.disasm import Decoder, Insn
+from klp_lsp.binary.disasm import Decoder, Insn, LiteInsn
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import BinaryFormatError
 from klp_lsp.index.store import CuRow, Index, from_db
@@ -93,6 +93,16 @@ def read_known_callees(index: Index) -> dict[str, KnownCallee]:
         " WHERE c.is_asm = 1 AND s.binding != 'local'"
     )
     return {r[0]: KnownCallee(r[0], from_db(r[1]), frozenset(r[2].split())) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One code range of a function: its bytes and capstone's fast pass over them."""
+
+    lo: int
+    hi: int
+    code: bytes
+    lite: list[LiteInsn]
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,16 +256,23 @@ class RegisterAnalyser:
             self._external_names[address] = name
         return address
 
-    def _decode(self, start: int, ranges: Sequence[tuple[int, int]]) -> tuple[Insn, ...]:
-        insns: list[Insn] = []
+    def _read(self, ranges: Sequence[tuple[int, int]]) -> list[_Chunk]:
+        """The code of each range with capstone's fast pass over it (unreadable ones left out)."""
+        chunks = []
         for lo, hi in ranges:
             try:
                 code = self.binary.read_code(lo, hi - lo)
             except BinaryFormatError:
                 continue
-            decoded = self.decoder.decode(code, lo)
+            chunks.append(_Chunk(lo, hi, code, self.decoder.lite(code, lo)))
+        return chunks
+
+    def _decode(self, chunks: Sequence[_Chunk]) -> tuple[Insn, ...]:
+        insns: list[Insn] = []
+        for c in chunks:
+            decoded = self.decoder.decode(c.code, c.lo, c.lite)
             if self._relocatable:
-                decoded = self._apply_relocations(decoded, lo, hi)
+                decoded = self._apply_relocations(decoded, c.lo, c.hi)
             insns.extend(decoded)
         insns.sort(key=lambda i: i.address)
         return tuple(self._drop_ftrace_entry(insns))
@@ -333,19 +350,21 @@ class RegisterAnalyser:
             return None
         return value
 
-    def _code_of(
+    def _ranges_of(
         self, f: _Func, instance_ranges: Mapping[int, tuple[tuple[int, int], ...]]
-    ) -> FunctionCode:
+    ) -> tuple[tuple[int, int], ...]:
         ranges = instance_ranges.get(f.start)
         if not ranges:
-            ranges = ((f.start, f.start + max(f.size, 1)),)
-        else:
-            # The entry range first, as the analysis expects.
-            ranges = tuple(sorted(ranges, key=lambda r: (not (r[0] <= f.start < r[1]), r[0])))
-        return FunctionCode(f.name, ranges, self._decode(f.start, ranges))
+            return ((f.start, f.start + max(f.size, 1)),)
+        # The entry range first, as the analysis expects.
+        return tuple(sorted(ranges, key=lambda r: (not (r[0] <= f.start < r[1]), r[0])))
 
     def _quick_calls(
-        self, f: _Func, instance_ranges: Mapping[int, tuple[tuple[int, int], ...]], cu: int
+        self,
+        start: int,
+        ranges: tuple[tuple[int, int], ...],
+        chunks: Sequence[_Chunk],
+        cu: int,
     ) -> tuple[CallEdge, ...] | None:
         """The call edges of a function of a CU without IPA-RA, when they alone decide its facts.
 
@@ -370,18 +389,7 @@ class RegisterAnalyser:
           edges depend on jump-table resolution in the CFG).
         None means: run the full analysis.
         """
-        ranges = instance_ranges.get(f.start)
-        if not ranges:
-            ranges = ((f.start, f.start + max(f.size, 1)),)
-        else:
-            ranges = tuple(sorted(ranges, key=lambda r: (not (r[0] <= f.start < r[1]), r[0])))
-        chunks: list[tuple[int, bytes]] = []
-        for lo, hi in ranges:
-            try:
-                chunks.append((lo, self.binary.read_code(lo, hi - lo)))
-            except BinaryFormatError:
-                continue
-        scan = self.decoder.scan_flow(chunks)
+        scan = self.decoder.scan_flow([c.lite for c in chunks])
         abi = self.abi
         if scan.implicit_writes:
             return None
@@ -391,8 +399,9 @@ class RegisterAnalyser:
         insns = scan.insns
         if self._relocatable:
             relocated: list[Insn] = []
-            for (lo, code), part in zip(chunks, _split_by_chunk(insns, chunks), strict=True):
-                relocated.extend(self._apply_relocations(part, lo, lo + len(code)))
+            for c in chunks:
+                part = tuple(i for i in insns if c.lo <= i.address < c.hi)
+                relocated.extend(self._apply_relocations(part, c.lo, c.hi))
             insns = tuple(relocated)
         insns = tuple(self._drop_ftrace_entry(list(insns)))
 
@@ -428,7 +437,7 @@ class RegisterAnalyser:
             if insn.flow == "indirect-jump":
                 return None
             if insn.flow == "indirect-call":
-                calls.append(CallEdge(f.start, insn.address, None, "indirect-call"))
+                calls.append(CallEdge(start, insn.address, None, "indirect-call"))
                 decided = True
                 continue
             if insn.flow == "call":
@@ -438,7 +447,7 @@ class RegisterAnalyser:
             else:
                 continue
             callee = self.resolve(insn.target) if insn.target is not None else None
-            calls.append(CallEdge(f.start, insn.address, callee, kind))
+            calls.append(CallEdge(start, insn.address, callee, kind))
             if callee is None:
                 decided = True
             elif callee in self._known or self._is_asm_code(callee):
@@ -513,7 +522,7 @@ class RegisterAnalyser:
             if region is None:
                 continue
             name = self.funcs[address].name if address in self.funcs else f"{address:#x}"
-            code = FunctionCode(name, (region,), self._decode(address, (region,)))
+            code = FunctionCode(name, (region,), self._decode(self._read((region,))))
             facts[address] = analyse_function(
                 self.arch, address, code, resolve=self._asm_resolve, read_pointer=self._read_pointer
             )
@@ -631,13 +640,15 @@ class RegisterAnalyser:
         flags = self.units[cu.unit.offset].flags
         plain = not cu.unit.is_asm and not flags.ipa_ra and not self.exhaustive
         for start, f in group.items():
+            ranges = self._ranges_of(f, instance_ranges)
+            chunks = self._read(ranges)
             if plain:
-                calls = self._quick_calls(f, instance_ranges, cu.unit.offset)
+                calls = self._quick_calls(start, ranges, chunks, cu.unit.offset)
                 if calls is not None:
                     quick[start] = calls
                     self.fast_path_functions += 1
                     continue
-            code = self._code_of(f, instance_ranges)
+            code = FunctionCode(f.name, ranges, self._decode(chunks))
             ffacts[start] = analyse_function(
                 self.arch,
                 start,
@@ -701,10 +712,3 @@ class RegisterAnalyser:
         ]
         deps = [d for d in dependents if d.callee not in self._external_names]
         return uses, deps
-
-
-def _split_by_chunk(
-    insns: Sequence[Insn], chunks: Sequence[tuple[int, bytes]]
-) -> list[tuple[Insn, ...]]:
-    """The instructions of each chunk (`(address, code)`), in chunk order."""
-    return [tuple(i for i in insns if lo <= i.address < lo + len(code)) for lo, code in chunks]
