@@ -161,8 +161,35 @@ _CALLEE_SAVED_NAMES = {
 _X86_IMPLICIT_CALLEE_SAVED_WRITERS = frozenset(("cpuid", "leave", "enter"))
 _A64_FRAME_STORES = frozenset(("stp", "str", "stur"))
 _A64_FRAME_LOADS = frozenset(("ldp", "ldr", "ldur"))
-_A64_POINTER_AUTH = frozenset(("autiasp", "autibsp"))
+_X30 = frozenset(("x30",))
 _ENDS_ENTRY_RUN = frozenset(("jump", "cond-jump", "return", "indirect-jump", "trap"))
+
+
+# Instructions that certainly write the register named by their first operand (the second
+# too for `ldp`), for `scan_flow`'s kill events. Only sure writes: a missed write keeps a
+# register "restored" for longer, which can only send a function to the full analysis.
+_A64_WRITES_FIRST = frozenset(
+    (
+        "mov", "movz", "movn", "movk", "mvn", "neg", "negs", "add", "adds", "sub", "subs",
+        "and", "ands", "orr", "orn", "eor", "eon", "bic", "bics", "lsl", "lsr", "asr", "ror",
+        "mul", "madd", "msub", "smull", "umull", "smulh", "umulh", "udiv", "sdiv", "adc",
+        "sbc", "csel", "csinc", "csinv", "csneg", "cset", "csetm", "cinc", "cneg", "ubfx",
+        "sbfx", "ubfiz", "sbfiz", "bfi", "bfxil", "sxtb", "sxth", "sxtw", "uxtb", "uxth",
+        "adr", "adrp", "mrs", "clz", "rev", "rbit", "extr", "ldr", "ldur", "ldrb", "ldrh",
+        "ldrsb", "ldrsh", "ldrsw", "ldp", "ldar", "ldxr", "ldaxr",
+    )
+)  # fmt: skip
+_A64_WRITES_SECOND = frozenset(("ldp",))
+_A64_WRITES_X30 = frozenset(("autiasp", "autibsp", "paciasp", "pacibsp", "xpaclri"))
+_X86_WRITES_FIRST = frozenset(
+    (
+        "mov", "movzx", "movsx", "movsxd", "movabs", "lea", "xor", "add", "sub", "and", "or",
+        "shl", "shr", "sar", "inc", "dec", "neg", "not",
+    )
+)  # fmt: skip
+
+# Register events of `FlowScan.trace`.
+RESTORE, KILL, FLOW, GAP = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,14 +207,16 @@ class FlowScan:
     # entry up to the first instruction that ends a block: a superset of the entry block's.
     entry_saves: frozenset[str]
     saves: frozenset[str]  # registers stored to the frame anywhere
-    restores: frozenset[str]  # registers loaded from the frame (`pop`, `ldp`/`ldr`) anywhere
-    named: frozenset[str]  # callee-saved registers (and x30) named in an operand, folded
+    named: frozenset[str]  # callee-saved registers named in an operand, folded
     # An instruction that writes a callee-saved register without naming it (x86 `cpuid`
     # writes rbx, `leave`/`enter` write rbp).
     implicit_writes: bool
-    # arm64: addresses of the instructions right after an `autiasp`/`autibsp`, which writes
-    # x30 after any restore of it (pointer authentication of the return address).
-    authenticated: frozenset[int]
+    # In address order: (address, RESTORE, registers) for a load from the frame (`pop`,
+    # `ldp`/`ldr` with an sp or x29 base), (address, KILL, registers) for a sure write of a
+    # call-clobbered register saved at entry (after the entry run only those are kept),
+    # (address, FLOW, ()) for each of `insns`, (address, GAP, ()) where a range starts that
+    # does not continue the previous one.
+    trace: tuple[tuple[int, int, frozenset[str]], ...]
 
 
 class Decoder:
@@ -265,7 +294,7 @@ class Decoder:
         return tuple(out)
 
     def scan_flow(self, ranges: Sequence[Sequence[LiteInsn]]) -> FlowScan:
-        """The control flow of a function's ranges (`self.lite` of each, entry range first).
+        """The control flow of a function's ranges (`self.lite` of each, in address order).
 
         The fast path of the index: no per-encoding register table, so no detail decode and
         no `Insn` for the ~75% of instructions that neither branch nor call.
@@ -275,42 +304,59 @@ class Decoder:
         blank = _Encoding(_EMPTY, _EMPTY, None, _EMPTY, _EMPTY, False)
         fold = self._fold_cached
         plain_of = self._plain
+        clobbered = self.abi.call_clobbered
+        writes_first = _X86_WRITES_FIRST if x86 else _A64_WRITES_FIRST
         out: list[Insn] = []
+        trace: list[tuple[int, int, frozenset[str]]] = []
         operands: list[str] = []
         entry_saves: set[str] = set()
+        watched: set[str] = set()  # call-clobbered registers saved in the entry run
         saves: set[str] = set()
-        restores: set[str] = set()
-        authenticated: list[int] = []
         implicit = False
         in_entry = True
+        end = None
         for lite in ranges:
-            previous = ""
+            if lite and lite[0][0] != end:
+                trace.append((lite[0][0], GAP, _EMPTY))
             for addr, size, mnemonic, op_str in lite:
                 operands.append(op_str)
+                end = addr + size
                 if x86:
                     if mnemonic == "push":
                         saved = fold(op_str)
                         saves |= saved
                         if in_entry:
                             entry_saves |= saved
+                            watched |= saved & clobbered
                     elif mnemonic == "pop":
-                        restores |= fold(op_str)
+                        trace.append((addr, RESTORE, fold(op_str)))
+                    elif mnemonic in writes_first:
+                        written = fold(op_str.partition(",")[0])
+                        if written and (in_entry or written <= watched):
+                            trace.append((addr, KILL, written))
                     elif mnemonic in _X86_IMPLICIT_CALLEE_SAVED_WRITERS:
                         implicit = True
                 else:
-                    if mnemonic in _A64_FRAME_STORES or mnemonic in _A64_FRAME_LOADS:
-                        named, _, base = op_str.partition("[")
-                        if base.split(",", 1)[0].rstrip("]!") in ("sp", "x29", "fp"):
-                            regs = {r for n in named.split(",") for r in fold(n.strip())}
-                            if mnemonic in _A64_FRAME_LOADS:
-                                restores |= regs
-                            else:
-                                saves |= regs
-                                if in_entry:
-                                    entry_saves |= regs
-                    if previous in _A64_POINTER_AUTH:
-                        authenticated.append(addr)
-                    previous = mnemonic
+                    named, bracket, base = op_str.partition("[")
+                    frame = bracket and base.split(",", 1)[0].rstrip("]!") in ("sp", "x29", "fp")
+                    if frame and (mnemonic in _A64_FRAME_STORES or mnemonic in _A64_FRAME_LOADS):
+                        regs = frozenset(r for n in named.split(",") for r in fold(n.strip()))
+                        if mnemonic in _A64_FRAME_LOADS:
+                            trace.append((addr, RESTORE, regs))
+                        else:
+                            saves |= regs
+                            if in_entry:
+                                entry_saves |= regs
+                                watched |= regs & clobbered
+                    elif mnemonic in writes_first:
+                        parts = op_str.split(",", 2)
+                        written = fold(parts[0].strip())
+                        if mnemonic in _A64_WRITES_SECOND and len(parts) > 1:
+                            written = written | fold(parts[1].strip())
+                        if written and (in_entry or written & watched):
+                            trace.append((addr, KILL, written))
+                    elif mnemonic in _A64_WRITES_X30:
+                        trace.append((addr, KILL, _X30))
                 plain = plain_of.get(mnemonic)
                 if plain is None:
                     plain = plain_of[mnemonic] = _is_plain(self.arch, mnemonic)
@@ -319,20 +365,19 @@ class Decoder:
                 insn = make(addr, size, mnemonic, op_str, blank)
                 if insn.flow in _ENDS_ENTRY_RUN:
                     in_entry = False
+                trace.append((addr, FLOW, _EMPTY))
                 out.append(insn)
             in_entry = False
         named_regs: set[str] = set()
         for token in set(_CALLEE_SAVED_NAMES[self.arch].findall(" ".join(operands))):
             named_regs |= fold(token)
-        out.sort(key=lambda i: i.address)
         return FlowScan(
             tuple(out),
             frozenset(entry_saves),
             frozenset(saves),
-            frozenset(restores),
             frozenset(named_regs),
             implicit,
-            frozenset(authenticated),
+            tuple(trace),
         )
 
     def _fold_cached(self, name: str) -> frozenset[str]:

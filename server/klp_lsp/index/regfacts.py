@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from klp_lsp.analysis.clones import is_cold_part
@@ -32,7 +32,7 @@ from klp_lsp.analysis.registers import (
 )
 from klp_lsp.analysis.symbols import find_symbol_start
 from klp_lsp.binary.abi import get_abi
-from klp_lsp.binary.disasm import Decoder, Insn, LiteInsn
+from klp_lsp.binary.disasm import GAP, KILL, RESTORE, Decoder, FlowScan, Insn, LiteInsn
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import BinaryFormatError
 from klp_lsp.index.store import CuRow, Index, from_db
@@ -365,6 +365,7 @@ class RegisterAnalyser:
         ranges: tuple[tuple[int, int], ...],
         chunks: Sequence[_Chunk],
         cu: int,
+        noreturn: Collection[int],
     ) -> tuple[CallEdge, ...] | None:
         """The call edges of a function of a CU without IPA-RA, when they alone decide its facts.
 
@@ -378,10 +379,7 @@ class RegisterAnalyser:
         - a call, or a tail call, to a callee modelled with the ABI set (an indirect call, a C
           function of another CU, a thunk, a module's external) makes the clobber set the ABI
           set, unless the function saves call-clobbered registers at entry and restores them
-          at every exit (`_preserved`): so no call-clobbered register may be stored to the
-          frame before the first block end, except x30 on arm64 when an `autiasp` right before
-          a `ret` rewrites it after its restore (pointer authentication, every arm64 function
-          of a Debian kernel that saves x30);
+          at every exit (`_preserved`, `_saved_through_exits`);
         - no callee-saved register is written without being saved: every one the code names
           is pushed (or stored to the frame), and no instruction writes one implicitly;
         - nothing is left for liveness: no call to asm code or to a `known_callees` helper
@@ -389,7 +387,7 @@ class RegisterAnalyser:
           edges depend on jump-table resolution in the CFG).
         None means: run the full analysis.
         """
-        scan = self.decoder.scan_flow([c.lite for c in chunks])
+        scan = self.decoder.scan_flow([c.lite for c in sorted(chunks, key=lambda c: c.lo)])
         abi = self.abi
         if scan.implicit_writes:
             return None
@@ -413,23 +411,8 @@ class RegisterAnalyser:
                 return False
             return not more or not any(lo <= target < hi for lo, hi in ranges)
 
-        # A register saved at entry is preserved only if every exit restores it: one never
-        # loaded back, or every exit missing (a noreturn function), or an exit right after an
-        # `autiasp` (x30), rules it out. A tail call within the CU may reach a restore stub
-        # (`_stub_restores`), whose loads count too: then any saved register may be kept.
         group = self._cu_members.get(cu, frozenset())
-        exits = [
-            i
-            for i in insns
-            if i.flow == "return" or (i.flow in ("jump", "cond-jump") and leaves(i))
-        ]
-        restored = scan.restores
-        if any(i.flow != "return" and self.resolve(i.target or 0) in group for i in exits):
-            restored = abi.call_clobbered
-        kept = scan.entry_saves & abi.call_clobbered & restored if exits else frozenset()
-        if "x30" in kept and any(i.address in scan.authenticated for i in exits):
-            kept = kept - {"x30"}
-        if kept:
+        if self._saved_through_exits(scan, insns, leaves, group, noreturn):
             return None
         calls: list[CallEdge] = []
         decided = False
@@ -455,6 +438,69 @@ class RegisterAnalyser:
             elif callee not in group:
                 decided = True
         return tuple(calls) if decided else None
+
+    def _saved_through_exits(
+        self,
+        scan: FlowScan,
+        insns: Sequence[Insn],
+        leaves: Callable[[Insn], bool],
+        group: Collection[int],
+        noreturn: Collection[int],
+    ) -> bool:
+        """Whether a call-clobbered register saved at entry may be restored at every exit.
+
+        An upper bound of what the full analysis finds (`_restored_at_block_ends`, then
+        `_preserved`), walked along the code in address order: the registers restored (loaded
+        back from the frame) and not written since, on the path that falls through to each
+        exit. A block's state is the intersection over its predecessors, so the fall-through
+        predecessor alone bounds it; where there is none (after a jump, a return, a trap, a
+        call that does not return, or a gap between ranges) the bound is every register. A
+        call forgets everything, and only sure writes (`scan.trace`) remove a register; an
+        exit tail-calling into the same CU may reach a restore stub (`_stub_restores`), so
+        it bounds nothing. Pointer authentication makes this matter on arm64: `autiasp`
+        rewrites x30 after `ldp x29, x30` restores it, so x30 is not preserved.
+        """
+        clobbered = self.abi.call_clobbered
+        kept = scan.entry_saves & clobbered
+        if not kept:
+            return False
+        by_address = {i.address: i for i in insns}
+        anything = True  # the bound: every register but `killed`, or exactly `restored`
+        killed: set[str] = set()
+        restored: set[str] = set()
+        exits = 0
+        first = True
+        for address, event, regs in scan.trace:
+            if event == GAP:
+                # The entry block starts with nothing restored; a later range with every
+                # register possible.
+                anything, killed, restored = not first, set(), set()
+                first = False
+            elif event == RESTORE:
+                killed -= regs
+                restored |= regs
+            elif event == KILL:
+                killed |= regs
+                restored -= regs
+            else:
+                insn = by_address.get(address)
+                if insn is None:
+                    continue
+                flow = insn.flow
+                if flow == "return" or (flow in ("jump", "cond-jump") and leaves(insn)):
+                    exits += 1
+                    if flow == "return" or self.resolve(insn.target or 0) not in group:
+                        kept &= clobbered - killed if anything else restored
+                        if not kept:
+                            return False
+                if flow in ("call", "indirect-call"):
+                    # What a call returns to starts with nothing restored; after one that
+                    # does not return, the next block is reached only by jumps.
+                    anything = flow == "call" and insn.target in noreturn
+                    killed, restored = set(), set()
+                elif flow in ("jump", "return", "indirect-jump", "trap"):
+                    anything, killed, restored = True, set(), set()
+        return exits > 0 and bool(kept)
 
     # --- custom conventions ----------------------------------------------------------------
 
@@ -643,7 +689,7 @@ class RegisterAnalyser:
             ranges = self._ranges_of(f, instance_ranges)
             chunks = self._read(ranges)
             if plain:
-                calls = self._quick_calls(start, ranges, chunks, cu.unit.offset)
+                calls = self._quick_calls(start, ranges, chunks, cu.unit.offset, noreturn)
                 if calls is not None:
                     quick[start] = calls
                     self.fast_path_functions += 1
