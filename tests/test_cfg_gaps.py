@@ -110,6 +110,8 @@ PANIC = 0x900
         ([insn(0x10), insn(0x11)], (), False),
         # An indirect jump nothing resolves: an indirect tail call.
         ([insn(0x10, "indirect-jump")], (), False),
+        # A return no decoded edge reaches: an alternative's `b` patched at boot still counts.
+        ([insn(0x10, "jump", 0x12), insn(0x11, "return"), insn(0x12, "trap")], (), False),
         # A loop with no exit (a halt loop).
         ([insn(0x10), insn(0x11, "jump", 0x10)], (), True),
     ],
@@ -182,3 +184,21 @@ def test_debian_vhe_unreachable_default_at_the_next_function() -> None:
 def test_debian_tail_call_to_the_next_function() -> None:
     cfg, names = _debian_cfg("amd64", "resctrl_exit")
     assert [b.tail_call for b in cfg.blocks.values() if b.tail_call] == [names["rdtgroup_exit"]]
+
+
+@corpus
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # `pr_emerg(...); BUG();`: ends in `brk #0x800` (net/core/skbuff.c).
+        ("skb_panic", True),
+        # `BUG()` only (kernel/sched/idle.c).
+        ("prio_changed_idle", True),
+        # Alternatives: the image's `b` leads only to a `brk`, but the kernel patches it.
+        ("__kvm_nvhe___tlb_switch_to_host", False),
+        ("__kvm_nvhe___vgic_v3_read_ap0rn", False),
+    ],
+)
+def test_debian_arm64_never_returns(name: str, expected: bool) -> None:
+    cfg, _names = _debian_cfg("arm64", name)
+    assert never_returns(cfg) is expected

@@ -415,40 +415,31 @@ def _is_padding(insn: Insn) -> bool:
 
 
 def never_returns(cfg: Cfg, noreturn: Collection[int] = frozenset()) -> bool:
-    """True when no path from the entry reaches a return or a tail call (GCC infers noreturn).
+    """True when no block of the function returns or leaves it (GCC infers noreturn).
 
     GCC's ipa-pure-const marks a function that cannot return (every path ends in `panic()`,
     `BUG()` or another noreturn call) as noreturn without `DW_AT_noreturn`, and then emits
     nothing after the calls to it in the same CU. `noreturn` holds the starts of callees known
-    not to return: a call to one ends a path, and so does a tail call to one. A trap followed
-    by code of the function is taken to resume there (`report_bug()` skips a WARN's
-    `ud2`/`brk`), so a function that only warns still returns. A path that runs off the decoded
-    code, or an instruction the CFG cannot follow, counts as a way out: when in doubt, the
-    function returns.
+    not to return: a call to one ends a path, and so does a tail call to one.
+
+    Every block counts, reached by a decoded edge or not: the image holds code that only
+    run-time patching reaches. `asm goto` branches of alternatives and static keys
+    (arch/arm64/include/asm/alternative-macros.h) are a `b` or a `nop` in the image, so in
+    `__kvm_nvhe___tlb_switch_to_host` the decoded edges lead only to a `brk` while the kernel
+    patches the `b` away and returns. A trap is followed by code GCC jumps back to (a WARN's
+    `ud2`/`brk` resumes), and a block that runs off the decoded code, or ends in an instruction
+    the CFG cannot follow, counts as a way out: when in doubt, the function returns.
     """
-    if cfg.entry not in cfg.blocks:
+    if not cfg.blocks:
         return False
-    seen: set[int] = set()
-    todo = [cfg.entry]
-    while todo:
-        start = todo.pop()
-        if start in seen:
-            continue
-        seen.add(start)
-        block = cfg.blocks[start]
+    for block in cfg.blocks.values():
         last = block.insns[-1]
         if last.flow == "return" or block.indirect_tail_call:
             return False
-        if block.tail_call is not None:
-            if block.tail_call not in noreturn:
-                return False
-            continue
-        nexts = list(block.successors)
-        if last.flow == "trap" and last.end in cfg.blocks:
-            nexts.append(last.end)
-        if not nexts and not _ends_path(last, noreturn):
+        if block.tail_call is not None and block.tail_call not in noreturn:
             return False
-        todo.extend(n for n in nexts if n in cfg.blocks)
+        if not block.successors and block.tail_call is None and not _ends_path(last, noreturn):
+            return False
     return True
 
 
