@@ -110,6 +110,9 @@ PANIC = 0x900
         ([insn(0x10), insn(0x11)], (), False),
         # An indirect jump nothing resolves: an indirect tail call.
         ([insn(0x10, "indirect-jump")], (), False),
+        # An unresolved indirect jump with an unreached trap after it: the trap is taken as
+        # its one case, but the jump may be an indirect tail call (a retpoline `jmp`).
+        ([insn(0x10, "indirect-jump"), insn(0x11, "trap")], (), False),
         # A return no decoded edge reaches: an alternative's `b` patched at boot still counts.
         ([insn(0x10, "jump", 0x12), insn(0x11, "return"), insn(0x12, "trap")], (), False),
         # A loop with no exit (a halt loop).
@@ -201,4 +204,21 @@ def test_debian_tail_call_to_the_next_function() -> None:
 )
 def test_debian_arm64_never_returns(name: str, expected: bool) -> None:
     cfg, _names = _debian_cfg("arm64", name)
+    assert never_returns(cfg) is expected
+
+
+@corpus
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("skb_panic", True),
+        # `BUG()` only: `ud2` (arch/x86/kernel/paravirt.c).
+        ("paravirt_BUG", True),
+        # `jmp __x86_indirect_thunk_array` (an indirect tail call) before unreached blocks.
+        ("__sysvec_thermal", False),
+        ("deactivate_task", False),
+    ],
+)
+def test_debian_amd64_never_returns(name: str, expected: bool) -> None:
+    cfg, _names = _debian_cfg("amd64", name)
     assert never_returns(cfg) is expected

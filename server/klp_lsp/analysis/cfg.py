@@ -426,15 +426,17 @@ def never_returns(cfg: Cfg, noreturn: Collection[int] = frozenset()) -> bool:
     run-time patching reaches. `asm goto` branches of alternatives and static keys
     (arch/arm64/include/asm/alternative-macros.h) are a `b` or a `nop` in the image, so in
     `__kvm_nvhe___tlb_switch_to_host` the decoded edges lead only to a `brk` while the kernel
-    patches the `b` away and returns. A trap is followed by code GCC jumps back to (a WARN's
-    `ud2`/`brk` resumes), and a block that runs off the decoded code, or ends in an instruction
-    the CFG cannot follow, counts as a way out: when in doubt, the function returns.
+    patches the `b` away and returns; the code after a WARN's `ud2`/`brk` runs too. An indirect
+    jump whose targets were guessed (`guessed_targets`) may be an indirect tail call (`jmp
+    __x86_indirect_thunk_rax` in a function with unreached blocks after an `int3`), and a
+    block that runs off the decoded code, or ends in an instruction the CFG cannot follow,
+    counts as a way out: when in doubt, the function returns.
     """
     if not cfg.blocks:
         return False
     for block in cfg.blocks.values():
         last = block.insns[-1]
-        if last.flow == "return" or block.indirect_tail_call:
+        if last.flow == "return" or block.indirect_tail_call or block.guessed_targets:
             return False
         if block.tail_call is not None and block.tail_call not in noreturn:
             return False
