@@ -179,6 +179,95 @@ def first_diagnostic(vmlinux: Path, source: Path, index_dir: Path, jobs: int) ->
     )
 
 
+def server_first_diagnostic(vmlinux: Path, source: Path, index_dir: Path) -> dict[str, Any]:
+    """A fresh `klp-lsp serve` with no index: seconds from its start to the patch's diagnostics.
+
+    Drives the server through a real LSP client (pygls) over stdio, as an editor does: it
+    configures the vmlinux, opens PATCH, and waits for the first `publishDiagnostics` of that
+    document (the server publishes none before it has indexed the CUs the patch touches).
+    """
+    import asyncio
+
+    from lsprotocol import types
+    from pygls.lsp.client import LanguageClient
+
+    settings = {
+        "binaries": [str(vmlinux)],
+        "sourceRoot": str(source),
+        "indexDir": str(index_dir),
+    }
+
+    async def run() -> dict[str, Any]:
+        client = LanguageClient("klp-lsp-bench", "1")
+        got: asyncio.Future[tuple[float, int]] = asyncio.get_running_loop().create_future()
+        uri = PATCH.as_uri()
+
+        @client.feature(types.WORKSPACE_CONFIGURATION)
+        def configuration(params: types.ConfigurationParams) -> list[Any]:
+            return [settings for _ in params.items]
+
+        @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
+        def progress_create(params: types.WorkDoneProgressCreateParams) -> None:
+            return None
+
+        @client.feature(types.WINDOW_SHOW_MESSAGE)
+        def show_message(params: types.ShowMessageParams) -> None:
+            _say(f"server: {params.message}")
+
+        @client.feature("$/progress")
+        def progress(params: Any) -> None:
+            return None
+
+        @client.feature("klp-lsp/indexState")
+        def index_state(params: Any) -> None:
+            return None
+
+        @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        def diagnostics(params: types.PublishDiagnosticsParams) -> None:
+            if params.uri == uri and not got.done():
+                got.set_result((time.perf_counter(), len(params.diagnostics)))
+
+        started = time.perf_counter()
+        await client.start_io(*KLP, "serve", env={**os.environ, **_env()})
+        server = client._server
+        assert server is not None and server.stderr is not None
+
+        async def drain(stream: asyncio.StreamReader) -> None:
+            while await stream.readline():
+                pass
+
+        drainer = asyncio.create_task(drain(server.stderr))
+        await client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(
+                    workspace=types.WorkspaceClientCapabilities(configuration=True),
+                    window=types.WindowClientCapabilities(work_done_progress=True),
+                ),
+                initialization_options=settings,
+            )
+        )
+        client.initialized(types.InitializedParams())
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id="diff", version=1, text=PATCH.read_text()
+                )
+            )
+        )
+        at, count = await asyncio.wait_for(got, 300)
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+        drainer.cancel()
+        return {
+            "wall_s": round(at - started, 3),
+            "diagnostics": count,
+            "load_avg_1min": os.getloadavg()[0],
+        }
+
+    return asyncio.run(run())
+
+
 def module_sample(modules: Path, every: int) -> list[Path]:
     found = sorted(p for p in modules.rglob("*.ko*") if p.is_file())
     return found[::every]
@@ -250,6 +339,10 @@ def measure(corpus: Path, quick: bool, jobs: int) -> dict[str, Any]:
                 row["first_diagnostic"] = asdict(
                     first_diagnostic(vmlinux, corpus / "src", first, jobs)
                 )
+                _say(f"{arch}: server start to first diagnostics, no index")
+                row["server_first_diagnostic"] = server_first_diagnostic(
+                    vmlinux, corpus / "src", scratch / "index-server-first"
+                )
                 files = module_sample(corpus / arch / "modules", 10 if quick else 1)
                 row["modules"] = {"count": len(files)}
                 for j in (jobs, 1):
@@ -314,6 +407,13 @@ def table(results: dict[str, Any]) -> str:
                 f"{arch} first diagnostic (check, no index)",
                 first,
                 f"goal <= 5 s: {_verdict(first['wall_s'] <= 5)}",
+            )
+        served = row.get("server_first_diagnostic")
+        if served is not None:
+            lines.append(
+                f"{arch + ' server start to diagnostics, no index':<44} {served['wall_s']:>8.2f} "
+                f"{'':>7} {'':>8} {'':>8}  {served['diagnostics']} diagnostics on the patch"
+                f" (load {served['load_avg_1min']:.1f})"
             )
         show = row.get("warm_show")
         if show is not None:

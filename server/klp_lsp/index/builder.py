@@ -489,9 +489,14 @@ def _index_units(
             # Forked now, the workers inherit the adopted binary: they need no units and read
             # no section again. Even a single batch (a first diagnostic) goes to a worker, so
             # that its scan and register analysis overlap the parent's symbol work.
+            # Forked explicitly: in a process started with `spawn` (the language server's
+            # indexing child) the default start method is spawn too, and spawned workers
+            # would inherit nothing.
+            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+            fork = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(min(workers, len(batches)), mp_context=fork) as pool:
                 try:
                     _consume_in_order(
                         [pool.submit(_index_batch, build.path, None, b) for b in batches],
