@@ -97,10 +97,21 @@ def analyse_function(
     resolve: Resolver,
     noreturn: Collection[int] = frozenset(),
     read_pointer: Callable[[int], int | None] | None = None,
+    is_function_start: Callable[[int], bool] | None = None,
 ) -> FunctionFacts:
-    """Build the CFG and the function's own writes and call edges."""
+    """Build the CFG and the function's own writes and call edges.
+
+    `is_function_start(address)`: whether some function or code label starts there, so that a
+    jump to the end of the function where none does is `__builtin_unreachable()` (cfg.py).
+    """
     abi = get_abi(arch)
-    cfg = build_cfg(code.insns, code.ranges, noreturn=noreturn, read_pointer=read_pointer)
+    cfg = build_cfg(
+        code.insns,
+        code.ranges,
+        noreturn=noreturn,
+        read_pointer=read_pointer,
+        is_function_start=is_function_start,
+    )
     written: set[str] = set()
     saved: set[str] = set()
     for insn in code.insns:
@@ -536,6 +547,7 @@ def analyse_registers(
     return_registers_of: RegsOf | None = None,
     default_clobbers: Callable[[int], frozenset[str]] | None = None,
     read_pointer: Callable[[int], int | None] | None = None,
+    is_function_start: Callable[[int], bool] | None = None,
 ) -> RegisterReport:
     """Clobber sets and register dependents of one group of functions.
 
@@ -545,11 +557,18 @@ def analyse_registers(
     (() for void, rax/x0 up to 8 bytes, rax+rdx/x0+x1 for 16; None: unknown, then the ABI
     argument registers written before the call are assumed, and the return registers that
     f's clobber set holds);
-    `read_pointer(address)` reads a pointer-sized value of the image, for jump tables.
+    `read_pointer(address)` reads a pointer-sized value of the image, for jump tables;
+    `is_function_start(address)` tells a tail call from `__builtin_unreachable()` (cfg.py).
     """
     facts = {
         start: analyse_function(
-            arch, start, code, resolve=resolve, noreturn=noreturn, read_pointer=read_pointer
+            arch,
+            start,
+            code,
+            resolve=resolve,
+            noreturn=noreturn,
+            read_pointer=read_pointer,
+            is_function_start=is_function_start,
         )
         for start, code in functions.items()
     }

@@ -22,6 +22,7 @@ import struct
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from klp_lsp.analysis.cfg import tail_call_target
 from klp_lsp.analysis.clones import is_cold_part
 from klp_lsp.analysis.registers import (
     FunctionCode,
@@ -242,6 +243,10 @@ class RegisterAnalyser:
             return f.start
         return None
 
+    def _is_function_start(self, address: int) -> bool:
+        """Whether a function or a code label (FUNC or NOTYPE symbol) starts at `address`."""
+        return address in self._code_sizes or self.resolve(address) == address
+
     def _is_c_function(self, start: int) -> bool:
         cu = self.funcs[start].cu if start in self.funcs else None
         return cu is not None and not self.units[cu].unit.is_asm
@@ -403,13 +408,14 @@ class RegisterAnalyser:
             insns = tuple(relocated)
         insns = tuple(self._drop_ftrace_entry(list(insns)))
 
-        (first_lo, first_hi), more = ranges[0], len(ranges) > 1
+        first_lo, first_hi = ranges[0]
 
         def leaves(insn: Insn) -> bool:
+            # A tail call, as the CFG decides it (`tail_call_target`).
             target = insn.target
             if target is None or first_lo <= target < first_hi:
                 return False
-            return not more or not any(lo <= target < hi for lo, hi in ranges)
+            return tail_call_target(target, ranges, self._is_function_start) is not None
 
         group = self._cu_members.get(cu, frozenset())
         if self._saved_through_exits(scan, insns, leaves, group, noreturn):
@@ -570,7 +576,12 @@ class RegisterAnalyser:
             name = self.funcs[address].name if address in self.funcs else f"{address:#x}"
             code = FunctionCode(name, (region,), self._decode(self._read((region,))))
             facts[address] = analyse_function(
-                self.arch, address, code, resolve=self._asm_resolve, read_pointer=self._read_pointer
+                self.arch,
+                address,
+                code,
+                resolve=self._asm_resolve,
+                read_pointer=self._read_pointer,
+                is_function_start=self._is_function_start,
             )
             todo.extend(
                 e.callee
@@ -702,6 +713,7 @@ class RegisterAnalyser:
                 resolve=self.resolve,
                 noreturn=noreturn,
                 read_pointer=self._read_pointer,
+                is_function_start=self._is_function_start,
             )
         clobbers = compute_clobbers(self.arch, ffacts, self._default_clobbers)
         clobbers.update((start, self.abi.call_clobbered) for start in quick)
