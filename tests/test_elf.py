@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
+from klp_fixtures import fixture_binary
 
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import BinaryFormatError, UnsupportedArchitecture
@@ -381,3 +382,41 @@ def test_corpus_xfs_module(arch: str) -> None:
         # (`readelf -rW`), including the function at address 0 of the synthetic layout.
         assert len(records) == (2645 if arch == "amd64" else 2652)
         assert records <= {s.address for s in functions}
+
+
+def _corrupt_first_debug_info_rela(
+    src: Path, dst: Path, *, offset: int | None, rtype: int | None
+) -> None:
+    """Copy `src` to `dst` with the first `.rela.debug_info` entry changed."""
+    from elftools.elf.elffile import ELFFile
+
+    data = bytearray(src.read_bytes())
+    with src.open("rb") as f:
+        section = ELFFile(f).get_section_by_name(".rela.debug_info")
+        start = section["sh_offset"]
+    r_offset, r_info, r_addend = struct.unpack_from("<QQq", data, start)
+    if offset is not None:
+        r_offset = offset
+    if rtype is not None:
+        r_info = (r_info & ~0xFFFFFFFF) | rtype
+    struct.pack_into("<QQq", data, start, r_offset, r_info, r_addend)
+    dst.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("offset", "rtype", "message"),
+    [
+        (1 << 40, None, "relocation at 0x10000000000 is out of range"),
+        (None, 999, "unsupported relocation type 999"),
+    ],
+)
+def test_bad_module_relocation_is_a_one_line_error(
+    tmp_path: Path, offset: int | None, rtype: int | None, message: str
+) -> None:
+    bad = tmp_path / "demo.ko"
+    _corrupt_first_debug_info_rela(
+        fixture_binary("x86_64", "demo.ko"), bad, offset=offset, rtype=rtype
+    )
+    with ElfBinary.open(bad) as binary, pytest.raises(BinaryFormatError) as raised:
+        binary.get_dwarf_sections()
+    assert str(raised.value) == f"{bad}: .rela.debug_info: {message}"

@@ -123,12 +123,12 @@ class _WorkerCache:
         if self.key != key or self.binary is None or self.dwarf is None:
             if units is None:
                 raise IndexError_(f"{path}: worker process has no open binary to index")
-            from klp_lsp.binary.dwarf import DwarfData
+            from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
 
             self.clear()
             self.binary = ElfBinary.open(path)
             self.owned = True
-            self.dwarf = DwarfData(self.binary.get_dwarf_sections(), self.binary.arch)
+            self.dwarf = DwarfData(self.binary.get_dwarf_sections(DWARF_SECTIONS), self.binary.arch)
             self.units, self.known_callees = units, known_callees
             self.key = key
         if self.analyser is None:
@@ -327,9 +327,9 @@ def build_index(
         else:
             states = {}
             writer = IndexWriter.create(target)
-            from klp_lsp.binary.dwarf import DwarfData
+            from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
 
-            dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
+            dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
             units = _list_units(dwarf)
             writer.set_meta(
                 {
@@ -363,10 +363,10 @@ def build_index(
                 if states.get(u.unit.offset, CU_LISTED) < CU_ANALYSED
             ]
             if todo:
-                from klp_lsp.binary.dwarf import DwarfData
+                from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
 
                 if dwarf is None:
-                    dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
+                    dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
                 build = _Build(binary, path, dwarf, units, known_callees)
                 _index_units(build, writer, todo, jobs, progress, executor, write_symbols)
             elif write_symbols is not None:
