@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 
+from klp_lsp.binary.disasm import clear_encoding_cache  # noqa: E402
 from klp_lsp.binary.dwarf import DwarfData  # noqa: E402
 from klp_lsp.binary.elf import ElfBinary  # noqa: E402
 from klp_lsp.index.builder import _list_units  # noqa: E402
@@ -51,6 +52,7 @@ def main() -> None:
         }
         results = {}
         for exhaustive in (False, True):
+            clear_encoding_cache()  # both from a cold start, as an index worker begins
             analyser = RegisterAnalyser(binary, units, symbols, exhaustive=exhaustive)
             started = time.process_time()
             results[exhaustive] = analyser.analyse(facts)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from klp_lsp.binary.disasm import Decoder, Insn, decode_function
+from klp_lsp.binary.disasm import Decoder, Insn, clear_encoding_cache, decode_function
 
 REGS = Path(__file__).parent / "fixtures" / "regs"
 
@@ -101,6 +101,7 @@ def test_x86_thunks() -> None:
 
 
 def test_cache_reuses_encodings() -> None:
+    clear_encoding_cache()
     decoder = Decoder("x86_64")
     decoder.decode(bytes.fromhex("4889c3" * 50), 0)
     assert decoder.detail_decodes == 1
@@ -159,6 +160,7 @@ def test_fentry_call_is_not_a_call() -> None:
 
 
 def test_cache_key_ignores_numbers() -> None:
+    clear_encoding_cache()
     decoder = Decoder("x86_64")
     # mov rax, [rbp - 8]; mov rax, [rbp - 0x10]; mov rcx, [rbp - 8]
     a, b, c = decoder.decode(bytes.fromhex("488b45f8488b45f0488b4df8"), 0)
@@ -188,3 +190,13 @@ def test_insn_record() -> None:
     nop = Insn(0, 1, "nop", "", frozenset(), frozenset(), "fallthrough")
     assert nop.target is None and nop.table is None
     assert nop.saves == nop.restores == frozenset()
+
+
+def test_decoders_of_one_architecture_share_their_encodings() -> None:
+    clear_encoding_cache()
+    code = bytes.fromhex("4889c3")  # mov rbx, rax
+    first, second = Decoder("x86_64"), Decoder("x86_64")
+    first.decode(code, 0)
+    (insn,) = second.decode(code, 0)
+    assert (first.detail_decodes, second.detail_decodes) == (1, 0)
+    assert insn.writes == {"rbx"} and insn.reads == {"rax"}
