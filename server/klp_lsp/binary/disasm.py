@@ -188,6 +188,12 @@ _X86_WRITES_FIRST = frozenset(
     )
 )  # fmt: skip
 
+
+def _operand_names(regs: set[str]) -> tuple[str, ...]:
+    """How arm64 operands start when they name one of `regs` (x-registers) first."""
+    return tuple(f"{w}{r[1:]}," for r in sorted(regs) if r.startswith("x") for w in "xw")
+
+
 # Register events of `FlowScan.trace`.
 RESTORE, KILL, FLOW, GAP = 0, 1, 2, 3
 
@@ -326,6 +332,9 @@ class Decoder:
         saves: set[str] = set()
         implicit = False
         in_entry = True
+        # After the entry run, an arm64 write is a kill event only if its first operand is a
+        # watched register (`x2, ...`, `w2, ...`): the string test is cheaper than parsing.
+        watched_names: tuple[str, ...] = ()
         end = None
         for lite in ranges:
             if lite and lite[0][0] != end:
@@ -342,16 +351,22 @@ class Decoder:
                             watched |= saved & clobbered
                     elif mnemonic == "pop":
                         trace.append((addr, RESTORE, fold(op_str)))
-                    elif mnemonic in writes_first:
+                    elif mnemonic in writes_first and (in_entry or watched):
                         written = fold(op_str.partition(",")[0])
                         if written and (in_entry or written <= watched):
                             trace.append((addr, KILL, written))
                     elif mnemonic in _X86_IMPLICIT_CALLEE_SAVED_WRITERS:
                         implicit = True
                 else:
-                    named, bracket, base = op_str.partition("[")
-                    frame = bracket and base.split(",", 1)[0].rstrip("]!") in ("sp", "x29", "fp")
-                    if frame and (mnemonic in _A64_FRAME_STORES or mnemonic in _A64_FRAME_LOADS):
+                    frame = False
+                    if mnemonic in _A64_FRAME_STORES or mnemonic in _A64_FRAME_LOADS:
+                        named, bracket, base = op_str.partition("[")
+                        frame = bool(bracket) and base.split(",", 1)[0].rstrip("]!") in (
+                            "sp",
+                            "x29",
+                            "fp",
+                        )
+                    if frame:
                         regs = frozenset(r for n in named.split(",") for r in fold(n.strip()))
                         if mnemonic in _A64_FRAME_LOADS:
                             trace.append((addr, RESTORE, regs))
@@ -360,7 +375,11 @@ class Decoder:
                             if in_entry:
                                 entry_saves |= regs
                                 watched |= regs & clobbered
-                    elif mnemonic in writes_first:
+                    elif mnemonic in writes_first and (
+                        in_entry
+                        or mnemonic in _A64_WRITES_SECOND
+                        or (watched_names and op_str.startswith(watched_names))
+                    ):
                         parts = op_str.split(",", 2)
                         written = fold(parts[0].strip())
                         if mnemonic in _A64_WRITES_SECOND and len(parts) > 1:
@@ -375,11 +394,14 @@ class Decoder:
                 if plain:
                     continue
                 insn = make(addr, size, mnemonic, op_str, blank)
-                if insn.flow in _ENDS_ENTRY_RUN:
+                if in_entry and insn.flow in _ENDS_ENTRY_RUN:
                     in_entry = False
+                    watched_names = _operand_names(watched)
                 trace.append((addr, FLOW, _EMPTY))
                 out.append(insn)
-            in_entry = False
+            if in_entry:
+                in_entry = False
+                watched_names = _operand_names(watched)
         named_regs: set[str] = set()
         for token in set(_CALLEE_SAVED_NAMES[self.arch].findall(" ".join(operands))):
             named_regs |= fold(token)
