@@ -378,8 +378,9 @@ class RegisterAnalyser:
         function of another compile unit: their clobber set is then the whole ABI set, and no
         caller can rely on it. For those, the fast decode (`Decoder.scan_flow`) is enough and
         the CFG, the per-instruction register tables and the liveness are skipped. The result
-        is the same as the full analysis's, by these conditions (each checked on the whole
-        kernel by tests/test_differential.py):
+        is the same as the full analysis's, by these conditions (compared with the full
+        analysis on whole kernels by bench/register_analysis.py, and on the fixtures and a
+        sample of Debian CUs by tests/test_register_fast_path.py):
 
         - a call, or a tail call, to a callee modelled with the ABI set (an indirect call, a C
           function of another CU, a thunk, a module's external) makes the clobber set the ABI
