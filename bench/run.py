@@ -184,41 +184,26 @@ def first_diagnostic(vmlinux: Path, source: Path, index_dir: Path, jobs: int) ->
 def server_first_diagnostic(vmlinux: Path, source: Path, index_dir: Path) -> dict[str, Any]:
     """A fresh `klp-lsp serve` with no index: seconds from its start to the patch's diagnostics.
 
-    Drives the server through a real LSP client (pygls) over stdio, as an editor does: it
-    configures the vmlinux, opens PATCH, and waits for the first `publishDiagnostics` of that
-    document (the server publishes none before it has indexed the CUs the patch touches).
+    Drives the server through the language-server benchmark's client (bench/lsp_bench.py: a
+    pygls client that answers as VS Code does): it configures the vmlinux, opens PATCH, and
+    waits for the first `publishDiagnostics` of that document (the server publishes none
+    before it has indexed the CUs the patch touches).
     """
     import asyncio
 
+    from lsp_bench import bench_client, drain, initialize_params, server_env
     from lsprotocol import types
-    from pygls.lsp.client import LanguageClient
 
-    settings = {
-        "binaries": [str(vmlinux)],
-        "sourceRoot": str(source),
-        "indexDir": str(index_dir),
-    }
+    settings = {"binaries": [str(vmlinux)], "sourceRoot": str(source), "indexDir": str(index_dir)}
 
     async def run() -> dict[str, Any]:
-        client = LanguageClient("klp-lsp-bench", "1")
+        client = bench_client(settings)
         got: asyncio.Future[tuple[float, int]] = asyncio.get_running_loop().create_future()
         uri = PATCH.as_uri()
-
-        @client.feature(types.WORKSPACE_CONFIGURATION)
-        def configuration(params: types.ConfigurationParams) -> list[Any]:
-            return [settings for _ in params.items]
-
-        @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
-        def progress_create(params: types.WorkDoneProgressCreateParams) -> None:
-            return None
 
         @client.feature(types.WINDOW_SHOW_MESSAGE)
         def show_message(params: types.ShowMessageParams) -> None:
             _say(f"server: {params.message}")
-
-        @client.feature("$/progress")
-        def progress(params: Any) -> None:
-            return None
 
         @client.feature("klp-lsp/indexState")
         def index_state(params: Any) -> None:
@@ -230,24 +215,11 @@ def server_first_diagnostic(vmlinux: Path, source: Path, index_dir: Path) -> dic
                 got.set_result((time.perf_counter(), len(params.diagnostics)))
 
         started = time.perf_counter()
-        await client.start_io(*KLP, "serve", env={**os.environ, **_env()})
+        await client.start_io(*KLP, "serve", env=server_env())
         server = client._server
         assert server is not None and server.stderr is not None
-
-        async def drain(stream: asyncio.StreamReader) -> None:
-            while await stream.readline():
-                pass
-
         drainer = asyncio.create_task(drain(server.stderr))
-        await client.initialize_async(
-            types.InitializeParams(
-                capabilities=types.ClientCapabilities(
-                    workspace=types.WorkspaceClientCapabilities(configuration=True),
-                    window=types.WindowClientCapabilities(work_done_progress=True),
-                ),
-                initialization_options=settings,
-            )
-        )
+        await client.initialize_async(initialize_params(settings))
         client.initialized(types.InitializedParams())
         client.text_document_did_open(
             types.DidOpenTextDocumentParams(
