@@ -429,18 +429,23 @@ def test_debian_patches_really_apply(name: str) -> None:
         )
 
 
+def _edited(text: str, edits: list[tuple[int, str]]) -> str:
+    """`text` with each (line, edit) applied in turn: insert the line, or "<delete>" one."""
+    lines = text.split("\n")
+    for at, edit in edits:
+        at = min(at, len(lines))
+        if edit == "<delete>":
+            del lines[at : at + 1]
+        else:
+            lines.insert(at, edit)
+    return "\n".join(lines)
+
+
 @given(st.lists(st.tuples(st.integers(0, 25), st.sampled_from(_EDITS)), max_size=6))
 @settings(max_examples=150, deadline=None)
 def test_changes_between_never_raises(edits: list[tuple[int, str]]) -> None:
     """Random line edits of a C file map to changes without raising."""
-    lines = FOO_C.split("\n")
-    for at, text in edits:
-        at = min(at, len(lines))
-        if text == "<delete>":
-            del lines[at : at + 1]
-        else:
-            lines.insert(at, text)
-    for c in changes_between("foo.c", FOO_C, "\n".join(lines)):
+    for c in changes_between("foo.c", FOO_C, _edited(FOO_C, edits)):
         assert c.patch_line >= 1
 
 
@@ -519,14 +524,7 @@ def assert_same_as_whole_file_between(path: str, old: str, new: str) -> None:
 @settings(max_examples=400, deadline=None)
 def test_region_parse_equals_whole_file_parse(edits: list[tuple[int, str]]) -> None:
     """Random line edits map to the same changes with region and whole-file parses."""
-    lines = MANY_C.split("\n")
-    for at, text in edits:
-        at = min(at, len(lines))
-        if text == "<delete>":
-            del lines[at : at + 1]
-        else:
-            lines.insert(at, text)
-    assert_same_as_whole_file_between("many.c", MANY_C, "\n".join(lines))
+    assert_same_as_whole_file_between("many.c", MANY_C, _edited(MANY_C, edits))
 
 
 def test_region_parse_pairs_a_new_duplicate_with_later_ones() -> None:

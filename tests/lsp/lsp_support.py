@@ -134,6 +134,13 @@ async def hover_text(
     return hover.contents.value
 
 
+async def show_report(client: LanguageClient, *arguments: Any) -> Any:
+    """The result of the `klp-lsp.showFunctionReport` command with these arguments."""
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="klp-lsp.showFunctionReport", arguments=list(arguments))
+    )
+
+
 async def wait_for_diagnostics(client: LanguageClient, uri: str, timeout: float = 30) -> list[Any]:
     async def loop() -> list[Any]:
         while uri not in client.diagnostics:

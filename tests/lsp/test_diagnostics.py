@@ -14,6 +14,7 @@ from lsp_support import (
     open_document,
     options,
     position_of,
+    show_report,
     start,
     wait_for_diagnostics,
 )
@@ -169,11 +170,7 @@ async def test_wrong_setting_gives_one_message(client: LanguageClient, tmp_path:
     assert len(wrong) == 1
     assert "severityOverrides.inlined" in wrong[0].message and "colour" in wrong[0].message
     # The rest of the settings still apply: the fixture kernel is indexed and answers.
-    report = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="klp-lsp.showFunctionReport", arguments=[{"name": "demo_lookup"}]
-        )
-    )
+    report = await show_report(client, {"name": "demo_lookup"})
     assert report.startswith("# demo_lookup")
 
 
@@ -208,16 +205,10 @@ async def test_bad_command_arguments_do_not_kill_the_server(
     client: LanguageClient, tmp_path: Path
 ) -> None:
     await start(client, options(tmp_path))
-    result = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="klp-lsp.showFunctionReport", arguments=["a", "b"])
-    )
+    result = await show_report(client, "a", "b")
     assert result == ""
     assert any("arguments must be one object" in m.message for m in client.messages)
-    again = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="klp-lsp.showFunctionReport", arguments=[{"name": "demo_lookup"}]
-        )
-    )
+    again = await show_report(client, {"name": "demo_lookup"})
     assert again.startswith("# demo_lookup")
 
 

@@ -12,6 +12,7 @@ from lsp_support import (
     open_document,
     options,
     position_of,
+    show_report,
     start,
 )
 from lsprotocol import types
@@ -102,27 +103,16 @@ async def test_workspace_symbols(client: LanguageClient, tmp_path: Path) -> None
 
 async def test_show_function_report_command(client: LanguageClient, tmp_path: Path) -> None:
     await start(client, options(tmp_path))
-    by_name = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="klp-lsp.showFunctionReport", arguments=[{"name": "demo_lookup"}]
-        )
-    )
+    by_name = await show_report(client, {"name": "demo_lookup"})
     assert by_name.startswith("# demo_lookup")
     assert "demo_lookup.part.0.cold" in by_name
     uri = open_document(client, DEMO_CORE, "c")
     pos = position_of(DEMO_CORE, "int demo_lookup(", 6)
-    by_position = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="klp-lsp.showFunctionReport",
-            arguments=[{"uri": uri, "position": {"line": pos.line, "character": pos.character}}],
-        )
+    by_position = await show_report(
+        client, {"uri": uri, "position": {"line": pos.line, "character": pos.character}}
     )
     assert by_position == by_name
-    missing = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="klp-lsp.showFunctionReport", arguments=[{"name": "no_such_fn"}]
-        )
-    )
+    missing = await show_report(client, {"name": "no_such_fn"})
     assert "no such function" in missing
 
 
