@@ -38,9 +38,7 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from klp_lsp.binary.disasm import Insn
-
-_ENDS_BLOCK = frozenset(("jump", "cond-jump", "return", "indirect-jump", "trap"))
+from klp_lsp.binary.disasm import BLOCK_ENDING_FLOWS, Insn
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +334,7 @@ def build_cfg(
     leaders: set[int] = {insns[0].address}
     tables: dict[int, tuple[int, ...]] = {}
     for i, insn in enumerate(insns):
-        ends = insn.flow in _ENDS_BLOCK or (insn.flow == "call" and insn.target in noreturn)
+        ends = insn.flow in BLOCK_ENDING_FLOWS or (insn.flow == "call" and insn.target in noreturn)
         if ends and i + 1 < len(insns):
             leaders.add(insns[i + 1].address)
         if insn.flow in ("jump", "cond-jump") and insn.target in by_address:

@@ -162,7 +162,10 @@ _X86_IMPLICIT_CALLEE_SAVED_WRITERS = frozenset(("cpuid", "leave", "enter"))
 _A64_FRAME_STORES = frozenset(("stp", "str", "stur"))
 _A64_FRAME_LOADS = frozenset(("ldp", "ldr", "ldur"))
 _X30 = frozenset(("x30",))
-_ENDS_ENTRY_RUN = frozenset(("jump", "cond-jump", "return", "indirect-jump", "trap"))
+# Flows that end a basic block (a call ends one only when its callee does not return).
+BLOCK_ENDING_FLOWS: frozenset[FlowKind] = frozenset(
+    ("jump", "cond-jump", "return", "indirect-jump", "trap")
+)
 
 
 # Instructions that certainly write the register named by their first operand (the second
@@ -394,7 +397,7 @@ class Decoder:
                 if plain:
                     continue
                 insn = make(addr, size, mnemonic, op_str, blank)
-                if in_entry and insn.flow in _ENDS_ENTRY_RUN:
+                if in_entry and insn.flow in BLOCK_ENDING_FLOWS:
                     in_entry = False
                     watched_names = _operand_names(watched)
                 trace.append((addr, FLOW, _EMPTY))

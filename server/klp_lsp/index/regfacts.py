@@ -101,9 +101,12 @@ class _Chunk:
     """One code range of a function: its bytes and capstone's fast pass over them."""
 
     lo: int
-    hi: int
     code: bytes
     lite: list[LiteInsn]
+
+    @property
+    def hi(self) -> int:
+        return self.lo + len(self.code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +272,7 @@ class RegisterAnalyser:
                 code = self.binary.read_code(lo, hi - lo)
             except BinaryFormatError:
                 continue
-            chunks.append(_Chunk(lo, hi, code, self.decoder.lite(code, lo)))
+            chunks.append(_Chunk(lo, code, self.decoder.lite(code, lo)))
         return chunks
 
     def _decode(self, chunks: Sequence[_Chunk]) -> tuple[Insn, ...]:
