@@ -64,3 +64,43 @@ def test_fast_path_matches_full_analysis_on_debian_sample(arch: str) -> None:
     assert differing == []
     assert fast_deps == full_deps
     assert decided > len(full_uses) // 3
+
+
+def _saved_through_exits(arch: str, code: bytes) -> bool:
+    """The fast path's verdict on hand-assembled code at 0x1000 (no tail calls, no noreturn)."""
+    fixture = "x86_64" if arch == "x86_64" else "arm64"
+    with ElfBinary.open(fixture_binary(fixture)) as binary:
+        dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
+        analyser = RegisterAnalyser(binary, _list_units(dwarf))
+        scan = analyser.decoder.scan_flow([analyser.decoder.lite(code, 0x1000)])
+        return analyser._saved_through_exits(
+            scan, scan.insns, lambda _insn: False, frozenset(), frozenset()
+        )
+
+
+def _a64(*words: int) -> bytes:
+    return b"".join(w.to_bytes(4, "little") for w in words)
+
+
+# stp x29, x30, [sp, #-16]!; mov x29, sp; bl +0x100; ldp x29, x30, [sp], #16; (autiasp;) ret
+_A64_FRAME = (0xA9BF7BFD, 0x910003FD, 0x94000040, 0xA8C17BFD)
+_A64_AUTIASP, _A64_RET = 0xD50323BF, 0xD65F03C0
+
+
+@pytest.mark.parametrize(
+    ("arch", "code", "may_keep"),
+    [
+        # x30 saved and loaded back before the return: it may be preserved, full analysis.
+        ("aarch64", _a64(*_A64_FRAME, _A64_RET), True),
+        # `autiasp` rewrites x30 after the load: not preserved, the fast path decides.
+        ("aarch64", _a64(*_A64_FRAME, _A64_AUTIASP, _A64_RET), False),
+        # push rax; call +0; pop rax; ret: rax may be preserved.
+        ("x86_64", bytes.fromhex("50e80000000058c3"), True),
+        # ... then mov eax, 1 before the ret: rax is written after its restore.
+        ("x86_64", bytes.fromhex("50e80000000058b801000000c3"), False),
+        # push rax; call +0; ret: never loaded back.
+        ("x86_64", bytes.fromhex("50e800000000c3"), False),
+    ],
+)
+def test_saved_through_exits_bounds_the_restores(arch: str, code: bytes, may_keep: bool) -> None:
+    assert _saved_through_exits(arch, code) is may_keep
