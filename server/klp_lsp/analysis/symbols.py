@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Set
 
@@ -57,3 +58,27 @@ def find_symbol_start(low_pc: int, starts: Set[int], arch: Arch) -> int | None:
     if arch == "aarch64" and low_pc - _PATCHABLE_ENTRY_BYTES in starts:
         return low_pc - _PATCHABLE_ENTRY_BYTES
     return None
+
+
+class CuLocator:
+    """Finds the compile unit whose code ranges (`(lo, hi, cu)` spans) hold an address."""
+
+    def __init__(self, spans: Iterable[tuple[int, int, int]]) -> None:
+        self._spans = sorted(span for span in spans if span[1] > span[0])
+        self._starts = [span[0] for span in self._spans]
+
+    def find(self, address: int) -> int | None:
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i >= 0 and self._spans[i][0] <= address < self._spans[i][1]:
+            return self._spans[i][2]
+        return None
+
+    def find_function(self, address: int, size: int, arch: Arch) -> int | None:
+        """The CU of a function symbol. On arm64 the patchable-entry NOPs come before
+        DW_AT_low_pc, so a CU's first function starts 8 bytes before the CU's ranges (without
+        this ~2,200 Debian arm64 functions had no CU); a symbol no longer than the NOPs is not
+        looked up past its end."""
+        found = self.find(address)
+        if found is None and arch == "aarch64" and size > _PATCHABLE_ENTRY_BYTES:
+            found = self.find(address + _PATCHABLE_ENTRY_BYTES)
+        return found

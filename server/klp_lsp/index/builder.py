@@ -12,7 +12,6 @@ Forked workers inherit the parent's open binary (see `_WorkerCache`) and send ba
 
 from __future__ import annotations
 
-import bisect
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,7 +23,7 @@ from klp_lsp import __version__
 from klp_lsp.analysis.clones import parse_clone_name
 from klp_lsp.analysis.patchability import function_has_mcount
 from klp_lsp.analysis.producer import parse_producer
-from klp_lsp.analysis.symbols import assign_sympos, find_symbol_start
+from klp_lsp.analysis.symbols import CuLocator, assign_sympos, find_symbol_start
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import DebugInfoMissing, IndexError_
 from klp_lsp.index.locate import index_path
@@ -204,39 +203,16 @@ def _batches(units: Sequence[CuRow], sizes: dict[int, int]) -> list[list[int]]:
     return out
 
 
-class _CuLocator:
-    """Maps addresses to the CU whose code ranges hold them."""
-
-    def __init__(self, units: Iterable[CuRow]) -> None:
-        spans = sorted((lo, hi, u.unit.offset) for u in units for lo, hi in u.ranges if hi > lo)
-        self._starts = [s[0] for s in spans]
-        self._spans = spans
-
-    def find(self, address: int) -> int | None:
-        i = bisect.bisect_right(self._starts, address) - 1
-        if i >= 0 and self._spans[i][0] <= address < self._spans[i][1]:
-            return self._spans[i][2]
-        return None
-
-
-def _cu_of_symbol(s: ElfSymbol, locate: Callable[[int], int | None], arch: Arch) -> int | None:
-    """The CU holding a function. On arm64 a CU's ranges start after the function's two
-    patchable-entry NOPs (DW_AT_low_pc = symbol + 8), so look just past them too."""
-    found = locate(s.address)
-    if found is None and arch == "aarch64" and s.size > _ARM64_ENTRY_NOPS:
-        found = locate(s.address + _ARM64_ENTRY_NOPS)
-    return found
-
-
-# -fpatchable-function-entry=2 on arm64: two 4-byte NOPs before DWARF's low_pc.
-_ARM64_ENTRY_NOPS = 8
+def cu_locator(units: Iterable[CuRow]) -> CuLocator:
+    """Where each unit's code ranges lie."""
+    return CuLocator((lo, hi, u.unit.offset) for u in units for lo, hi in u.ranges)
 
 
 def _symbol_rows(
     symbols: Sequence[ElfSymbol],
     kallsyms: Sequence[ElfSymbol],
     records: frozenset[int],
-    locate: Callable[[int], int | None],
+    locator: CuLocator,
     arch: Arch,
 ) -> list[SymbolRow]:
     sympos = assign_sympos(kallsyms)
@@ -254,7 +230,7 @@ def _symbol_rows(
                 origin=clone.origin,
                 clone_kinds=clone.kinds,
                 has_mcount=function_has_mcount(s.address, s.size, records, arch),
-                cu_id=_cu_of_symbol(s, locate, arch),
+                cu_id=locator.find_function(s.address, s.size, arch),
             )
         )
     return rows
@@ -351,7 +327,7 @@ def build_index(
                         binary.iter_function_symbols(),
                         binary.iter_kallsyms_symbols(),
                         binary.get_mcount_records(),
-                        _CuLocator(units).find,
+                        cu_locator(units),
                         binary.arch,
                     )
                 )

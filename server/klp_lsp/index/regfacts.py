@@ -31,7 +31,7 @@ from klp_lsp.analysis.registers import (
     compute_clobbers,
     find_register_dependents,
 )
-from klp_lsp.analysis.symbols import find_symbol_start
+from klp_lsp.analysis.symbols import CuLocator, find_symbol_start
 from klp_lsp.binary.abi import get_abi
 from klp_lsp.binary.disasm import GAP, KILL, RESTORE, Decoder, FlowScan, Insn, LiteInsn
 from klp_lsp.binary.elf import ElfBinary
@@ -55,9 +55,6 @@ _FTRACE_ENTRY_CALLS = frozenset({"__fentry__", "mcount", "_mcount", "__mcount"})
 _EXTERNAL_BASE = 0xFFFF_FFFF_F000_0000
 
 _STATIC_CALL_TRAMP_PREFIX = "__SCT__"
-
-# arm64 `-fpatchable-function-entry=2`: two NOPs between a symbol and its DW_AT_low_pc.
-_PATCHABLE_ENTRY_BYTES = 8
 
 # Called by code GCC generates (-fstack-protector), so no CU declares it in DWARF; it panics
 # (kernel/panic.c). Without this the bytes after the call look like its continuation.
@@ -148,9 +145,7 @@ class RegisterAnalyser:
         self.arch = binary.arch
         self.abi = get_abi(binary.arch)
         self.units = {u.unit.offset: u for u in units}
-        spans = sorted((lo, hi, u.unit.offset) for u in units for lo, hi in u.ranges if hi > lo)
-        self._cu_starts = [s[0] for s in spans]
-        self._cu_spans = spans
+        locator = CuLocator((lo, hi, u.unit.offset) for u in units for lo, hi in u.ranges)
         funcs: dict[int, _Func] = {}
         names: dict[str, int] = {}
         for s in function_symbols:
@@ -163,7 +158,9 @@ class RegisterAnalyser:
                 or (old.size == 0 and s.size)
                 or (old.size == s.size and s.binding != "local" and not old.name.startswith("__"))
             ):
-                funcs[s.address] = _Func(s.name, s.address, s.size, self._cu_of_symbol(s.address))
+                funcs[s.address] = _Func(
+                    s.name, s.address, s.size, locator.find_function(s.address, s.size, self.arch)
+                )
             if s.binding != "local" or s.name not in names:
                 names[s.name] = s.address
         self.funcs = funcs
@@ -218,21 +215,6 @@ class RegisterAnalyser:
         self._code_bounds = sorted(bounds)
 
     # --- addresses -------------------------------------------------------------------------
-
-    def _cu_of(self, address: int) -> int | None:
-        i = bisect.bisect_right(self._cu_starts, address) - 1
-        if i >= 0 and self._cu_spans[i][0] <= address < self._cu_spans[i][1]:
-            return self._cu_spans[i][2]
-        return None
-
-    def _cu_of_symbol(self, address: int) -> int | None:
-        """The CU of a function symbol. On arm64 the `-fpatchable-function-entry=2` NOPs come
-        before DW_AT_low_pc, so a CU's first function starts 8 bytes before the CU's ranges
-        (`find_symbol_start`); without this ~2,200 Debian arm64 functions had no CU."""
-        cu = self._cu_of(address)
-        if cu is None and self.arch == "aarch64":
-            cu = self._cu_of(address + _PATCHABLE_ENTRY_BYTES)
-        return cu
 
     def resolve(self, address: int) -> int | None:
         """The start of the function containing `address`."""
