@@ -38,7 +38,11 @@ def test_show_json_contract(tmp_path: Path) -> None:
     assert doc["query"] == "demo_lookup"
     (m,) = doc["matches"]
     assert m["object"] == "vmlinux" and m["decl_file"] == "kernel/demo_core.c"
-    assert m["build_id"] == "27e8971b4f1b40bd7c7ec395f0674cbab12b174c"
+    # The build-id `readelf -n` prints (it changes whenever the fixtures are rebuilt).
+    notes = subprocess.run(
+        ["readelf", "-n", str(fixture_binary("x86_64"))], capture_output=True, text=True
+    ).stdout
+    assert f"Build ID: {m['build_id']}" in notes
     assert m["symbols"][0] == {
         "name": "demo_lookup",
         "address": "0xffffffff81000140",
@@ -48,9 +52,13 @@ def test_show_json_contract(tmp_path: Path) -> None:
         "sympos": 0,
         "has_mcount": True,
         "patchable": True,
+        "queried": False,
     }
+    assert m["queried_symbol"] is None
     assert [c["name"] for c in m["clones"]] == ["demo_lookup.part.0", "demo_lookup.part.0.cold"]
     assert m["clones"][0]["kinds"] == ["part"]
+    assert m["clones"][0]["signature"]["matches_prototype"] is True
+    assert m["clones"][1]["signature"] is None  # a .cold part has no entry of its own
     assert m["patchable"] is True and m["out_of_line"] is True
     assert {i["function"] for i in m["inlined_into"]} == {"demo_submit", "demo_complete"}
     assert m["compiler"]["ipa_ra"] is False and m["compiler"]["ftrace"] == "fentry"
@@ -121,3 +129,27 @@ def test_index_then_reindex_is_a_noop(tmp_path: Path) -> None:
 def test_bad_usage_exits_2() -> None:
     done = run("show")
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_show_by_clone_name(tmp_path: Path) -> None:
+    done = show(tmp_path, "demo_scale.constprop.0.isra.0", fixture_binary("x86_64"), "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    (m,) = doc["matches"]
+    assert m["name"] == "demo_scale" and m["queried_symbol"] == "demo_scale.constprop.0.isra.0"
+    (clone,) = m["clones"]
+    assert clone["queried"] is True
+    sig = clone["signature"]
+    assert [(p["name"], p["status"], p["register"]) for p in sig["params"]] == [
+        ("ctx", "replaced", None),
+        ("unused", "dropped", None),
+        ("v", "register", "rdx"),
+    ]
+    assert sig["extra_registers"] == ["rdi", "rsi"] and sig["returns"] == ["rax"]
+    assert sig["matches_prototype"] is False
+    text = show(tmp_path, "demo_scale.constprop.0.isra.0", fixture_binary("x86_64"))
+    assert text.returncode == 0
+    assert "(queried: demo_scale.constprop.0.isra.0)" in text.stdout.splitlines()[0]
+    assert "signature: (ctx: replaced, unused: dropped, v=rdx) +rdi +rsi -> rax" in text.stdout
+    missing = show(tmp_path, "demo_scale.isra.7", fixture_binary("x86_64"))
+    assert missing.returncode == 1

@@ -181,15 +181,16 @@ class SlowScan:
 
     def location(self, die: DIE, pc: int | None) -> str:
         if "DW_AT_location" not in die.attributes:
-            return "optimized-out"
+            return "constant" if "DW_AT_const_value" in die.attributes else "optimized-out"
         attr = die.attributes["DW_AT_location"]
         parsed = LocationParser(self.di.location_lists()).parse_from_attribute(
             attr, self.cu.header.version, die
         )
         if isinstance(parsed, LocationExpr):
             return self.expr(parsed.loc_expr)
+        removed = any(isinstance(e, LocationEntry) and e.loc_expr[:1] == [0xFA] for e in parsed)
         if pc is None:
-            return "unknown"
+            return "removed" if removed else "unknown"
         base = self.base
         default = None
         for e in parsed:
@@ -206,13 +207,23 @@ class SlowScan:
                 )
                 if lo <= pc < hi:
                     return self.expr(e.loc_expr)
-        return "unknown" if default is None else self.expr(default)
+        if default is not None:
+            return self.expr(default)
+        return "removed" if removed else "unknown"
 
     def expr(self, ops: list[int]) -> str:
         if not ops:
             return "optimized-out"
         parsed = DWARFExprParser(self.cu.structs).parse_expr(ops)
         op = parsed[0]
+        if op.op_name == "DW_OP_GNU_parameter_ref":
+            return "removed"
+        if (
+            len(parsed) == 2
+            and parsed[1].op_name == "DW_OP_stack_value"
+            and (op.op_name.startswith("DW_OP_lit") or op.op_name.startswith("DW_OP_const"))
+        ):
+            return "constant"
         regs = REGISTER_NAMES[self.arch]
         sp = 7 if self.arch == "x86_64" else 31
         if op.op_name.startswith("DW_OP_reg") and op.op_name != "DW_OP_regx":
@@ -298,13 +309,27 @@ class SlowScan:
                 else (ranges[0][0] + e.value if ranges else None)
             )
         pc = entry if entry is not None else (ranges[0][0] if ranges else None)
-        params = tuple(
-            model.Param(
-                name=_s(self.first(self.chain(c), "DW_AT_name")), location=self.location(c, pc)
-            )
+        located = {
+            c.offset: self.param(c, self.location(c, pc))
             for c in die.iter_children()
             if c.tag == "DW_TAG_formal_parameter"
-        )
+        }
+        params = tuple(located.values())
+        origin = self.ref(die, "DW_AT_abstract_origin")
+        if origin is not None and origin in self.dies:
+            # C order: the abstract origin's parameters, each with the copy's DIE if it has one.
+            by_origin = {
+                self.ref(c, "DW_AT_abstract_origin"): c.offset
+                for c in die.iter_children()
+                if c.tag == "DW_TAG_formal_parameter"
+            }
+            ordered = []
+            for c in self.dies[origin].iter_children():
+                if c.tag != "DW_TAG_formal_parameter":
+                    continue
+                own = by_origin.pop(c.offset, None)
+                ordered.append(located[own] if own is not None else self.param(c, "optimized-out"))
+            params = (*ordered, *(located[o] for o in by_origin.values()))
         return model.Subprogram(
             die_offset=die.offset,
             cu_offset=self.cu.cu_offset,
@@ -324,7 +349,50 @@ class SlowScan:
             ranges=ranges,
             params=params,
             entry_pc=entry,
+            return_size=self.return_size(chain),
         )
+
+    def param(self, die: DIE, location: str) -> model.Param:
+        chain = self.chain(die)
+        holder = next((d for d in chain if "DW_AT_type" in d.attributes), None)
+        kind = None if holder is None else self.type_info(holder)[0]
+        return model.Param(_s(self.first(chain, "DW_AT_name")), location, kind)
+
+    def return_size(self, chain: list[DIE]) -> int | None:
+        holder = next((d for d in chain if "DW_AT_type" in d.attributes), None)
+        if holder is None:
+            last = chain[-1].attributes
+            unresolved = "DW_AT_abstract_origin" in last or "DW_AT_specification" in last
+            return None if unresolved else 0
+        return self.type_info(holder)[1]
+
+    def type_info(self, holder: DIE) -> tuple[str | None, int | None]:
+        t = holder.get_DIE_from_attribute("DW_AT_type")
+        for _ in range(16):
+            if t.tag in (
+                "DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type",
+                "DW_TAG_restrict_type", "DW_TAG_atomic_type",
+            ):  # fmt: skip
+                if "DW_AT_type" not in t.attributes:
+                    return "void", 0
+                t = t.get_DIE_from_attribute("DW_AT_type")
+                continue
+            size = (
+                t.attributes["DW_AT_byte_size"].value if "DW_AT_byte_size" in t.attributes else None
+            )
+            if t.tag in (
+                "DW_TAG_pointer_type",
+                "DW_TAG_reference_type",
+                "DW_TAG_ptr_to_member_type",
+            ):
+                return "pointer", int(size) if size is not None else self.cu.header.address_size
+            if t.tag in (
+                "DW_TAG_structure_type", "DW_TAG_union_type", "DW_TAG_class_type",
+                "DW_TAG_array_type",
+            ):  # fmt: skip
+                return "aggregate", None if size is None else int(size)
+            return "scalar", None if size is None else int(size)
+        return None, None
 
 
 def _join(comp_dir: str, directory: str, name: str) -> str:

@@ -75,9 +75,14 @@ class Param:
     """One formal parameter and where its value lives when the function is entered."""
 
     name: str | None
-    # A register name, "stack", "optimized-out" (no location at all), or "unknown" (an
-    # expression that is not a plain register or frame slot at entry).
+    # A register name, "stack", "optimized-out" (no location at all), "removed" (GCC took it
+    # out of this copy's arguments: its location is DW_OP_GNU_parameter_ref, the value the
+    # caller's DW_TAG_call_site_parameter gives), "constant" (a known value, DW_AT_const_value
+    # or a constant DW_OP_stack_value at entry), or "unknown" (any other expression).
     location: str
+    # What its C type is: "pointer", "aggregate" (struct, union), "scalar" (integer, enum),
+    # None when unknown. IPA-SRA splits only pointers and aggregates into other arguments.
+    type_kind: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +103,13 @@ class Subprogram:
     abstract_origin: int | None  # absolute DIE offset, for concrete instances (clones too)
     specification: int | None
     ranges: tuple[tuple[int, int], ...]  # [low, high) code ranges; empty if no code
+    # In C order: a concrete copy's parameters follow its abstract origin's, and a parameter
+    # the copy has no DIE for is "optimized-out".
     params: tuple[Param, ...]
     entry_pc: int | None = None
+    # Size in bytes of the return type: 0 for void, None when unknown (a type the scanner
+    # cannot size, or a declaration in another unit).
+    return_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +161,9 @@ class RegisterUse:
     clobbers: frozenset[str]  # call-clobbered registers it (or its callees) may write
     callee_saved_clobbers: frozenset[str]  # callee-saved registers written and not restored
     calls: tuple[CallEdge, ...] = field(default=())
+    # Argument registers (and the indirect result register) its code reads before writing
+    # them: what it really receives. None when not computed (only GCC clones get it).
+    arguments: frozenset[str] | None = None
 
 
 DependencyReason = Literal["ipa-ra", "custom-convention"]
@@ -165,6 +178,9 @@ class RegisterDependent:
     site: int  # address of the call instruction
     registers: tuple[str, ...]
     reason: DependencyReason
+    # Start addresses of the functions between the call and `callee`, the called one first,
+    # each reaching the next by a call or a tail call; () when the site calls `callee` itself.
+    via: tuple[int, ...] = ()
 
 
 # --- what the index answers -------------------------------------------------------------------
@@ -197,6 +213,13 @@ class InlinedInto:
     call_file: str | None
     call_line: int | None
     depth: int  # 1 when inlined directly, 2+ when through other inlined functions
+    # Code no symbol covers, which never runs and no live patch can name: `function` is then
+    # its DWARF subprogram's name, and `reason` says why it has no symbol (an overridden
+    # `__weak` copy the linker kept without one).
+    dead: bool = False
+    reason: str | None = None
+    # Other symbols at the same address (`function` is the one of its DWARF definition).
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +233,9 @@ class DependentFact:
     registers: tuple[str, ...]
     reason: DependencyReason
     caller_address: int = 0
+    # The functions between the call and `callee`, the called one first (each calls or
+    # tail-calls the next): () when the caller calls `callee` itself.
+    via: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +249,57 @@ class CallFact:
     kind: str  # CallKind, or "inlined" for inline sites in call hierarchies
     caller_address: int = 0
     callee_address: int | None = None
+
+
+PassingStatus = Literal[
+    "register", "stack", "unused", "dropped", "replaced", "removed", "constant", "unknown"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PassedParam:
+    """How one C parameter reaches an out-of-line copy of its function.
+
+    `status`: "register" (in `register`), "stack"; "unused" (a copy that keeps the C ABI and
+    never reads it: callers still pass it in `abi_register`); for GCC clones, which callers call
+    with GCC's own convention: "dropped" (not passed: unused, or fixed by IPA-CP), "replaced"
+    (not passed; the copy receives values derived from it in `CompiledSignature.extra_registers`,
+    IPA-SRA), "removed" (not passed, one of several, some of which were replaced), "constant"
+    (DWARF gives it a constant value); "unknown" (a location DWARF does not make plain).
+    """
+
+    name: str | None
+    index: int  # position in the C prototype, from 0
+    status: PassingStatus
+    register: str | None = None  # status "register"
+    abi_register: str | None = None  # where the C prototype puts it (None: on the stack)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSignature:
+    """The calling convention one symbol's machine code has, against its C prototype.
+
+    A GCC clone's callers are compiled against this, not the prototype: a live patch replacing
+    `foo.isra.0` must take its arguments and return its result where these say.
+    """
+
+    symbol: str
+    object: str
+    address: int
+    clone_kinds: tuple[str, ...]
+    params: tuple[PassedParam, ...]  # every C parameter, in C order
+    # Argument registers (and the indirect result register) the code reads before writing
+    # them that carry no C parameter: the values IPA-SRA passes instead of removed ones. None
+    # when the machine code's arguments are not known (register facts not indexed).
+    extra_registers: tuple[str, ...] | None
+    # Registers the result comes back in: () for none (void, or dropped by IPA-SRA); None when
+    # the return type is not known.
+    returns: tuple[str, ...] | None
+    # The result is written to memory at the address passed in `Abi.indirect_result`.
+    returns_in_memory: bool
+    result_dropped: bool  # the C function returns a value that this copy never produces
+    # Every parameter where the C prototype puts it, nothing extra, the same result.
+    matches_prototype: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +330,14 @@ class FunctionReport:
     callee_saved_clobbers: tuple[str, ...]
     register_dependents: tuple[DependentFact, ...]
     has_dwarf: bool = True
+    # The compiled signature of each clone but `.cold` parts, in the order of `clones`.
+    clone_signatures: tuple[CompiledSignature, ...] = ()
+    # The symbol the user asked about when it is not the C name (a clone, a `.cold` part, an
+    # alias, or `name,sympos`): the report is its C definition's.
+    queried_symbol: SymbolFact | None = None
+    # Out-of-line copies no symbol covers (address, why): code that never runs, such as an
+    # overridden `__weak` function's body, which the linker keeps without its symbol.
+    dead_copies: tuple[tuple[int, str], ...] = ()
 
 
 # --- what a patch check finds ----------------------------------------------------------------

@@ -21,7 +21,7 @@ dependent with callee F, caller C and the site of the call to G.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from klp_lsp.analysis.cfg import Block, Cfg, build_cfg
@@ -225,17 +225,19 @@ def _preserved(facts: Mapping[int, FunctionFacts]) -> dict[int, frozenset[str]]:
     tail call to the restore stub `__thunk_restore` (arch/x86/entry/thunk_64.S).
     """
 
-    out: dict[int, frozenset[str]] = {}
-    for a, f in facts.items():
-        kept: frozenset[str] = f.entry_saves
-        if not f.exits:
-            kept = frozenset()
-        for target, restores in f.exits:
-            # Registers restored before a tail call are the caller's values again when the
-            # target starts; the target's own writes are added as a tail-call edge.
-            kept &= restores if target is None else restores | _stub_restores(facts, target)
-        out[a] = kept
-    return out
+    return {a: _preserved_by(facts, f) for a, f in facts.items()}
+
+
+def _preserved_by(facts: Mapping[int, FunctionFacts], f: FunctionFacts) -> frozenset[str]:
+    """`_preserved` of one function (`facts` for the restore stubs it tail-calls)."""
+    kept: frozenset[str] = f.entry_saves
+    if not f.exits:
+        kept = frozenset()
+    for target, restores in f.exits:
+        # Registers restored before a tail call are the caller's values again when the
+        # target starts; the target's own writes are added as a tail-call edge.
+        kept &= restores if target is None else restores | _stub_restores(facts, target)
+    return kept
 
 
 def compute_clobbers(
@@ -282,28 +284,67 @@ def compute_clobbers(
 
 
 class _Masks:
-    """Register sets as int bit masks: liveness runs on ints, results go back to names."""
+    """Register sets as int bit masks: liveness runs on ints, results go back to names.
+
+    Each register has one bit per lane (`abi.register_lanes`): bit `lane * n + i` for the
+    i-th register, so an x86 8- or 16-bit write kills only its lanes and the rest of the
+    register stays live. A register is live when any of its lanes is.
+    """
 
     def __init__(self, abi: Abi) -> None:
         self.names = sort_registers(abi.arch, abi.call_clobbered | abi.callee_saved)
+        self.count = len(self.names)
+        self.index = {name: i for i, name in enumerate(self.names)}
         self.bit = {name: 1 << i for i, name in enumerate(self.names)}
         self._masks: dict[frozenset[str], int] = {}
         self._sets: dict[int, frozenset[str]] = {}
+        self._insns: dict[tuple[object, ...], tuple[int, int]] = {}
+
+    def _lanes(self, name: str, lanes: int) -> int:
+        i = self.index.get(name)
+        if i is None:
+            return 0
+        out = 0
+        for lane in range(3):
+            if lanes & (1 << lane):
+                out |= 1 << (lane * self.count + i)
+        return out
 
     def mask(self, regs: frozenset[str]) -> int:
+        """Every lane of `regs`."""
         found = self._masks.get(regs)
         if found is None:
             found = 0
             for r in regs:
                 found |= self.bit.get(r, 0)
+            found |= (found << self.count) | (found << (2 * self.count))
             self._masks[regs] = found
         return found
 
     def regs(self, mask: int) -> frozenset[str]:
+        """The registers with a live lane in `mask`."""
+        n = self.count
+        mask = (mask | (mask >> n) | (mask >> (2 * n))) & ((1 << n) - 1)
         found = self._sets.get(mask)
         if found is None:
-            found = frozenset(n for n in self.names if mask & self.bit[n])
+            found = frozenset(name for name in self.names if mask & self.bit[name])
             self._sets[mask] = found
+        return found
+
+    def insn(self, insn: Insn) -> tuple[int, int]:
+        """(kill, gen) of one instruction that is not a call."""
+        key = (insn.reads, insn.writes, insn.lanes)
+        found = self._insns.get(key)
+        if found is None:
+            kill, gen = self.mask(insn.writes), self.mask(insn.reads)
+            for reg, read, written in insn.lanes:
+                whole = self.mask(frozenset((reg,)))
+                if reg in insn.reads:
+                    gen = (gen & ~whole) | self._lanes(reg, read)
+                if reg in insn.writes:
+                    kill = (kill & ~whole) | self._lanes(reg, written)
+            found = (kill, gen)
+            self._insns[key] = found
         return found
 
 
@@ -337,7 +378,7 @@ class _Liveness:
                     kill = mask(clobbers_of(callee)) | mask(insn.writes)
                     gen = mask(args_of(callee, insn.address)) | mask(insn.reads)
                 else:
-                    kill, gen = mask(insn.writes), mask(insn.reads)
+                    kill, gen = masks.insn(insn)
                 steps.append((kill, gen))
             block_gen = block_kill = 0
             for kill, gen in reversed(steps):
@@ -394,9 +435,10 @@ class _Liveness:
 
 
 def _argument_setup(abi: Abi, facts: FunctionFacts) -> dict[int, frozenset[str]]:
-    """ABI argument registers written in each call's block since the previous call."""
+    """ABI argument registers (and the indirect result register) written in each call's block
+    since the previous call."""
     out: dict[int, frozenset[str]] = {}
-    args = frozenset(abi.arg_registers)
+    args = frozenset((*abi.arg_registers, abi.indirect_result))
     for block in facts.cfg.blocks.values():
         written: set[str] = set()
         for insn in block.insns:
@@ -409,6 +451,147 @@ def _argument_setup(abi: Abi, facts: FunctionFacts) -> dict[int, frozenset[str]]
     return out
 
 
+class _CallModel:
+    """What a caller's liveness assumes about each call: the callee's clobbers, its arguments
+    and its results, from the clobber sets and what DWARF says (`find_register_dependents`)."""
+
+    def __init__(
+        self,
+        abi: Abi,
+        facts: Mapping[int, FunctionFacts],
+        clobbers: Mapping[int, frozenset[str]],
+        arg_registers_of: RegsOf | None,
+        return_registers_of: RegsOf | None,
+        default_clobbers: Callable[[int], frozenset[str]] | None,
+    ) -> None:
+        self.abi = abi
+        self.clobbers = clobbers
+        self.default = default_clobbers or (lambda _callee: abi.call_clobbered)
+        self.arg_registers_of = arg_registers_of
+        self.return_registers_of = return_registers_of
+        self.fallbacks: set[int] = set()
+        self.first_return_argument = frozenset(abi.return_registers[:1]) & frozenset(
+            abi.arg_registers
+        )
+        self.setup: dict[int, frozenset[str]] = {}
+        for f in facts.values():
+            self.setup.update(_argument_setup(abi, f))
+
+    def clobbers_of(self, callee: int | None) -> frozenset[str]:
+        if callee is None:
+            return self.abi.call_clobbered
+        found = self.clobbers.get(callee)
+        return found if found is not None else self.default(callee)
+
+    def args_of(self, callee: int | None, site: int) -> frozenset[str]:
+        known = self.arg_registers_of
+        regs = known(callee) if (known and callee is not None) else None
+        if regs is None:
+            # Unknown parameters (asm, variadic, indirect): take the ABI argument registers
+            # that the caller writes right before the call. All six/eight would make any
+            # value the caller never passed look live across earlier calls, an invented
+            # dependency; an argument computed before an earlier call can be missed instead.
+            self.fallbacks.add(site)
+            return self.setup.get(site, frozenset())
+        return frozenset(regs)
+
+    def returns_of(self, callee: int | None) -> frozenset[str]:
+        known = self.return_registers_of
+        regs = known(callee) if (known and callee is not None) else None
+        if regs is not None:
+            return frozenset(regs)
+        # Unknown: the return registers the callee writes, and the first one when it is also
+        # an argument register (arm64 x0: memset returns its unchanged first argument). On
+        # x86-64 a function that never writes rax cannot return a value in it, so a value
+        # kept there is a dependency (a void callee); rdx counts when written.
+        return (self.abi.return_set & self.clobbers_of(callee)) | self.first_return_argument
+
+    def caller_returns(self, caller: int) -> frozenset[str]:
+        known = self.return_registers_of
+        regs = known(caller) if known else None
+        if regs is not None:
+            return frozenset(regs)
+        # Unknown: rax when the caller or its callees write it, x0 always (it may be the
+        # unchanged first argument); a second return register is not assumed, since rdx (x1)
+        # live at every return would invent dependencies.
+        first = frozenset(self.abi.return_registers[:1])
+        return (first & self.clobbers_of(caller)) | self.first_return_argument
+
+    def liveness(self, masks: _Masks, caller: int, f: FunctionFacts) -> _Liveness:
+        return _Liveness(masks, f, self.clobbers_of, self.args_of, self.caller_returns(caller))
+
+
+class _Reachable(Mapping[int, FunctionFacts]):
+    """The facts of a group with those of the functions outside it that calls reach, and
+    what each preserves (memoised: `_preserved_by`)."""
+
+    def __init__(
+        self, facts: Mapping[int, FunctionFacts], outside: Mapping[int, FunctionFacts] | None
+    ) -> None:
+        self.facts = facts
+        self.outside = outside or {}
+        self._preserved: dict[int, frozenset[str]] = {}
+
+    def __getitem__(self, address: int) -> FunctionFacts:
+        found = self.facts.get(address)
+        return found if found is not None else self.outside[address]
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.facts
+        yield from (a for a in self.outside if a not in self.facts)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def preserved(self, address: int) -> frozenset[str]:
+        found = self._preserved.get(address)
+        if found is None:
+            f = self.get(address)
+            found = frozenset() if f is None else _preserved_by(self, f)
+            self._preserved[address] = found
+        return found
+
+
+def _reached(
+    start: int, regs: tuple[str, ...], facts: _Reachable
+) -> list[tuple[int, tuple[str, ...], tuple[int, ...]]]:
+    """The functions a call to `start` runs, with the kept registers each must leave alone.
+
+    (function, registers, via) for `start` itself (via ()) and every function it reaches by
+    calls and tail calls through `facts`, breadth first, via naming the functions between.
+    A register goes on through a call only if the calling function does not save and restore
+    it around everything (`_preserved`: then the callee's writes never reach the caller that
+    keeps it), and through a tail call always (the tail-calling function's restores come
+    before the jump, so the target's writes reach that caller: __SCT__preempt_schedule is
+    `jmp preempt_schedule_thunk`).
+    """
+    carried: dict[int, frozenset[str]] = {start: frozenset(regs)}
+    vias: dict[int, tuple[int, ...]] = {start: ()}
+    order = [start]
+    todo = [start]
+    while todo:
+        address = todo.pop(0)
+        f = facts.get(address)
+        if f is None:
+            continue
+        for edge in f.calls:
+            target = edge.callee
+            if target is None or target == start:
+                continue
+            passed = carried[address]
+            if edge.kind == "call":
+                passed = passed - facts.preserved(address)
+            old = carried.get(target, frozenset())
+            if not passed or passed <= old:
+                continue
+            if target not in carried:
+                vias[target] = (*vias[address], address)
+                order.append(target)
+            carried[target] = old | passed
+            todo.append(target)
+    return [(a, tuple(r for r in regs if r in carried[a]), vias[a]) for a in order]
+
+
 def find_register_dependents(
     arch: str,
     facts: Mapping[int, FunctionFacts],
@@ -419,95 +602,42 @@ def find_register_dependents(
     return_registers_of: RegsOf | None = None,
     default_clobbers: Callable[[int], frozenset[str]] | None = None,
     dependents_only: bool = False,
+    outside: Mapping[int, FunctionFacts] | None = None,
 ) -> tuple[tuple[RegisterDependent, ...], tuple[Artefact, ...], tuple[int, ...]]:
     """(dependents, artefacts, call sites using the ABI argument fallback) of `facts`.
 
     With `dependents_only`, callers whose every call goes to a callee that clobbers the whole
     ABI set are skipped: nothing can be kept across such calls, so they yield no dependent (only
     "clobbered" artefacts). In a distro kernel that is about nine callers in ten.
+
+    `outside` holds the facts of functions of other groups that a dependency may reach (the
+    asm code the index decodes on demand): a caller keeping registers across an asm
+    trampoline relies on what the trampoline tail-calls too.
     """
     abi = get_abi(arch)
-    default = default_clobbers or (lambda _callee: abi.call_clobbered)
-    fallbacks: set[int] = set()
-    first_return_argument = frozenset(abi.return_registers[:1]) & frozenset(abi.arg_registers)
-
-    def clobbers_of(callee: int | None) -> frozenset[str]:
-        if callee is None:
-            return abi.call_clobbered
-        found = clobbers.get(callee)
-        return found if found is not None else default(callee)
-
-    setup: dict[int, frozenset[str]] = {}
-    for f in facts.values():
-        setup.update(_argument_setup(abi, f))
-
-    def args_of(callee: int | None, site: int) -> frozenset[str]:
-        regs = arg_registers_of(callee) if (arg_registers_of and callee is not None) else None
-        if regs is None:
-            # Unknown parameters (asm, variadic, indirect): take the ABI argument registers
-            # that the caller writes right before the call. All six/eight would make any
-            # value the caller never passed look live across earlier calls, an invented
-            # dependency; an argument computed before an earlier call can be missed instead.
-            fallbacks.add(site)
-            return setup.get(site, frozenset())
-        return frozenset(regs)
-
-    def returns_of(callee: int | None) -> frozenset[str]:
-        regs = return_registers_of(callee) if (return_registers_of and callee is not None) else None
-        if regs is not None:
-            return frozenset(regs)
-        # Unknown: the return registers the callee writes, and the first one when it is also
-        # an argument register (arm64 x0: memset returns its unchanged first argument). On
-        # x86-64 a function that never writes rax cannot return a value in it, so a value
-        # kept there is a dependency (a void callee); rdx counts when written.
-        return (abi.return_set & clobbers_of(callee)) | first_return_argument
-
-    def caller_returns(caller: int) -> frozenset[str]:
-        regs = return_registers_of(caller) if return_registers_of else None
-        if regs is not None:
-            return frozenset(regs)
-        # Unknown: rax when the caller or its callees write it, x0 always (it may be the
-        # unchanged first argument); a second return register is not assumed, since rdx (x1)
-        # live at every return would invent dependencies.
-        first = frozenset(abi.return_registers[:1])
-        return (first & clobbers_of(caller)) | first_return_argument
-
-    reach: dict[int, frozenset[int]] = {}
-
-    def closure(start: int) -> frozenset[int]:
-        if start in reach:
-            return reach[start]
-        seen = {start}
-        todo = [start]
-        while todo:
-            f = facts.get(todo.pop())
-            if f is None:
-                continue
-            for edge in f.calls:
-                if edge.callee is not None and edge.callee not in seen:
-                    seen.add(edge.callee)
-                    todo.append(edge.callee)
-        reach[start] = frozenset(seen)
-        return reach[start]
+    model = _CallModel(
+        abi, facts, clobbers, arg_registers_of, return_registers_of, default_clobbers
+    )
+    reachable = _Reachable(facts, outside)
 
     masks = _Masks(abi)
     dependents: list[RegisterDependent] = []
     artefacts: list[Artefact] = []
     for caller, f in facts.items():
         if dependents_only and all(
-            clobbers_of(callee) >= abi.call_clobbered for callee in f.call_targets.values()
+            model.clobbers_of(callee) >= abi.call_clobbered for callee in f.call_targets.values()
         ):
             continue
-        liveness = _Liveness(masks, f, clobbers_of, args_of, caller_returns(caller))
+        liveness = model.liveness(masks, caller, f)
         for insn, live_after in liveness.iter_call_sites():
             callee = f.call_targets.get(insn.address)
             if callee is None:
                 continue
             # The call's own writes (x30 for `bl`) are its outputs, not kept values.
-            kept = (live_after & abi.call_clobbered) - returns_of(callee) - insn.writes
+            kept = (live_after & abi.call_clobbered) - model.returns_of(callee) - insn.writes
             if not kept:
                 continue
-            written = kept & clobbers_of(callee)
+            written = kept & model.clobbers_of(callee)
             if written:
                 artefacts.append(
                     Artefact(
@@ -522,18 +652,54 @@ def find_register_dependents(
             if reason is None:
                 artefacts.append(Artefact(caller, insn.address, callee, regs, "no-reason"))
                 continue
-            for target in sorted(closure(callee)):
+            for target, carried, via in _reached(callee, regs, reachable):
                 # A function that already writes a register cannot break the caller by
                 # writing it: someone between (a thunk saving everything) preserves it.
                 own = (
-                    regs
+                    carried
                     if target == callee
-                    else tuple(r for r in regs if r not in clobbers_of(target))
+                    else tuple(r for r in carried if r not in model.clobbers_of(target))
                 )
                 if own:
-                    dependents.append(RegisterDependent(target, caller, insn.address, own, reason))
+                    dependents.append(
+                        RegisterDependent(target, caller, insn.address, own, reason, via)
+                    )
     dependents.sort(key=lambda d: (d.callee, d.caller, d.site))
-    return tuple(dependents), tuple(artefacts), tuple(sorted(fallbacks))
+    return tuple(dependents), tuple(artefacts), tuple(sorted(model.fallbacks))
+
+
+def find_entry_arguments(
+    arch: str,
+    facts: Mapping[int, FunctionFacts],
+    clobbers: Mapping[int, frozenset[str]],
+    starts: Iterable[int],
+    *,
+    arg_registers_of: RegsOf | None = None,
+    return_registers_of: RegsOf | None = None,
+    default_clobbers: Callable[[int], frozenset[str]] | None = None,
+) -> dict[int, frozenset[str]]:
+    """The argument registers (and the indirect result register) each function of `starts`
+    reads before writing them: what its callers must pass, whatever its C prototype says.
+
+    For GCC clones: `foo.isra.0` takes a field of a struct instead of the pointer, in a
+    register that no C parameter's DWARF location names. Liveness at the entry, with calls
+    modelled as in `find_register_dependents` (a register passed on unchanged to a callee
+    is read).
+    """
+    abi = get_abi(arch)
+    model = _CallModel(
+        abi, facts, clobbers, arg_registers_of, return_registers_of, default_clobbers
+    )
+    masks = _Masks(abi)
+    wanted = frozenset((*abi.arg_registers, abi.indirect_result))
+    out: dict[int, frozenset[str]] = {}
+    for start in starts:
+        f = facts.get(start)
+        if f is None or f.cfg.entry not in f.cfg.blocks:
+            continue
+        liveness = model.liveness(masks, start, f)
+        out[start] = masks.regs(liveness.live_in.get(f.cfg.entry, 0)) & wanted
+    return out
 
 
 def analyse_registers(

@@ -27,6 +27,10 @@ class Abi:
     # Registers that can carry a return value (the second one only for 128-bit values).
     return_registers: tuple[str, ...]
     stack_pointer: str
+    # Where the caller passes the address of a result returned in memory (a struct over 16
+    # bytes): x86-64 a hidden first argument in rdi (the C parameters move one register on),
+    # AAPCS64 the indirect result register x8, beside x0-x7.
+    indirect_result: str
 
     @property
     def return_set(self) -> frozenset[str]:
@@ -43,6 +47,7 @@ _X86_64 = Abi(
     arg_registers=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
     return_registers=("rax", "rdx"),
     stack_pointer="rsp",
+    indirect_result="rdi",
 )
 
 # x18 is a temporary in AAPCS64; with CONFIG_SHADOW_CALL_STACK it holds the shadow stack
@@ -56,7 +61,29 @@ _AARCH64 = Abi(
     arg_registers=tuple(f"x{i}" for i in range(8)),
     return_registers=("x0", "x1"),
     stack_pointer="sp",
+    indirect_result="x8",
 )
+
+
+# The largest result returned in registers (two of them); larger ones are returned in memory
+# (x86-64 psABI 3.2.3, AAPCS64 6.9). Kernel C has no floating-point results.
+MAX_REGISTER_RESULT = 16
+
+
+def result_registers(arch: str, return_size: int | None) -> tuple[str, ...] | None:
+    """Registers that carry a result of `return_size` bytes (0: void; None: unknown).
+
+    A result in memory comes back as its address in rax on x86-64, and in no register on
+    arm64 (the caller keeps the address it passed in x8, if it needs it).
+    """
+    if return_size is None:
+        return None
+    abi = get_abi(arch)
+    if return_size == 0:
+        return ()
+    if return_size > MAX_REGISTER_RESULT:
+        return abi.return_registers[:1] if arch == "x86_64" else ()
+    return abi.return_registers[: 1 if return_size <= 8 else 2]
 
 
 def get_abi(arch: str) -> Abi:
@@ -108,6 +135,40 @@ def _aarch64_fold_table() -> dict[str, str]:
 
 
 _FOLD = {"x86_64": _x86_fold_table(), "aarch64": _aarch64_fold_table()}
+
+
+# Lanes of an x86-64 general register that an 8- or 16-bit write leaves apart: bits 0-7,
+# bits 8-15 (ah, bh, ch, dh) and bits 16-63. Only 32- and 64-bit writes replace the whole
+# register (a 32-bit write zero-extends); `setne dl`, `mov al, [rdi]`, `mov ax, 1` and
+# `cmovne dx, ax` keep the rest (Intel SDM vol. 1, 3.4.1.1). AArch64 writes of wN zero-extend.
+LANE_LOW = 1
+LANE_HIGH_BYTE = 2
+LANE_UPPER = 4
+ALL_LANES = LANE_LOW | LANE_HIGH_BYTE | LANE_UPPER
+
+
+def _x86_lane_table() -> dict[str, int]:
+    """Lanes of the 8- and 16-bit register names; every other name covers all lanes."""
+    both = LANE_LOW | LANE_HIGH_BYTE
+    table: dict[str, int] = {}
+    for r16, low8, high8 in (("ax", "al", "ah"), ("bx", "bl", "bh"), ("cx", "cl", "ch"),
+                             ("dx", "dl", "dh")):  # fmt: skip
+        table.update({r16: both, low8: LANE_LOW, high8: LANE_HIGH_BYTE})
+    for r16, low8 in (("si", "sil"), ("di", "dil"), ("bp", "bpl"), ("sp", "spl")):
+        table.update({r16: both, low8: LANE_LOW})
+    for i in range(8, 16):
+        table.update({f"r{i}w": both, f"r{i}b": LANE_LOW})
+    return table
+
+
+_X86_LANES = _x86_lane_table()
+
+
+def register_lanes(arch: str, name: str) -> int:
+    """The lanes of its full register that an access to `name` touches (`dl`: the low byte)."""
+    if arch != "x86_64":
+        return ALL_LANES
+    return _X86_LANES.get(name, ALL_LANES)
 
 
 def fold_register(arch: str, name: str) -> str | None:

@@ -23,7 +23,7 @@ import capstone
 from capstone import arm64 as cs_arm64
 from capstone import x86 as cs_x86
 
-from klp_lsp.binary.abi import fold_register, get_abi
+from klp_lsp.binary.abi import ALL_LANES, fold_register, get_abi, register_lanes
 from klp_lsp.errors import BinaryFormatError
 
 FlowKind = Literal[
@@ -55,6 +55,11 @@ class Insn(NamedTuple):
     # sp or x29 base): how save and restore pairs are recognised.
     saves: frozenset[str] = frozenset()
     restores: frozenset[str] = frozenset()
+    # x86-64 8- and 16-bit accesses: (register, lanes read, lanes written) for each register
+    # `reads`/`writes` hold that is not read or written whole (`abi.register_lanes`); a
+    # register absent here is read and written whole. `setne dl` gives (("rdx", 0, 1),):
+    # the write keeps bits 8-63, so the old value of rdx stays live above the low byte.
+    lanes: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def end(self) -> int:
@@ -100,6 +105,7 @@ class _Encoding:
     saves: frozenset[str]
     restores: frozenset[str]
     plain: bool  # neither a branch, call, return nor trap: flow is "fallthrough"
+    lanes: tuple[tuple[str, int, int], ...] = ()
 
 
 def _base_mnemonic(mnemonic: str) -> str:
@@ -308,6 +314,7 @@ class Decoder:
                         None,
                         enc.saves,
                         enc.restores,
+                        enc.lanes,
                     )
                 )
             else:
@@ -431,16 +438,21 @@ class Decoder:
         except (StopIteration, capstone.CsError) as e:
             raise BinaryFormatError(f"capstone cannot re-decode {raw.hex()} at {addr:#x}") from e
         regs_read, regs_write = insn.regs_access()
-        reads = self._fold({insn.reg_name(r) for r in regs_read})
-        writes = self._fold({insn.reg_name(r) for r in regs_write})
+        read_names = {insn.reg_name(r) for r in regs_read}
+        write_names = {insn.reg_name(r) for r in regs_write}
         table = None
+        lanes: tuple[tuple[str, int, int], ...] = ()
         if self.arch == "x86_64":
-            reads, writes, table = self._fix_x86(insn, reads, writes)
+            _x86_implicit_accesses(insn, read_names, write_names)
+            reads, writes, table = self._fix_x86(
+                insn, self._fold(read_names), self._fold(write_names)
+            )
+            lanes = _x86_lanes(read_names, write_names, reads, writes)
         else:
-            reads, writes = self._fix_a64(insn, reads, writes)
+            reads, writes = self._fix_a64(insn, self._fold(read_names), self._fold(write_names))
         saves, restores = self._stack_transfers(insn)
         plain = _is_plain(self.arch, insn.mnemonic)
-        return _Encoding(reads, writes, table, saves, restores, plain)
+        return _Encoding(reads, writes, table, saves, restores, plain, lanes)
 
     def _stack_transfers(self, insn: capstone.CsInsn) -> tuple[frozenset[str], frozenset[str]]:
         """Registers this instruction saves to or restores from the stack frame."""
@@ -588,6 +600,7 @@ class Decoder:
             enc.table,
             enc.saves,
             enc.restores,
+            enc.lanes,
         )
 
     def _make_a64(self, addr: int, size: int, mnemonic: str, op_str: str, enc: _Encoding) -> Insn:
@@ -620,6 +633,52 @@ class Decoder:
             enc.saves,
             enc.restores,
         )
+
+
+# Conditional moves write their destination only when the condition holds: the old value is
+# read (the write is a read-modify-write). A 32-bit cmov zero-extends either way, but the low
+# 32 bits of the old value survive when the condition fails.
+_X86_CMOV_PREFIX = "cmov"
+# cmpxchg loads the memory operand into the accumulator when the compare fails; capstone 5
+# lists the accumulator as read only.
+_X86_CMPXCHG = frozenset(("cmpxchg",))
+_X86_ACCUMULATORS = {1: "al", 2: "ax", 4: "eax", 8: "rax"}
+
+
+def _x86_implicit_accesses(
+    insn: capstone.CsInsn, read_names: set[str], write_names: set[str]
+) -> None:
+    """Add the register accesses capstone 5 leaves out (cmov's destination read, cmpxchg's
+    accumulator write) to the name sets, in place."""
+    mnemonic = _base_mnemonic(insn.mnemonic)
+    ops = insn.operands
+    if mnemonic.startswith(_X86_CMOV_PREFIX) and ops and ops[0].type == cs_x86.X86_OP_REG:
+        read_names.add(insn.reg_name(ops[0].reg))
+    elif mnemonic in _X86_CMPXCHG and ops:
+        acc = _X86_ACCUMULATORS.get(ops[0].size)
+        if acc is not None:
+            write_names.add(acc)
+
+
+def _x86_lanes(
+    read_names: set[str],
+    write_names: set[str],
+    reads: frozenset[str],
+    writes: frozenset[str],
+) -> tuple[tuple[str, int, int], ...]:
+    """`Insn.lanes` of an x86-64 instruction from the register names it accesses."""
+    acc: dict[str, list[int]] = {}
+    for names, which, kept in ((read_names, 0, reads), (write_names, 1, writes)):
+        for name in names:
+            full = fold_register("x86_64", name)
+            if full is None or full not in kept:
+                continue
+            acc.setdefault(full, [0, 0])[which] |= register_lanes("x86_64", name)
+    return tuple(
+        (reg, r, w)
+        for reg, (r, w) in sorted(acc.items())
+        if r not in (0, ALL_LANES) or w not in (0, ALL_LANES)
+    )
 
 
 def decode_function(

@@ -21,13 +21,22 @@ What the records hold:
   function's entry part first, so the first range starts at the function's symbol;
 - a parameter's location is the one valid at the entry pc (DW_AT_entry_pc, else the start of the
   first range): a register name, "stack" (DW_OP_fbreg or a stack-pointer-based DW_OP_breg),
-  "optimized-out" (no DW_AT_location, or an empty expression), "unknown" (any other expression,
-  or a location list without an entry covering the entry pc, or a DIE without code).
+  "optimized-out" (no DW_AT_location, or an empty expression), "constant" (DW_AT_const_value,
+  or a constant DW_OP_stack_value), "removed" (DW_OP_GNU_parameter_ref anywhere in its
+  location: GCC's IPA passes took it out of this copy's arguments, and only the caller's
+  DW_TAG_call_site_parameter knows its value), "unknown" (any other expression, a location list
+  without an entry covering the entry pc, or a DIE without code);
+- a concrete copy's parameters are listed in C order, its abstract origin's: GCC emits a
+  clone's parameter DIEs in another order (after its local variables, removed ones last), and
+  a parameter without a DIE in the copy is "optimized-out";
+- the size of the return type (0 for void), through typedefs and qualifiers, for the return
+  registers and the indirect result register (a struct over 16 bytes is returned in memory).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +44,12 @@ from klp_lsp import model
 from klp_lsp.binary.dwarf_abbrev import (
     AT_ABSTRACT_ORIGIN,
     AT_ADDR_BASE,
+    AT_BYTE_SIZE,
     AT_CALL_FILE,
     AT_CALL_LINE,
     AT_CALLING_CONVENTION,
     AT_COMP_DIR,
+    AT_CONST_VALUE,
     AT_DECL_FILE,
     AT_DECL_LINE,
     AT_DECLARATION,
@@ -60,6 +71,7 @@ from klp_lsp.binary.dwarf_abbrev import (
     AT_SPECIFICATION,
     AT_STMT_LIST,
     AT_STR_OFFSETS_BASE,
+    AT_TYPE,
     K_ADDR,
     K_ADDRX,
     K_ADDRX1,
@@ -97,10 +109,13 @@ from klp_lsp.binary.dwarf_abbrev import (
     K_U4,
     K_U8,
     K_ULEB,
+    TAG_AGGREGATE_TYPES,
     TAG_FORMAL_PARAMETER,
     TAG_INLINED_SUBROUTINE,
     TAG_LEXICAL_BLOCK,
+    TAG_POINTER_TYPES,
     TAG_SUBPROGRAM,
+    TAG_TYPE_ALIASES,
     U16,
     U32,
     U64,
@@ -112,9 +127,10 @@ from klp_lsp.binary.dwarf_abbrev import (
 )
 from klp_lsp.binary.dwarf_lists import (
     Ranges,
+    expression_at,
+    iter_loc_v4,
+    iter_loclist,
     line_file_table,
-    loc_v4_at,
-    loclist_at,
     normalise_path,
     ranges_v4,
     read_addr,
@@ -566,6 +582,10 @@ class DwarfData:
         if not expr:
             return "optimized-out"
         op = expr[0]
+        if op == _DW_OP_GNU_PARAMETER_REF:
+            return "removed"
+        if _is_constant(expr):
+            return "constant"
         if 0x50 <= op <= 0x6F:  # DW_OP_reg0..31
             return self._reg(op - 0x50)
         if op == 0x90:  # DW_OP_regx
@@ -580,6 +600,28 @@ class DwarfData:
 
     def _reg(self, n: int) -> str:
         return self._regs.get(n, f"dwarf-reg{n}")
+
+
+# GCC's DW_OP_GNU_parameter_ref: "the value the caller passed for this parameter", for a
+# parameter an IPA pass removed from a clone (gcc/dwarf2out.cc, DECL_HAS_DEBUG_ARGS_P).
+_DW_OP_GNU_PARAMETER_REF = 0xFA
+_DW_OP_STACK_VALUE = 0x9F
+
+
+def _is_constant(expr: bytes) -> bool:
+    """Whether `expr` is a literal pushed as the value: DW_OP_lit<n>, DW_OP_const<k><u|s>,
+    DW_OP_constu/consts, each followed by DW_OP_stack_value."""
+    if expr[-1] != _DW_OP_STACK_VALUE:
+        return False
+    op = expr[0]
+    if 0x30 <= op <= 0x4F:  # DW_OP_lit0..31
+        return len(expr) == 2
+    sizes = {0x08: 1, 0x09: 1, 0x0A: 2, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8, 0x0F: 8}
+    if op in sizes:
+        return len(expr) == 2 + sizes[op]
+    if op in (0x10, 0x11):  # DW_OP_constu, DW_OP_consts
+        return uleb(expr, 1)[1] == len(expr) - 1
+    return False
 
 
 class _Address(int):
@@ -622,6 +664,7 @@ class _UnitScan:
         self.params: dict[int, dict[int, Any]] = {}
         # Raw inline sites: (die offset, attributes, container, parent).
         self.inlines: list[tuple[int, dict[int, Any], int, int | None]] = []
+        self.types: dict[int, tuple[str | None, int | None]] = {}
 
     def run(self) -> model.CuFacts:
         u, data, abbrevs = self.u, self.data, self.abbrevs
@@ -749,6 +792,7 @@ class _UnitScan:
             paths[index] = p
             return p
 
+        param_lists = {die: param_dies for die, _vals, param_dies in self.subs}
         subprograms = []
         for die, vals, param_dies in self.subs:
             vs = chain(vals, by_off)
@@ -757,15 +801,18 @@ class _UnitScan:
             if entry is not None and not isinstance(entry, _Address):
                 entry = ranges[0][0] + entry if ranges else None
             pc = entry if entry is not None else (ranges[0][0] if ranges else None)
-            params = []
-            for p in param_dies:
-                pv = self.params[p]
-                params.append(
-                    model.Param(
-                        name=first(chain(pv, self.params), AT_NAME),
-                        location=self.param_location(pv.get(AT_LOCATION), pc),
-                    )
-                )
+            located = {p: self._param(p, pc, chain) for p in param_dies}
+            params = list(located.values())
+            origin = vals.get(AT_ABSTRACT_ORIGIN)
+            if origin in param_lists:
+                params = self._in_c_order(param_dies, param_lists[origin], located, chain)
+            ret_type = first(vs, AT_TYPE)
+            if ret_type is not None:
+                return_size = self.type_info(ret_type)[1]
+            elif any(r in vs[-1] for r in (AT_ABSTRACT_ORIGIN, AT_SPECIFICATION)):
+                return_size = None  # The chain leaves this unit: the type is not known here.
+            else:
+                return_size = 0  # No DW_AT_type anywhere on the chain: void.
             subprograms.append(
                 model.Subprogram(
                     die_offset=die,
@@ -784,6 +831,7 @@ class _UnitScan:
                     ranges=ranges,
                     params=tuple(params),
                     entry_pc=None if entry is None else int(entry),
+                    return_size=return_size,
                 )
             )
         sites = [
@@ -807,21 +855,102 @@ class _UnitScan:
             inline_sites=tuple(sites),
         )
 
-    def param_location(self, loc: Any, pc: int | None) -> str:
-        """Where a parameter lives at entry `pc`, from its DW_AT_location value."""
+    def _param(
+        self,
+        die: int,
+        pc: int | None,
+        chain: Callable[[dict[int, Any], dict[int, dict[int, Any]]], list[dict[int, Any]]],
+    ) -> model.Param:
+        vs = chain(self.params[die], self.params)
+        type_ref = next((v[AT_TYPE] for v in vs if AT_TYPE in v), None)
+        return model.Param(
+            name=next((v[AT_NAME] for v in vs if AT_NAME in v), None),
+            location=self.param_location(self.params[die], pc),
+            type_kind=None if type_ref is None else self.type_info(type_ref)[0],
+        )
+
+    def _in_c_order(
+        self,
+        own: list[int],
+        abstract: list[int],
+        located: dict[int, model.Param],
+        chain: Callable[[dict[int, Any], dict[int, dict[int, Any]]], list[dict[int, Any]]],
+    ) -> list[model.Param]:
+        """A concrete copy's parameters in the order of its abstract origin's (C order)."""
+        by_origin = {self.params[p].get(AT_ABSTRACT_ORIGIN): p for p in own}
+        out = []
+        for a in abstract:
+            p = by_origin.pop(a, None)
+            if p is not None:
+                out.append(located[p])
+            else:
+                out.append(
+                    dataclasses.replace(self._param(a, None, chain), location="optimized-out")
+                )
+        # Parameters whose origin is not among the abstract ones (not seen from GCC).
+        out.extend(located[p] for p in by_origin.values())
+        return out
+
+    def type_info(self, offset: int) -> tuple[str | None, int | None]:
+        """(kind, byte size) of the type DIE at `offset`, through typedefs and qualifiers:
+        kind "pointer", "aggregate", "scalar" or "void" (size 0); None when not known."""
+        found = self.types.get(offset)
+        if found is not None:
+            return found
+        info: tuple[str | None, int | None] = (None, None)
+        at = offset
+        u = self.u
+        try:
+            for _ in range(16):
+                if not u.die_offset <= at < u.end:
+                    break  # Another unit (DW_FORM_ref_addr): not resolved.
+                code, pos = uleb(self.data, at)
+                ab = self.abbrevs[code]
+                vals, _ = self.d._decode(u, self.bases, pos, ab)
+                if ab.tag in TAG_TYPE_ALIASES:
+                    nxt = vals.get(AT_TYPE)
+                    if nxt is None:
+                        info = ("void", 0)  # `typedef void t;` or `const void`
+                        break
+                    at = nxt
+                    continue
+                size = vals.get(AT_BYTE_SIZE)
+                if ab.tag in TAG_POINTER_TYPES:
+                    info = ("pointer", size if isinstance(size, int) else u.address_size)
+                elif ab.tag in TAG_AGGREGATE_TYPES:
+                    # An incomplete struct (a declaration) has no size here.
+                    info = ("aggregate", size if isinstance(size, int) else None)
+                else:
+                    info = ("scalar", size if isinstance(size, int) else None)
+                break
+        except (IndexError, KeyError, ValueError):
+            info = (None, None)
+        self.types[offset] = info
+        return info
+
+    def param_location(self, vals: dict[int, Any], pc: int | None) -> str:
+        """Where a parameter lives at entry `pc`, from its DIE's attributes."""
+        loc = vals.get(AT_LOCATION)
         if loc is None:
-            return "optimized-out"
+            return "constant" if AT_CONST_VALUE in vals else "optimized-out"
         if isinstance(loc, bytes):
             return self.d.location_at_entry(loc)
-        if pc is None:
-            return "unknown"
         u, s, b = self.u, self.d._s, self.bases
         if u.version >= 5:
             sec = s[".debug_loclists"]
             off = int(loc)
             if isinstance(loc, ListIndex):
                 off = b.loclists + _read_off(sec, b.loclists + off * u.offset_size, u.offset_size)
-            expr = loclist_at(sec, off, b.low_pc, u.address_size, s[".debug_addr"], b.addr, pc)
+            entries = list(
+                iter_loclist(sec, off, b.low_pc, u.address_size, s[".debug_addr"], b.addr)
+            )
         else:
-            expr = loc_v4_at(s[".debug_loc"], int(loc), b.low_pc, u.address_size, pc)
-        return "unknown" if expr is None else self.d.location_at_entry(expr)
+            entries = list(iter_loc_v4(s[".debug_loc"], int(loc), b.low_pc, u.address_size))
+        expr = None if pc is None else expression_at(entries, pc)
+        if expr is not None:
+            return self.d.location_at_entry(expr)
+        # Not located at entry: GCC describes a parameter it removed from a clone only after
+        # the prologue (`DW_OP_GNU_parameter_ref` from the first instruction past it).
+        if any(e[:1] == bytes((_DW_OP_GNU_PARAMETER_REF,)) for _lo, _hi, e in entries):
+            return "removed"
+        return "unknown"

@@ -27,6 +27,29 @@ TAG_SUBPROGRAM: int = _T["DW_TAG_subprogram"]
 TAG_FORMAL_PARAMETER: int = _T["DW_TAG_formal_parameter"]
 TAG_LEXICAL_BLOCK: int = _T["DW_TAG_lexical_block"]
 TAG_INLINED_SUBROUTINE: int = _T["DW_TAG_inlined_subroutine"]
+# Tags that only qualify or rename another type (a return type's size is the named type's).
+TAG_TYPE_ALIASES: frozenset[int] = frozenset(
+    _T[t]
+    for t in (
+        "DW_TAG_typedef",
+        "DW_TAG_const_type",
+        "DW_TAG_volatile_type",
+        "DW_TAG_restrict_type",
+        "DW_TAG_atomic_type",
+    )
+)
+TAG_POINTER_TYPES: frozenset[int] = frozenset(
+    _T[t] for t in ("DW_TAG_pointer_type", "DW_TAG_reference_type", "DW_TAG_ptr_to_member_type")
+)
+TAG_AGGREGATE_TYPES: frozenset[int] = frozenset(
+    _T[t]
+    for t in (
+        "DW_TAG_structure_type",
+        "DW_TAG_union_type",
+        "DW_TAG_class_type",
+        "DW_TAG_array_type",
+    )
+)
 
 AT_SIBLING: int = _A["DW_AT_sibling"]
 AT_LOCATION: int = _A["DW_AT_location"]
@@ -56,6 +79,9 @@ AT_STR_OFFSETS_BASE: int = _A["DW_AT_str_offsets_base"]
 AT_ADDR_BASE: int = _A["DW_AT_addr_base"]
 AT_RNGLISTS_BASE: int = _A["DW_AT_rnglists_base"]
 AT_LOCLISTS_BASE: int = _A["DW_AT_loclists_base"]
+AT_TYPE: int = _A["DW_AT_type"]
+AT_BYTE_SIZE: int = _A["DW_AT_byte_size"]
+AT_CONST_VALUE: int = _A["DW_AT_const_value"]
 
 # The attributes the scanner keeps; every other attribute is skipped without decoding.
 WANTED: frozenset[int] = frozenset(
@@ -65,6 +91,7 @@ WANTED: frozenset[int] = frozenset(
         AT_DECL_FILE, AT_DECL_LINE, AT_DECLARATION, AT_EXTERNAL, AT_SPECIFICATION, AT_RANGES,
         AT_CALL_FILE, AT_CALL_LINE, AT_ENTRY_PC, AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME,
         AT_NORETURN, AT_STR_OFFSETS_BASE, AT_ADDR_BASE, AT_RNGLISTS_BASE, AT_LOCLISTS_BASE,
+        AT_TYPE, AT_BYTE_SIZE, AT_CONST_VALUE,
     }
 )  # fmt: skip
 

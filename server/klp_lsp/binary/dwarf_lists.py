@@ -6,6 +6,7 @@ Each function reads one entry of one section, so a worker process can decode any
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable, Iterator
 
 from elftools.dwarf.enums import ENUM_DW_LNCT
 
@@ -237,20 +238,19 @@ def ranges_v4(data: bytes, pos: int, base: int, address_size: int) -> Ranges:
             out.append((base + lo, base + hi))
 
 
-def loclist_at(
-    data: bytes, pos: int, base: int, address_size: int, addr: bytes, addr_base: int, pc: int
-) -> bytes | None:
-    """The expression of the DWARF 5 location list at `pos` that covers `pc`, if any.
+def iter_loclist(
+    data: bytes, pos: int, base: int, address_size: int, addr: bytes, addr_base: int
+) -> Iterator[tuple[int, int, bytes]]:
+    """The (lo, hi, expression) entries of the DWARF 5 location list at `pos`, in order.
 
-    DW_LLE_default_location applies when no bounded entry covers `pc`.
+    A DW_LLE_default_location entry comes as (-1, -1, expression).
     """
-    default: bytes | None = None
     while True:
         kind = data[pos]
         pos += 1
         lo = hi = -1
         if kind == 0:  # DW_LLE_end_of_list
-            return default
+            return
         if kind == 1:  # DW_LLE_base_addressx
             i, pos = uleb(data, pos)
             base = read_addr(addr, addr_base + i * address_size, address_size)
@@ -287,27 +287,51 @@ def loclist_at(
         else:
             raise ValueError(f"unknown DW_LLE 0x{kind:x} in .debug_loclists")
         n, pos = uleb(data, pos)
-        if kind == 5:
-            default = data[pos : pos + n]
-        elif lo <= pc < hi:
-            return data[pos : pos + n]
+        yield lo, hi, data[pos : pos + n]
         pos += n
 
 
-def loc_v4_at(data: bytes, pos: int, base: int, address_size: int, pc: int) -> bytes | None:
-    """The expression of the DWARF 2-4 location list at `pos` of .debug_loc covering `pc`."""
+def iter_loc_v4(
+    data: bytes, pos: int, base: int, address_size: int
+) -> Iterator[tuple[int, int, bytes]]:
+    """The (lo, hi, expression) entries of the DWARF 2-4 location list at `pos` of .debug_loc."""
     top = (1 << (8 * address_size)) - 1
     while True:
         lo = read_addr(data, pos, address_size)
         hi = read_addr(data, pos + address_size, address_size)
         pos += 2 * address_size
         if lo == 0 and hi == 0:
-            return None
+            return
         if lo == top:
             base = hi
             continue
         n = U16(data, pos)[0]
         pos += 2
-        if base + lo <= pc < base + hi:
-            return data[pos : pos + n]
+        yield base + lo, base + hi, data[pos : pos + n]
         pos += n
+
+
+def expression_at(entries: Iterable[tuple[int, int, bytes]], pc: int) -> bytes | None:
+    """The expression of a location list's entries that covers `pc`, if any.
+
+    DW_LLE_default_location applies when no bounded entry covers `pc`.
+    """
+    default: bytes | None = None
+    for lo, hi, expr in entries:
+        if lo == -1 and hi == -1:
+            default = expr
+        elif lo <= pc < hi:
+            return expr
+    return default
+
+
+def loclist_at(
+    data: bytes, pos: int, base: int, address_size: int, addr: bytes, addr_base: int, pc: int
+) -> bytes | None:
+    """The expression of the DWARF 5 location list at `pos` that covers `pc`, if any."""
+    return expression_at(iter_loclist(data, pos, base, address_size, addr, addr_base), pc)
+
+
+def loc_v4_at(data: bytes, pos: int, base: int, address_size: int, pc: int) -> bytes | None:
+    """The expression of the DWARF 2-4 location list at `pos` of .debug_loc covering `pc`."""
+    return expression_at(iter_loc_v4(data, pos, base, address_size), pc)

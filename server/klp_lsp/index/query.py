@@ -12,13 +12,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from klp_lsp.analysis.clones import is_cold_part
+from klp_lsp.analysis.clones import cold_parent, is_cold_part, parse_clone_name
 from klp_lsp.analysis.patchability import assess_patchability
-from klp_lsp.analysis.signature import abi_deviation, calling_convention_name
+from klp_lsp.analysis.signature import (
+    abi_deviation,
+    calling_convention_name,
+    compiled_signature,
+)
 from klp_lsp.binary.abi import sort_registers
 from klp_lsp.index.store import CuRow, Index, from_db, open_readonly, parse_ranges, to_db
 from klp_lsp.model import (
     CallFact,
+    CompiledSignature,
     DependentFact,
     FunctionReport,
     InlinedInto,
@@ -171,12 +176,80 @@ class ObjectIndex:
         )
         return [(r[0], from_db(r[1]), parse_ranges(r[2])) for r in rows]
 
-    def reports(self, name: str) -> list[FunctionReport]:
+    def reports(self, query: str) -> list[FunctionReport]:
+        """One report per distinct C definition that `query` names in this object.
+
+        `query` is a C function name, or any symbol the index knows: a clone (`foo.isra.0`),
+        a `.cold` or `.part` piece, an alias (`__x64_sys_fork`), each optionally with its
+        livepatch position (`foo,2`). A symbol gets its C definition's report with
+        `queried_symbol` set.
+        """
+        name, sympos = split_sympos(query)
+        reports = self._reports_of_c_name(name)
+        if sympos is not None:
+            reports = [
+                dataclasses.replace(r, queried_symbol=s)
+                for r in reports
+                for s in (*r.symbols, *r.clones)
+                if s.name == name and s.sympos == sympos
+            ]
+        if reports:
+            return reports
+        out: list[FunctionReport] = []
+        for s in self.symbols_named(name):
+            if sympos is not None and s.sympos != sympos:
+                continue
+            report = self._report_of_symbol(s)
+            if report is not None and not any(
+                (r.name, r.decl_file, r.decl_line)
+                == (report.name, report.decl_file, report.decl_line)
+                for r in out
+            ):
+                out.append(dataclasses.replace(report, queried_symbol=s))
+        return out
+
+    def _report_of_symbol(self, s: SymbolFact) -> FunctionReport | None:
+        """The report of the C definition whose machine code a symbol names."""
+        found = self._instance_at(s.address)
+        if found is None:
+            parent = cold_parent(s.name)
+            parents = self.symbols_named(parent) if parent else []
+            found = next(
+                (i for p in parents if (i := self._instance_at(p.address)) is not None), None
+            )
+        if found is not None:
+            rows = self.index.query(
+                "SELECT name, decl_file, decl_line FROM functions WHERE die = ?", (found[1],)
+            )
+            if rows:
+                for d in self._definitions(rows[0]["name"]):
+                    if (d.decl_file, d.decl_line) == (rows[0]["decl_file"], rows[0]["decl_line"]):
+                        return self._report(d)
+        # No DWARF (asm): the report of its origin's symbols.
+        for r in self._reports_of_c_name(parse_clone_name(s.name).origin):
+            if any(x.address == s.address for x in (*r.symbols, *r.clones)):
+                return r
+        return None
+
+    def _instance_at(self, address: int) -> tuple[int, int] | None:
+        """(instance DIE, function DIE) of the out-of-line copy starting at `address`."""
+        rows = self.index.query(
+            "SELECT die, function_die FROM instances WHERE entry = ? ORDER BY die LIMIT 1",
+            (to_db(address),),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def _reports_of_c_name(self, name: str) -> list[FunctionReport]:
         """One report per distinct C definition named `name` in this object."""
         reports = [self._report(d) for d in self._definitions(name)]
         covered = {s.address for r in reports for s in (*r.symbols, *r.clones)}
         # Functions without DWARF (asm) and clones whose origin has no DWARF definition here.
-        orphans = [s for s in self._symbols_for_origin(name) if s.address not in covered]
+        # An alias of a C function (`demo_entry_alias`) is not one: its code has DWARF.
+        orphans = [
+            s
+            for s in self._symbols_for_origin(name)
+            if s.address not in covered and self._instance_at(s.address) is None
+        ]
         if orphans:
             reports.append(self._report_without_dwarf(name, orphans))
         return reports
@@ -214,7 +287,21 @@ class ObjectIndex:
         params = self._params(d, instances, symbols)
         out_of_line = bool(symbols or clones)
         patchable, reasons = _verdict(symbols, clones, inlined)
+        dead: list[tuple[int, str]] = []
+        if not out_of_line:
+            # An out-of-line copy without a symbol: an overridden __weak function's body.
+            for entry in sorted(entries):
+                _name, is_dead, why, _aliases = self._host(entry, d.name)
+                if is_dead and why is not None:
+                    dead.append((entry, why))
+            if dead:
+                reasons = tuple(dict.fromkeys(why for _a, why in dead))
         clobbers, saved, dependents = self._register_facts([s.address for s in (*symbols, *clones)])
+        signatures = tuple(
+            sig
+            for c in clones
+            if not is_cold_part(c.name) and (sig := self.signature_of_symbol(c)) is not None
+        )
         return FunctionReport(
             name=d.name,
             object=self.object,
@@ -239,7 +326,48 @@ class ObjectIndex:
             clobbers=clobbers,
             callee_saved_clobbers=saved,
             register_dependents=dependents,
+            clone_signatures=signatures,
+            dead_copies=tuple(dead),
         )
+
+    def signature_of_symbol(self, s: SymbolFact) -> CompiledSignature | None:
+        """The calling convention of the machine code at a symbol, against its C prototype:
+        per C parameter, the register it arrives in or why it does not (`compiled_signature`).
+        None without DWARF for that code (asm, or a `.cold` part)."""
+        found = self._instance_at(s.address)
+        if found is None:
+            return None
+        die, function_die = found
+        rows = self.index.query("SELECT return_size FROM functions WHERE die = ?", (function_die,))
+        return_size = rows[0][0] if rows else None
+        use = self.index.query(
+            "SELECT clobbers, arguments FROM register_use WHERE address = ?", (to_db(s.address),)
+        )
+        clobbers = frozenset(use[0][0].split()) if use else None
+        arguments = frozenset(use[0][1].split()) if use and use[0][1] is not None else None
+        return compiled_signature(
+            self.index.arch,
+            s.name,
+            self.object,
+            s.address,
+            s.clone_kinds,
+            self.index.params_of(function_die),
+            self.index.params_of(die),
+            return_size,
+            arguments,
+            clobbers,
+        )
+
+    def signatures_of(self, symbol: str) -> list[CompiledSignature]:
+        """Compiled signatures of the symbols named `symbol` (`name` or `name,sympos`): what a
+        replacement of that copy must accept and return (the verify step compares these)."""
+        name, sympos = split_sympos(symbol)
+        return [
+            sig
+            for s in self.symbols_named(name)
+            if (sympos is None or s.sympos == sympos)
+            and (sig := self.signature_of_symbol(s)) is not None
+        ]
 
     def _report_without_dwarf(self, name: str, syms: list[SymbolFact]) -> FunctionReport:
         symbols = [s for s in syms if not s.clone_kinds]
@@ -300,14 +428,16 @@ class ObjectIndex:
     def _inlined_into(self, dies: Sequence[int]) -> tuple[InlinedInto, ...]:
         marks = ",".join("?" * len(dies))
         rows = self.index.query(
-            "SELECT s.die, s.parent_die, s.call_file, s.call_line, i.entry"
-            f" FROM inline_sites s JOIN instances i ON i.die = s.container_die"
+            "SELECT s.die, s.parent_die, s.call_file, s.call_line, i.entry, f.name"
+            " FROM inline_sites s JOIN instances i ON i.die = s.container_die"
+            " LEFT JOIN functions f ON f.die = i.function_die"
             f" WHERE s.function_die IN ({marks}) ORDER BY i.entry, s.call_line",
             dies,
         )
         out: list[InlinedInto] = []
         seen: set[tuple[int, str | None, int | None]] = set()
         own = set(dies)
+        hosts: dict[int, tuple[str, bool, str | None, tuple[str, ...]]] = {}
         for r in rows:
             if r["parent_die"] is not None and self._site_function(r["parent_die"]) in own:
                 # GCC nests an inlined copy of a function inside another copy of itself
@@ -318,17 +448,49 @@ class ObjectIndex:
             if key in seen:
                 continue
             seen.add(key)
+            if entry not in hosts:
+                hosts[entry] = self._host(entry, r["name"])
+            name, dead, reason, aliases = hosts[entry]
             out.append(
                 InlinedInto(
-                    function=self.name_at(entry),
+                    function=name,
                     object=self.object,
                     address=entry,
                     call_file=r["call_file"],
                     call_line=r["call_line"],
                     depth=self._inline_depth(r["parent_die"]),
+                    dead=dead,
+                    reason=reason,
+                    aliases=aliases,
                 )
             )
         return tuple(out)
+
+    def _host(
+        self, entry: int, dwarf_name: str | None
+    ) -> tuple[str, bool, str | None, tuple[str, ...]]:
+        """(name, dead, reason, aliases) of the out-of-line copy at `entry` that holds inlined
+        code: named after its DWARF definition when a symbol of that name is there.
+
+        Code at an address no symbol covers never runs and no `klp_func` can name it: mm/
+        percpu.c's `__weak pcpu_populate_pte` is overridden on x86, and the linker keeps the
+        weak copy's code in .init.text without its symbol (its ftrace record stays too).
+        """
+        names = [s.name for s in self.symbols_at(entry) if not is_cold_part(s.name)]
+        if names:
+            name = dwarf_name if dwarf_name in names else self.name_at(entry)
+            return name, False, None, tuple(sorted(n for n in names if n != name))
+        covering = self.index.query(
+            "SELECT address FROM symbols WHERE address < ? AND address + size > ?"
+            " ORDER BY address DESC LIMIT 1",
+            (to_db(entry), to_db(entry)),
+        )
+        if covering:
+            return self.name_at(from_db(covering[0][0])), False, None, ()
+        name = dwarf_name or f"{entry:#x}"
+        if dwarf_name and self.symbols_named(dwarf_name):
+            return name, True, "overridden __weak copy, no symbol", ()
+        return name, True, "no symbol covers this code", ()
 
     def _site_function(self, die: int) -> int | None:
         rows = self.index.query("SELECT function_die FROM inline_sites WHERE die = ?", (die,))
@@ -362,8 +524,8 @@ class ObjectIndex:
                 saved.update(r[1].split())
             clobbers = sort_registers(self.index.arch, regs)
         deps = self.index.query(
-            "SELECT callee, caller, site, registers, reason FROM register_dependents"
-            f" WHERE callee IN ({marks}) ORDER BY caller, site",
+            "SELECT callee, caller, site, registers, reason, via FROM register_dependents"
+            f" WHERE callee IN ({marks}) ORDER BY caller, site, via",
             db_addresses,
         )
         dependents = tuple(
@@ -375,6 +537,7 @@ class ObjectIndex:
                 registers=tuple(r[3].split()),
                 reason=r[4],
                 caller_address=from_db(r[1]),
+                via=self._via_names(r[5]),
             )
             for r in deps
         )
@@ -387,8 +550,8 @@ class ObjectIndex:
             return []
         marks = ",".join("?" * len(addresses))
         rows = self.index.query(
-            "SELECT caller, site, registers, reason FROM register_dependents"
-            f" WHERE callee IN ({marks}) ORDER BY caller, site",
+            "SELECT caller, site, registers, reason, via FROM register_dependents"
+            f" WHERE callee IN ({marks}) ORDER BY caller, site, via",
             [to_db(a) for a in addresses],
         )
         return [
@@ -400,9 +563,14 @@ class ObjectIndex:
                 registers=tuple(r[2].split()),
                 reason=r[3],
                 caller_address=from_db(r[0]),
+                via=self._via_names(r[4]),
             )
             for r in rows
         ]
+
+    def _via_names(self, via: str) -> tuple[str, ...]:
+        """Names of the functions a stored `via` lists (hex start addresses)."""
+        return tuple(self.name_at(int(a, 16)) for a in via.split())
 
     # --- call graph ------------------------------------------------------------------------
 
@@ -458,13 +626,24 @@ class ObjectIndex:
         return int(rows[0][0])
 
     def search_names(self, prefix: str, limit: int) -> list[str]:
-        """C function names starting with `prefix` (for workspace symbols)."""
+        """C function names and symbol names (clones, aliases) starting with `prefix` (for
+        workspace symbols)."""
+        end = prefix + "\U0010ffff"
         rows = self.index.query(
-            "SELECT DISTINCT origin FROM symbols WHERE origin >= ? AND origin < ?"
-            " ORDER BY origin LIMIT ?",
-            (prefix, prefix + "\U0010ffff", limit),
+            "SELECT origin FROM symbols WHERE origin >= ? AND origin < ?"
+            " UNION SELECT name FROM symbols WHERE name >= ? AND name < ?"
+            " ORDER BY 1 LIMIT ?",
+            (prefix, end, prefix, end, limit),
         )
         return [r[0] for r in rows]
+
+
+def split_sympos(query: str) -> tuple[str, int | None]:
+    """`foo,2` -> (`foo`, 2), livepatch's `old_name,sympos`; `foo` -> (`foo`, None)."""
+    name, comma, pos = query.rpartition(",")
+    if comma and name and pos.strip().isdigit():
+        return name.strip(), int(pos)
+    return query.strip(), None
 
 
 def _verdict(

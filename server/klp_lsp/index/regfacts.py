@@ -23,16 +23,17 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from klp_lsp.analysis.cfg import tail_call_target
-from klp_lsp.analysis.clones import is_cold_part
+from klp_lsp.analysis.clones import is_cold_part, parse_clone_name
 from klp_lsp.analysis.registers import (
     FunctionCode,
     FunctionFacts,
     analyse_function,
     compute_clobbers,
+    find_entry_arguments,
     find_register_dependents,
 )
 from klp_lsp.analysis.symbols import CuLocator, find_symbol_start
-from klp_lsp.binary.abi import get_abi
+from klp_lsp.binary.abi import MAX_REGISTER_RESULT, get_abi, result_registers
 from klp_lsp.binary.disasm import GAP, KILL, RESTORE, Decoder, FlowScan, Insn, LiteInsn
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import BinaryFormatError
@@ -55,6 +56,10 @@ _FTRACE_ENTRY_CALLS = frozenset({"__fentry__", "mcount", "_mcount", "__mcount"})
 _EXTERNAL_BASE = 0xFFFF_FFFF_F000_0000
 
 _STATIC_CALL_TRAMP_PREFIX = "__SCT__"
+
+# Clones whose arguments may differ from their C prototype's (IPA-SRA removes and splits
+# parameters, IPA-CP fixes them, ipa-split passes what the inlined head computed).
+_SIGNATURE_CLONES = frozenset({"isra", "constprop", "part"})
 
 # Called by code GCC generates (-fstack-protector), so no CU declares it in DWARF; it panics
 # (kernel/panic.c). Without this the bytes after the call look like its continuation.
@@ -193,6 +198,9 @@ class RegisterAnalyser:
         self._thunk_names = set(thunks.values())
         self._ftrace_entry = {names[n] for n in _FTRACE_ENTRY_CALLS if n in names}
         self._asm_clobbers: dict[int, frozenset[str]] = {}
+        # The facts of the asm code `_actual_clobbers` decoded, for the dependents it reaches
+        # (a static-call trampoline tail-calling its asm target).
+        self._asm_facts: dict[int, FunctionFacts] = {}
         self._relocatable = binary.elf_type == "ET_REL"
         self._relocations: dict[int, dict[int, tuple[int, str, int]]] = {}
         # Code symbols of any type, for decoding asm: hand-written code jumps to NOTYPE labels
@@ -587,6 +595,7 @@ class RegisterAnalyser:
         # The closure of each member lies inside this group, so every member's result is
         # exact and can be kept.
         self._asm_clobbers.update(compute_clobbers(self.arch, facts, outside))
+        self._asm_facts.update(facts)
         return self._asm_clobbers.get(start, self.abi.call_clobbered)
 
     def _default_clobbers(self, callee: int) -> frozenset[str]:
@@ -597,19 +606,25 @@ class RegisterAnalyser:
             return self.abi.call_clobbered
         return self._actual_clobbers(callee)
 
-    def _return_registers_of(self, callee: int) -> tuple[str, ...] | None:
-        """The first return register for a static-call trampoline, else None (unknown).
+    def _return_registers_of(
+        self, callee: int, return_sizes: Mapping[int, int | None]
+    ) -> tuple[str, ...] | None:
+        """The result registers of a callee, None when unknown.
 
-        DWARF return types are not indexed, so the analysis takes the return registers each
-        callee writes: a void callee that leaves rax alone can have rax kept across it. A
-        static-call trampoline (`__SCT__<name>`, include/linux/static_call_types.h) is
+        A static-call trampoline (`__SCT__<name>`, include/linux/static_call_types.h) is
         retargeted at run time by static_call_update(), so the code in the image (often a
-        bare `ret`) says nothing about the result its callers read in rax.
+        bare `ret`) says nothing about the result its callers read in rax: the first return
+        register. A C function of this CU: its DWARF return type (`abi.result_registers`),
+        except a `.isra` clone's, since IPA-SRA may drop a result no caller uses. Otherwise
+        None, and the analysis takes the return registers the callee writes.
         """
         f = self.funcs.get(callee)
         if f is not None and f.name.startswith(_STATIC_CALL_TRAMP_PREFIX):
             return self.abi.return_registers[:1]
-        return None
+        size = return_sizes.get(callee)
+        if size is None or (size and f is not None and "isra" in parse_clone_name(f.name).kinds):
+            return None
+        return result_registers(self.arch, size)
 
     def _symbol_prefix(self, cu: CuFacts) -> str:
         """The prefix objcopy gave this CU's symbols, e.g. `__kvm_nvhe_` or `__efistub_`.
@@ -651,6 +666,7 @@ class RegisterAnalyser:
     def _analyse_cu(self, cu: CuFacts) -> tuple[list[RegisterUse], list[RegisterDependent]]:
         instance_ranges: dict[int, tuple[tuple[int, int], ...]] = {}
         params: dict[int, tuple[str, ...]] = {}
+        return_sizes: dict[int, int | None] = {}
         noreturn_names: set[str] = set(_NORETURN_BUILTINS)
         by_die = {s.die_offset: s for s in cu.subprograms}
         for sp in cu.subprograms:
@@ -670,7 +686,12 @@ class RegisterAnalyser:
                 (entry, hi) if lo == low else (lo, hi) for lo, hi in sp.ranges
             )
             regs = tuple(p.location for p in sp.params if p.location in self.abi.call_clobbered)
+            if sp.return_size is not None and sp.return_size > MAX_REGISTER_RESULT:
+                # The address of the result: x8 on arm64, rdi on x86-64 (the C parameters'
+                # locations already start at rsi there).
+                regs = (*regs, self.abi.indirect_result)
             params[entry] = regs
+            return_sizes[entry] = sp.return_size
         group = {a: self.funcs[a] for a in self._funcs_by_cu.get(cu.unit.offset, ())}
         prefix = self._symbol_prefix(cu)
         noreturn = {
@@ -682,10 +703,17 @@ class RegisterAnalyser:
         quick: dict[int, tuple[CallEdge, ...]] = {}
         flags = self.units[cu.unit.offset].flags
         plain = not cu.unit.is_asm and not flags.ipa_ra and not self.exhaustive
+        # GCC clones get the registers they really receive (`RegisterUse.arguments`), which
+        # needs their CFG: never the fast path.
+        clones = {
+            start
+            for start, f in group.items()
+            if not cu.unit.is_asm and set(parse_clone_name(f.name).kinds) & _SIGNATURE_CLONES
+        }
         for start, f in group.items():
             ranges = self._ranges_of(f, instance_ranges)
             chunks = self._read(ranges)
-            if plain:
+            if plain and start not in clones:
                 calls = self._quick_calls(start, ranges, chunks, cu.unit.offset, noreturn)
                 if calls is not None:
                     quick[start] = calls
@@ -723,15 +751,28 @@ class RegisterAnalyser:
                 return "ipa-ra"
             return None
 
+        def return_registers_of(callee: int) -> tuple[str, ...] | None:
+            return self._return_registers_of(callee, return_sizes)
+
         dependents, _artefacts, _fallbacks = find_register_dependents(
             self.arch,
             ffacts,
             clobbers,
             reason_for=reason_for,
             arg_registers_of=arg_registers_of,
-            return_registers_of=self._return_registers_of,
+            return_registers_of=return_registers_of,
             default_clobbers=self._default_clobbers,
             dependents_only=True,
+            outside=self._asm_facts,
+        )
+        arguments = find_entry_arguments(
+            self.arch,
+            ffacts,
+            clobbers,
+            sorted(clones),
+            arg_registers_of=arg_registers_of,
+            return_registers_of=return_registers_of,
+            default_clobbers=self._default_clobbers,
         )
 
         def edges(calls: tuple[CallEdge, ...]) -> tuple[CallEdge, ...]:
@@ -751,6 +792,7 @@ class RegisterAnalyser:
                 clobbers[start],
                 ffacts[start].callee_saved_clobbers,
                 edges(ffacts[start].calls),
+                arguments.get(start),
             )
             for start in group
         ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 SCHEMA: Final = """
 CREATE TABLE meta (
@@ -69,7 +69,8 @@ CREATE TABLE functions (
     external INTEGER NOT NULL,
     inline INTEGER,
     calling_convention INTEGER,
-    noreturn INTEGER NOT NULL
+    noreturn INTEGER NOT NULL,
+    return_size INTEGER              -- bytes of the return type, 0 for void, NULL if unknown
 );
 CREATE INDEX functions_name ON functions(name);
 CREATE INDEX functions_decl ON functions(decl_file, decl_line);
@@ -85,12 +86,14 @@ CREATE TABLE instances (
 CREATE INDEX instances_function ON instances(function_die);
 CREATE INDEX instances_entry ON instances(entry);
 
--- Formal parameters of instances (location at entry) and of functions (abstract, no location).
+-- Formal parameters of instances (location at entry) and of functions (abstract, no location),
+-- in C order (an instance's follow its function's).
 CREATE TABLE params (
     owner_die INTEGER NOT NULL,
     idx INTEGER NOT NULL,
     name TEXT,
-    location TEXT NOT NULL,
+    location TEXT NOT NULL,          -- a register, stack, optimized-out, removed, constant, unknown
+    type_kind TEXT,                  -- pointer, aggregate, scalar; NULL if unknown
     PRIMARY KEY (owner_die, idx)
 );
 
@@ -112,7 +115,10 @@ CREATE INDEX inline_sites_container ON inline_sites(container_die);
 CREATE TABLE register_use (
     address INTEGER PRIMARY KEY,
     clobbers TEXT NOT NULL,          -- space-separated register names
-    callee_saved_clobbers TEXT NOT NULL
+    callee_saved_clobbers TEXT NOT NULL,
+    -- Argument registers (and the indirect result register) the code reads before writing:
+    -- what it really receives. Computed for GCC clones; NULL when not computed.
+    arguments TEXT
 );
 
 CREATE TABLE calls (
@@ -127,9 +133,13 @@ CREATE INDEX calls_caller ON calls(caller);
 CREATE TABLE register_dependents (
     callee INTEGER NOT NULL,
     caller INTEGER NOT NULL,
-    site INTEGER NOT NULL,
+    site INTEGER NOT NULL,           -- the caller's call instruction
     registers TEXT NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    -- The functions between the call and `callee`, space-separated hex start addresses, in
+    -- order: "" when the site calls `callee` itself; else the called function first, each
+    -- reaching the next by a call or a tail call.
+    via TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX register_dependents_callee ON register_dependents(callee);
 """

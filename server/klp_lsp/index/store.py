@@ -154,6 +154,7 @@ def fact_rows(
                         sp.inline,
                         sp.calling_convention,
                         int(sp.noreturn),
+                        sp.return_size,
                     )
                 )
             if sp.ranges:
@@ -168,7 +169,7 @@ def fact_rows(
                     (sp.die_offset, origin, cu_id, to_db(entry), format_ranges(sp.ranges))
                 )
             for i, p in enumerate(sp.params):
-                params.append((sp.die_offset, i, p.name, p.location))
+                params.append((sp.die_offset, i, p.name, p.location, p.type_kind))
         for site in cu.inline_sites:
             lo = min((r[0] for r in site.ranges), default=None)
             sites.append(
@@ -195,6 +196,7 @@ def fact_rows(
                 to_db(u.address),
                 " ".join(sorted(u.clobbers)),
                 " ".join(sorted(u.callee_saved_clobbers)),
+                None if u.arguments is None else " ".join(sorted(u.arguments)),
             )
             for u in register_use
         ],
@@ -209,7 +211,14 @@ def fact_rows(
             for e in edges
         ],
         register_dependents=[
-            (to_db(d.callee), to_db(d.caller), to_db(d.site), " ".join(d.registers), d.reason)
+            (
+                to_db(d.callee),
+                to_db(d.caller),
+                to_db(d.site),
+                " ".join(d.registers),
+                d.reason,
+                " ".join(f"{a:x}" for a in d.via),
+            )
             for d in dependents
         ],
     )
@@ -319,20 +328,22 @@ class IndexWriter:
         con = self._con
         with con:
             con.executemany(
-                "INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?,?,?,?,?)", rows.functions
+                "INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows.functions
             )
             con.executemany("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?)", rows.instances)
-            con.executemany("INSERT OR REPLACE INTO params VALUES (?,?,?,?)", rows.params)
+            con.executemany("INSERT OR REPLACE INTO params VALUES (?,?,?,?,?)", rows.params)
             con.executemany(
                 "INSERT OR REPLACE INTO inline_sites VALUES (?,?,?,?,?,?,?,?)", rows.inline_sites
             )
-            con.executemany("INSERT OR REPLACE INTO register_use VALUES (?,?,?)", rows.register_use)
+            con.executemany(
+                "INSERT OR REPLACE INTO register_use VALUES (?,?,?,?)", rows.register_use
+            )
             con.executemany(
                 "DELETE FROM calls WHERE caller = ?", [(c,) for c in rows.register_use_callers]
             )
             con.executemany("INSERT INTO calls VALUES (?,?,?,?)", rows.calls)
             con.executemany(
-                "INSERT INTO register_dependents VALUES (?,?,?,?,?)", rows.register_dependents
+                "INSERT INTO register_dependents VALUES (?,?,?,?,?,?)", rows.register_dependents
             )
             con.executemany("UPDATE cus SET state = ? WHERE id = ?", [(state, c) for c in rows.cus])
 
@@ -411,9 +422,9 @@ class Index:
 
     def params_of(self, die: int) -> tuple[Param, ...]:
         rows = self._con.execute(
-            "SELECT name, location FROM params WHERE owner_die = ? ORDER BY idx", (die,)
+            "SELECT name, location, type_kind FROM params WHERE owner_die = ? ORDER BY idx", (die,)
         )
-        return tuple(Param(r[0], r[1]) for r in rows)
+        return tuple(Param(r[0], r[1], r[2]) for r in rows)
 
 
 def _cu_row(r: sqlite3.Row, ranges: tuple[tuple[int, int], ...]) -> CuRow:

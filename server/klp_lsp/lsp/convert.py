@@ -22,7 +22,7 @@ from klp_lsp.model import (
     SymbolFact,
 )
 from klp_lsp.patch.render import DOCS_DIR, finding_doc_url
-from klp_lsp.report import compiler_line, hexaddr, verdict_line
+from klp_lsp.report import compiler_line, hexaddr, host_text, signature_text, verdict_line
 
 SOURCE = "klp-lsp"
 
@@ -142,21 +142,35 @@ def report_to_markdown(r: FunctionReport, *, full: bool = False) -> str:
     limit = 10_000 if full else _PREVIEW
     where = f"{r.decl_file}:{r.decl_line}" if r.decl_file else "no DWARF (asm or stripped)"
     lines = [f"**{r.name}** · {r.object} · {where}", ""]
+    if r.queried_symbol is not None:
+        lines[0] += f" · for symbol {_code(r.queried_symbol.name)}"
     verdict = verdict_line(r)
     lines.append(f"**{'✔' if r.patchable else '✘'} {verdict}**")
     lines.append("")
     if r.symbols:
         lines.append(f"- symbols: {_more([_sym(s) for s in r.symbols], limit)}")
+    elif r.dead_copies:
+        lines.extend(
+            f"- out-of-line copy at {_code(hexaddr(a))} never runs: {why}"
+            for a, why in r.dead_copies
+        )
     elif not r.out_of_line:
         lines.append("- no out-of-line copy: every call was inlined")
     if r.clones:
         clones = [f"{_code(c.name)} ({' '.join(c.clone_kinds)})" for c in r.clones]
         lines.append(f"- clones ({len(r.clones)}): {_more(clones, limit)}")
+        for sig in r.clone_signatures[:limit]:
+            if not sig.matches_prototype:
+                text = signature_text(sig, r.arch, verdict=False)
+                lines.append(f"  - {_code(sig.symbol)} takes {_code(text)}, not the C prototype")
     if r.aliases:
         lines.append(f"- aliases: {_more([_code(a) for a in r.aliases], limit)}")
     if r.inlined_into:
-        names = list(dict.fromkeys(_code(i.function) for i in r.inlined_into))
+        names = list(dict.fromkeys(_code(i.function) for i in r.inlined_into if not i.dead))
         lines.append(f"- inlined into {len(r.inlined_into)} place(s): {_more(names, limit)}")
+        dead = list(dict.fromkeys(host_text(i) for i in r.inlined_into if i.dead))
+        if dead:
+            lines.append(f"  - in code that never runs (nothing to replace): {_more(dead, limit)}")
     if r.register_dependents:
         count, registers = _dependents_summary(r)
         deps = [

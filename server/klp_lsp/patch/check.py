@@ -36,6 +36,7 @@ from klp_lsp.patch.changes import (
 )
 from klp_lsp.patch.diff import Patch, parse_patch_text
 from klp_lsp.patch.render import render_replace_set, render_skeleton
+from klp_lsp.report import host_text
 
 __all__ = [
     "SEVERITIES",
@@ -324,8 +325,9 @@ class Checker:
                         )
                     )
 
+        live = [i for i in r.inlined_into if not i.dead]
         if not r.patchable:
-            containers = _names(i.function for i in r.inlined_into)
+            containers = _names(i.function for i in live)
             extra = (
                 f"; replace the functions it is inlined into instead: {containers}"
                 if (r.inlined_into and not r.out_of_line)
@@ -343,14 +345,18 @@ class Checker:
             )
 
         if r.inlined_into:
-            functions = list(dict.fromkeys(i.function for i in r.inlined_into))
+            functions = list(dict.fromkeys(i.function for i in live))
+            dead = list(dict.fromkeys(host_text(i) for i in r.inlined_into if i.dead))
+            # Copies in code no symbol covers (an overridden __weak function) never run and no
+            # klp_func can name them: said, but kept out of the replace set.
+            never = f"; also in code that never runs, nothing to replace: {_names(dead)}"
             out.findings.append(
                 self._finding(
                     "inlined",
                     r,
                     f"{r.name} is inlined into {len(functions)} function(s), whose machine code"
                     f" holds a copy of the changed code: {_names(functions)}; they must be replaced"
-                    " too",
+                    f" too{never if dead else ''}",
                     where,
                     [
                         Related(
@@ -360,7 +366,9 @@ class Checker:
                             i.call_file,
                             i.call_line,
                             i.address,
-                            "inlined here"
+                            f"dead code ({i.reason})"
+                            if i.dead
+                            else "inlined here"
                             if i.depth == 1
                             else f"inlined through {i.depth - 1} level(s)",
                         )
@@ -368,8 +376,8 @@ class Checker:
                     ],
                 )
             )
-            for i in r.inlined_into:
-                sym = self._symbol_at(o, i.address)
+            for i in live:
+                sym = self._symbol_at(o, i.address, i.function)
                 if sym is not None:
                     out.add_replace(
                         ReplaceEntry(
@@ -534,9 +542,15 @@ class Checker:
 
     # --- replace set -----------------------------------------------------------------------
 
-    def _symbol_at(self, o: ObjectIndex, address: int) -> SymbolFact | None:
+    def _symbol_at(
+        self, o: ObjectIndex, address: int, preferred: str | None = None
+    ) -> SymbolFact | None:
+        """The symbol a klp_func names for the function at `address`: `preferred` (its DWARF
+        definition's name) among several at one address, else a patchable global one."""
         found = [s for s in o.symbols_at(address) if "cold" not in s.clone_kinds]
-        found.sort(key=lambda s: (not s.patchable, s.binding == "local", s.name))
+        found.sort(
+            key=lambda s: (s.name != preferred, not s.patchable, s.binding == "local", s.name)
+        )
         return found[0] if found else None
 
     def _climb(self, out: _Collector) -> None:

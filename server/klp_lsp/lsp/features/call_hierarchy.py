@@ -116,7 +116,8 @@ def register(server: KlpServer) -> None:
             for site in r.inlined_into:
                 depth = "" if site.depth == 1 else f", {site.depth} levels deep"
                 where = f" at {site.call_file}:{site.call_line}" if site.call_file else ""
-                add(obj, site.function, f"inlined{depth}{where}")
+                dead = f" (dead: {site.reason})" if site.dead else ""
+                add(obj, site.function, f"inlined{depth}{where}{dead}")
         return list(calls.values())
 
     @server.feature(types.CALL_HIERARCHY_OUTGOING_CALLS)

@@ -37,10 +37,8 @@ def reports_for(server: KlpServer, name: str, uri: str | None) -> list[FunctionR
     indexes = server.index.interactive
     if indexes is None:
         return []
+    # Any symbol the index knows: a clone (`foo.isra.0`) or an alias gets its C function's.
     reports = indexes.reports(name)
-    if not reports and "." in name:
-        # A clone symbol (`foo.isra.0`): report on its C function.
-        reports = indexes.reports(name.split(".", 1)[0])
     if uri is not None and len(reports) > 1:
         rel = relative_to_root(uri_to_path(uri), server.source_root())
         if rel is not None:
