@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from klp_lsp.binary.abi import ALL_LANES, LANE_HIGH_BYTE, LANE_LOW
 from klp_lsp.binary.disasm import Decoder, Insn, clear_encoding_cache, decode_function
 
 REGS = Path(__file__).parent / "fixtures" / "regs"
@@ -80,6 +81,39 @@ def test_aarch64_flow(word: int, flow: str, target: int | None) -> None:
 def test_x86_access(code: str, reads: set[str], writes: set[str]) -> None:
     insn = one("x86_64", bytes.fromhex(code))
     assert (set(insn.reads), set(insn.writes)) == (reads, writes)
+
+
+@pytest.mark.parametrize(
+    ("code", "reads", "writes", "lanes"),
+    [
+        # setne dl: the low byte only; bits 8-63 of rdx keep their old value.
+        ("0f95c2", set(), {"rdx"}, (("rdx", 0, LANE_LOW),)),
+        # movzx edx, dl: reads the low byte, replaces the whole register.
+        ("0fb6d2", {"rdx"}, {"rdx"}, (("rdx", LANE_LOW, ALL_LANES),)),
+        # mov al, [rdi]; mov [rdi], al; mov ah, 1; mov ax, [rdi]
+        ("8a07", {"rdi"}, {"rax"}, (("rax", 0, LANE_LOW),)),
+        ("8807", {"rdi", "rax"}, set(), (("rax", LANE_LOW, 0),)),
+        ("b401", set(), {"rax"}, (("rax", 0, LANE_HIGH_BYTE),)),
+        ("668b07", {"rdi"}, {"rax"}, (("rax", 0, LANE_LOW | LANE_HIGH_BYTE),)),
+        # xor dl, dl: a zeroing idiom on the low byte reads nothing and keeps the rest.
+        ("30d2", set(), {"rdx"}, (("rdx", 0, LANE_LOW),)),
+        # mov edx, eax and mov rdx, rax replace rdx whole: no lanes.
+        ("89c2", {"rax"}, {"rdx"}, ()),
+        # cmovne eax, edx: the old eax survives when the condition fails (a read).
+        ("0f45c2", {"rdx", "rax"}, {"rax"}, ()),
+        # cmovne ax, dx: and only the low 16 bits are written.
+        ("660f45c2", {"rdx", "rax"}, {"rax"}, (("rax", 3, 3), ("rdx", 3, 0))),
+        # lock cmpxchg [rdi], rdx: loads the old value into rax when the compare fails.
+        ("f0480fb117", {"rax", "rdi", "rdx"}, {"rax"}, ()),
+        # cmpxchg [rdi], dl: into al only.
+        ("0fb017", {"rax", "rdi", "rdx"}, {"rax"}, (("rax", LANE_LOW, LANE_LOW), ("rdx", 1, 0))),
+    ],
+)
+def test_x86_partial_and_conditional_writes(
+    code: str, reads: set[str], writes: set[str], lanes: tuple[tuple[str, int, int], ...]
+) -> None:
+    insn = one("x86_64", bytes.fromhex(code))
+    assert (set(insn.reads), set(insn.writes), insn.lanes) == (reads, writes, lanes)
 
 
 def test_x86_flow_and_tables() -> None:

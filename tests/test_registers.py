@@ -21,8 +21,10 @@ from klp_lsp.analysis.registers import (
     RegisterReport,
     analyse_function,
     analyse_registers,
+    find_entry_arguments,
+    find_register_dependents,
 )
-from klp_lsp.binary.abi import get_abi
+from klp_lsp.binary.abi import ALL_LANES, LANE_HIGH_BYTE, LANE_LOW, get_abi
 from klp_lsp.binary.disasm import Decoder, Insn
 from klp_lsp.model import DependencyReason
 
@@ -32,9 +34,12 @@ REGS = Path(__file__).parent / "fixtures" / "regs"
 PARAMS = {
     "leaf_add": 1, "leaf_mix": 2, "leaf_store": 2, "die": 1, "chain": 3, "store_twice": 3,
     "tail": 1, "via_tail": 2, "dispatch": 3, "checked": 2, "bitmap_weight": 3, "main": 2,
-    "sw_weight": 1,
+    "sw_weight": 1, "flags": 3, "compare_twice": 2, "make_big": 2, "fill_big": 3,
+    "sct_weight": 3, "sw_weight_sct": 1, "sw_weight_alt": 1, "leaf_cmp": 1,
 }  # fmt: skip
-VOID = frozenset(("leaf_store", "die"))
+VOID = frozenset(("leaf_store", "die", "flags"))
+# Functions returning a struct over 16 bytes: in memory at the address in rdi / x8.
+IN_MEMORY = frozenset(("make_big",))
 BUILDS = {
     "regs-x86_64-O2": ("x86_64", True),
     "regs-x86_64-noipara": ("x86_64", False),
@@ -102,22 +107,29 @@ def load_program(binary: str) -> Program:
         start, size = symbols[name]
         code = data[start - base : start - base + size]
         functions[start] = FunctionCode(name, ((start, start + size),), decoder.decode(code, start))
-    helper = symbols["sw_weight"][0]
+    helpers = {symbols[n][0] for n in ("sw_weight", "sw_weight_sct", "sw_weight_alt")}
 
     def reason_for(caller: int, callee: int) -> DependencyReason | None:
-        if callee == helper:
+        if callee in helpers:
             return "custom-convention"
         if ipa_ra and names[caller] in PARAMS and names.get(callee) in PARAMS:
             return "ipa-ra"
         return None
 
     def arg_registers_of(callee: int) -> tuple[str, ...] | None:
-        n = PARAMS.get(names.get(callee, ""))
-        return None if n is None else abi.arg_registers[:n]
+        name = names.get(callee, "")
+        n = PARAMS.get(name)
+        if n is None:
+            return None
+        if name in IN_MEMORY:
+            # x86-64: the address in rdi, the parameters from rsi; arm64: x8 beside x0-x7.
+            first = 1 if arch == "x86_64" else 0
+            return (*abi.arg_registers[first : first + n], abi.indirect_result)
+        return abi.arg_registers[:n]
 
     def return_registers_of(callee: int) -> tuple[str, ...] | None:
         name = names.get(callee, "")
-        if name in VOID:
+        if name in VOID or (name in IN_MEMORY and arch == "aarch64"):
             return ()
         return abi.return_registers[:1] if name in PARAMS else None
 
@@ -161,6 +173,32 @@ X86_O2 = {
         ("rcx", "rdx", "rsi", "r8", "r9", "r10"),
         "custom-convention",
     ),
+    # `xor ecx, ecx` before the call, `setne cl` after it: bits 8-63 of rcx are kept.
+    ("leaf_cmp", "flags", 0x6, ("rcx", "rdx", "rsi"), "ipa-ra"),
+    ("leaf_cmp", "compare_twice", 0x6, ("rcx", "rsi"), "ipa-ra"),
+    ("leaf_cmp", "compare_twice", 0x11, ("rcx", "rdx"), "ipa-ra"),
+    ("leaf_add", "fill_big", 0xA, ("rcx", "rdx"), "ipa-ra"),
+    ("make_big", "fill_big", 0x18, ("r8",), "ipa-ra"),
+    # main keeps `s` in rsi / r8 across compare_twice, and so across leaf_cmp in it.
+    ("compare_twice", "main", 0x16D, ("rsi",), "ipa-ra"),
+    ("leaf_cmp", "main", 0x16D, ("rsi",), "ipa-ra"),
+    ("compare_twice", "main", 0x178, ("r8",), "ipa-ra"),
+    ("leaf_cmp", "main", 0x178, ("r8",), "ipa-ra"),
+    # Through the trampoline's `jmp sw_weight_alt`.
+    (
+        "sw_weight_sct",
+        "sct_weight",
+        0x24,
+        ("rcx", "rdx", "rsi", "r8", "r9", "r10"),
+        "custom-convention",
+    ),
+    (
+        "sw_weight_alt",
+        "sct_weight",
+        0x24,
+        ("rcx", "rdx", "rsi", "r8", "r9", "r10"),
+        "custom-convention",
+    ),
 }
 A64_O2 = {
     ("leaf_add", "chain", 0x10, ("x2", "x4", "x5"), "ipa-ra"),
@@ -176,6 +214,29 @@ A64_O2 = {
         "sw_weight",
         "bitmap_weight",
         0x34,
+        ("x1", "x2", "x3", "x4", "x5", "x6"),
+        "custom-convention",
+    ),
+    ("leaf_cmp", "flags", 0x8, ("x1", "x2"), "ipa-ra"),
+    ("leaf_cmp", "compare_twice", 0xC, ("x2",), "ipa-ra"),
+    ("leaf_cmp", "compare_twice", 0x18, ("x1",), "ipa-ra"),
+    # `mov x8, x0` before `bl leaf_add`: the indirect result register of `bl make_big`.
+    ("leaf_add", "fill_big", 0x14, ("x1", "x8"), "ipa-ra"),
+    # make_big returns in memory, so nothing in x0: t stays there across it.
+    ("make_big", "fill_big", 0x18, ("x0",), "ipa-ra"),
+    ("compare_twice", "main", 0x174, ("x3",), "ipa-ra"),
+    ("leaf_cmp", "main", 0x174, ("x3",), "ipa-ra"),
+    (
+        "sw_weight_sct",
+        "sct_weight",
+        0x30,
+        ("x1", "x2", "x3", "x4", "x5", "x6"),
+        "custom-convention",
+    ),
+    (
+        "sw_weight_alt",
+        "sct_weight",
+        0x30,
         ("x1", "x2", "x3", "x4", "x5", "x6"),
         "custom-convention",
     ),
@@ -206,7 +267,9 @@ def test_builds_without_ipa_ra_only_depend_on_the_asm_helper(binary: str) -> Non
     prog = program(binary)
     found = prog.dependents()
     assert {(d[0], d[1], d[4]) for d in found} == {
-        ("sw_weight", "bitmap_weight", "custom-convention")
+        ("sw_weight", "bitmap_weight", "custom-convention"),
+        ("sw_weight_sct", "sct_weight", "custom-convention"),
+        ("sw_weight_alt", "sct_weight", "custom-convention"),
     }
     assert not prog.report.artefacts
 
@@ -302,10 +365,11 @@ def insn(
     target: int | None = None,
     saves: str = "",
     restores: str = "",
+    lanes: tuple[tuple[str, int, int], ...] = (),
 ) -> Insn:
     return Insn(
         address, 1, "op", "", frozenset(reads.split()), frozenset(writes.split()),
-        flow, target, None, frozenset(saves.split()), frozenset(restores.split()),  # type: ignore[arg-type]
+        flow, target, None, frozenset(saves.split()), frozenset(restores.split()), lanes,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -383,6 +447,120 @@ def test_transitive_and_tail_calls() -> None:
     )
     assert report.uses[0x300].clobbers == {"rax", "rdi"}
     assert [(e.callee, e.kind) for e in report.uses[0x300].calls] == [(0x100, "tail-call")]
+    # The dependent on the leaf names the tail-calling function it is reached through.
+    assert {(d.callee, d.via) for d in report.dependents} == {(0x300, ()), (0x100, (0x300,))}
+
+
+def test_a_function_preserving_a_register_shields_its_callees() -> None:
+    # 0x500 saves rcx, calls 0x250 and restores rcx: what 0x250 does to rcx never reaches the
+    # caller that keeps rcx across 0x500, so 0x250 has no dependent (before: one via 0x500).
+    thunk = [
+        insn(0x500, "rcx", saves="rcx"),
+        insn(0x501, "", "rcx"),
+        insn(0x502, flow="call", target=0x250),
+        insn(0x503, "", "rcx", restores="rcx"),
+        insn(0x504, flow="return"),
+    ]
+    leaf = [insn(0x250, "rdi", "rax"), insn(0x251, flow="return")]
+    caller = [insn(0x10, flow="call", target=0x500), insn(0x11, "rcx"), insn(0x12, flow="return")]
+    check(
+        {0x10: caller, 0x250: leaf, 0x500: thunk},
+        {(0x10, 0x500): "custom-convention"},
+        {(0x500, 0x10, 0x10, ("rcx",))},
+    )
+
+
+def test_trampoline_outside_the_group() -> None:
+    # Like `call __SCT__preempt_schedule` (`jmp preempt_schedule_thunk`): the trampoline and
+    # its target are asm code the index decodes on demand, outside the caller's group.
+    abi = get_abi("x86_64")
+    tramp = FunctionCode("tramp", ((0x700, 0x701),), (insn(0x700, flow="jump", target=0x800),))
+    target = FunctionCode("target", ((0x800, 0x802),), tuple(LEAF_AT_0x800))
+    outside = {
+        a: analyse_function("x86_64", a, c, resolve=lambda x: x)
+        for a, c in ((0x700, tramp), (0x800, target))
+    }
+    caller = [insn(0x10, flow="call", target=0x700), insn(0x11, "rcx"), insn(0x12, flow="return")]
+    facts = {
+        0x10: analyse_function(
+            "x86_64", 0x10, FunctionCode("c", ((0x10, 0x13),), tuple(caller)), resolve=lambda x: x
+        )
+    }
+    clobbers = {0x10: abi.call_clobbered, 0x700: frozenset({"rax"}), 0x800: frozenset({"rax"})}
+    found, _, _ = find_register_dependents(
+        "x86_64",
+        facts,
+        clobbers,
+        reason_for=lambda _c, _e: "custom-convention",
+        arg_registers_of=lambda _f: (),
+        return_registers_of=lambda _f: ("rax",),
+        outside=outside,
+    )
+    assert {(d.callee, d.registers, d.via) for d in found} == {
+        (0x700, ("rcx",), ()),
+        (0x800, ("rcx",), (0x700,)),
+    }
+
+
+LEAF_AT_0x800 = [insn(0x800, "rdi", "rax"), insn(0x801, flow="return")]
+
+
+def test_partial_write_keeps_the_rest_of_the_register() -> None:
+    # xor ecx, ecx; call leaf; setne cl; mov [rax], ecx: bits 8-31 of rcx cross the call.
+    setne_cl = insn(0x12, "", "rcx", lanes=(("rcx", 0, LANE_LOW),))
+    caller = [
+        insn(0x10, "", "rcx"),
+        insn(0x11, flow="call", target=0x100),
+        setne_cl,
+        insn(0x13, "rcx rax"),
+        insn(0x14, flow="return"),
+    ]
+    check({0x10: caller, 0x100: LEAF}, {(0x10, 0x100): "ipa-ra"}, {(0x100, 0x10, 0x11, ("rcx",))})
+
+
+def test_zero_extended_byte_needs_only_that_byte() -> None:
+    # call leaf; setne cl; movzx ecx, cl: the old upper bits of rcx are never read.
+    caller = [
+        insn(0x10, "", "rcx"),
+        insn(0x11, flow="call", target=0x100),
+        insn(0x12, "", "rcx", lanes=(("rcx", 0, LANE_LOW),)),
+        insn(0x13, "rcx", "rcx", lanes=(("rcx", LANE_LOW, ALL_LANES),)),
+        insn(0x14, "rcx rax"),
+        insn(0x15, flow="return"),
+    ]
+    check({0x10: caller, 0x100: LEAF}, {(0x10, 0x100): "ipa-ra"}, set())
+
+
+def test_high_byte_write_keeps_the_low_byte() -> None:
+    # mov ch, 1 after the call: cl (bits 0-7) still comes from before it.
+    caller = [
+        insn(0x10, "", "rcx"),
+        insn(0x11, flow="call", target=0x100),
+        insn(0x12, "", "rcx", lanes=(("rcx", 0, LANE_HIGH_BYTE),)),
+        insn(0x13, "rcx", "rax", lanes=(("rcx", LANE_LOW | LANE_HIGH_BYTE, 0),)),
+        insn(0x14, flow="return"),
+    ]
+    check({0x10: caller, 0x100: LEAF}, {(0x10, 0x100): "ipa-ra"}, {(0x100, 0x10, 0x11, ("rcx",))})
+
+
+def test_entry_arguments() -> None:
+    # Reads rdi and rsi (passed on to the leaf) before writing them; rdx is written first.
+    code = [
+        insn(0x10, "rdi", "rax"),
+        insn(0x11, "", "rdx"),
+        insn(0x12, "rdx rsi", "rcx"),
+        insn(0x13, flow="call", target=0x100),
+        insn(0x14, flow="return"),
+    ]
+    facts = {
+        0x10: analyse_function(
+            "x86_64", 0x10, FunctionCode("f", ((0x10, 0x15),), tuple(code)), resolve=lambda x: x
+        )
+    }
+    found = find_entry_arguments(
+        "x86_64", facts, {0x100: frozenset({"rax"})}, [0x10], arg_registers_of=lambda _f: ("rsi",)
+    )
+    assert found == {0x10: frozenset({"rdi", "rsi"})}
 
 
 def test_noreturn_call_has_no_successor() -> None:
