@@ -14,10 +14,12 @@ fixture kernels (tests/fixtures/README.md, "Clone signatures"):
 from __future__ import annotations
 
 import pytest
+from klp_fixtures import FIXTURES
 
 from klp_lsp.analysis.signature import compiled_signature, prototype_registers
 from klp_lsp.index.query import IndexSet, split_sympos
 from klp_lsp.model import CompiledSignature, Param
+from klp_lsp.patch.check import Checker
 
 REG = {
     "x86_64": ("rdi", "rsi", "rdx", "rcx", "rax"),
@@ -222,3 +224,15 @@ def test_show_by_cold_part(indexes: IndexSet, arch: str) -> None:
 def test_unknown_symbol(indexes: IndexSet) -> None:
     assert indexes.reports("demo_lookup.part.7") == []
     assert indexes.reports("demo_hash,3") == []
+
+
+def test_check_names_the_clone_layout(arch: str, indexes: IndexSet) -> None:
+    patch = (FIXTURES / "patches" / "clone.patch").read_text()
+    result = Checker(indexes).check_patches([("clone.patch", patch)], FIXTURES / "kernel")
+    (finding,) = [f for f in result.findings if f.kind == "signature-changed"]
+    a, b, c, _, ret = REG[arch]
+    assert (
+        f"demo_scale.constprop.0.isra.0 (ctx: replaced, unused: dropped, v={c}) +{a} +{b} -> {ret}"
+        in finding.message
+    )
+    assert [(e.symbol, e.sympos) for e in result.replace] == [("demo_scale.constprop.0.isra.0", 0)]

@@ -116,6 +116,22 @@ def test_x86_partial_and_conditional_writes(
     assert (set(insn.reads), set(insn.writes), insn.lanes) == (reads, writes, lanes)
 
 
+@pytest.mark.parametrize(
+    ("code", "copies"),
+    [
+        ("4489d7", (("rdi", "r10"),)),  # mov edi, r10d
+        ("21d0", (("rax", "rdx"), ("rax", "rax"))),  # and eax, edx
+        ("88c2", (("rdx", "rax"),)),  # mov dl, al
+        ("88e2", ()),  # mov dl, ah: bits 8-15 to bits 0-7
+        ("31c0", ()),  # xor eax, eax reads nothing
+        ("4801d0", ()),  # add rax, rdx: carries cross lanes
+        ("480fb6c2", ()),  # movzx rax, dl
+    ],
+)
+def test_x86_lanewise_copies(code: str, copies: tuple[tuple[str, str], ...]) -> None:
+    assert one("x86_64", bytes.fromhex(code)).copies == copies
+
+
 def test_x86_flow_and_tables() -> None:
     push, pop, jmp, ud2 = decode_function("x86_64", bytes.fromhex("535bff24fd80a047000f0b"), 0)
     assert push.saves == {"rbx"} and pop.restores == {"rbx"}

@@ -531,6 +531,38 @@ def test_zero_extended_byte_needs_only_that_byte() -> None:
     check({0x10: caller, 0x100: LEAF}, {(0x10, 0x100): "ipa-ra"}, set())
 
 
+def test_lanes_follow_lanewise_copies() -> None:
+    # sete r10b; mov edi, r10d; test dil, dil (xa_get_mark): only the low byte of r10 is used,
+    # so its old upper bits, from before the call, matter to nothing.
+    def caller(test: str) -> list[Insn]:
+        return [
+            insn(0x10, flow="call", target=0x100),
+            insn(0x11, "", "r10", lanes=(("r10", 0, LANE_LOW),)),
+            Insn(
+                0x12,
+                1,
+                "mov",
+                "",
+                frozenset({"r10"}),
+                frozenset({"rdi"}),
+                "fallthrough",
+                copies=(("rdi", "r10"),),
+            ),
+            insn(0x13, "rdi", lanes=(("rdi", LANE_LOW, 0),))
+            if test == "dil"
+            else insn(0x13, "rdi"),
+            insn(0x14, flow="return"),
+        ]
+
+    check({0x10: caller("dil"), 0x100: LEAF}, {(0x10, 0x100): "ipa-ra"}, set())
+    # Read whole in edi, the upper bits of r10 do come from before the call.
+    check(
+        {0x10: caller("edi"), 0x100: LEAF},
+        {(0x10, 0x100): "ipa-ra"},
+        {(0x100, 0x10, 0x10, ("r10",))},
+    )
+
+
 def test_high_byte_write_keeps_the_low_byte() -> None:
     # mov ch, 1 after the call: cl (bits 0-7) still comes from before it.
     caller = [

@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from klp_lsp.analysis.cfg import Block, Cfg, build_cfg
-from klp_lsp.binary.abi import Abi, get_abi, sort_registers
+from klp_lsp.binary.abi import ALL_LANES, Abi, get_abi, sort_registers
 from klp_lsp.binary.disasm import Insn
 from klp_lsp.model import CallEdge, DependencyReason, RegisterDependent, RegisterUse
 
@@ -298,7 +298,7 @@ class _Masks:
         self.bit = {name: 1 << i for i, name in enumerate(self.names)}
         self._masks: dict[frozenset[str], int] = {}
         self._sets: dict[int, frozenset[str]] = {}
-        self._insns: dict[tuple[object, ...], tuple[int, int]] = {}
+        self._insns: dict[tuple[object, ...], tuple[int, int, tuple[tuple[int, int], ...]]] = {}
 
     def _lanes(self, name: str, lanes: int) -> int:
         i = self.index.get(name)
@@ -331,9 +331,19 @@ class _Masks:
             self._sets[mask] = found
         return found
 
-    def insn(self, insn: Insn) -> tuple[int, int]:
-        """(kill, gen) of one instruction that is not a call."""
-        key = (insn.reads, insn.writes, insn.lanes)
+    def insn(
+        self, insn: Insn, partial: Collection[str] = ()
+    ) -> tuple[int, int, tuple[tuple[int, int], ...]]:
+        """(kill, gen, copies) of one instruction that is not a call.
+
+        `copies` holds (mask, shift) per `Insn.copies` pair whose source is in `partial` (the
+        registers the function writes in part; for the others lanes never differ): the live
+        lanes of the destination (`live & mask`) make the same lanes of the source live
+        (shifted by `shift` bits, from the destination's bit to the source's); the source is
+        then not in `gen`.
+        """
+        used = tuple((d, src) for d, src in insn.copies if src in partial)
+        key = (insn.reads, insn.writes, insn.lanes, used)
         found = self._insns.get(key)
         if found is None:
             kill, gen = self.mask(insn.writes), self.mask(insn.reads)
@@ -343,9 +353,26 @@ class _Masks:
                     gen = (gen & ~whole) | self._lanes(reg, read)
                 if reg in insn.writes:
                     kill = (kill & ~whole) | self._lanes(reg, written)
-            found = (kill, gen)
+            copies: list[tuple[int, int]] = []
+            for dest, src in used:
+                if dest not in self.index or src not in self.index:
+                    continue
+                gen &= ~self.mask(frozenset((src,)))
+                # The lanes the instruction writes; the others pass through unchanged.
+                written = self.mask(frozenset((dest,))) & kill
+                copies.append((written, self.index[src] - self.index[dest]))
+            found = (kill, gen, tuple(copies))
             self._insns[key] = found
         return found
+
+
+def _copied(live: int, copies: tuple[tuple[int, int], ...]) -> int:
+    """The source lanes that live destination lanes of lane-wise copies make live."""
+    out = 0
+    for mask, shift in copies:
+        lanes = live & mask
+        out |= lanes << shift if shift >= 0 else lanes >> -shift
+    return out
 
 
 _CALLS = ("call", "indirect-call")
@@ -364,28 +391,40 @@ class _Liveness:
     ) -> None:
         self.masks = masks
         self.facts = facts
-        # Per block: (kill, gen) of each instruction, the block's summary and its exit uses.
-        self.steps: dict[int, list[tuple[int, int]]] = {}
-        self.summary: dict[int, tuple[int, int]] = {}
+        # Per block: (kill, gen, copies) of each instruction, the block's summary (None when a
+        # lane-wise copy makes it depend on what is live after it) and its exit uses.
+        self.steps: dict[int, list[tuple[int, int, tuple[tuple[int, int], ...]]]] = {}
+        self.summary: dict[int, tuple[int, int] | None] = {}
         self.exit_uses: dict[int, int] = {}
         mask = masks.mask
         returns = mask(returns_of_caller)
+        # Registers written in part somewhere: only their lanes can differ in liveness.
+        partial = {
+            reg
+            for block in facts.cfg.blocks.values()
+            for insn in block.insns
+            for reg, _read, written in insn.lanes
+            if written not in (0, ALL_LANES)
+        }
         for start, block in facts.cfg.blocks.items():
-            steps: list[tuple[int, int]] = []
+            steps: list[tuple[int, int, tuple[tuple[int, int], ...]]] = []
             for insn in block.insns:
                 if insn.flow in _CALLS:
                     callee = facts.call_targets.get(insn.address)
                     kill = mask(clobbers_of(callee)) | mask(insn.writes)
                     gen = mask(args_of(callee, insn.address)) | mask(insn.reads)
+                    steps.append((kill, gen, ()))
                 else:
-                    kill, gen = masks.insn(insn)
-                steps.append((kill, gen))
-            block_gen = block_kill = 0
-            for kill, gen in reversed(steps):
-                block_gen = gen | (block_gen & ~kill)
-                block_kill |= kill
+                    steps.append(masks.insn(insn, partial))
             self.steps[start] = steps
-            self.summary[start] = (block_kill, block_gen)
+            if any(copies for _k, _g, copies in steps):
+                self.summary[start] = None
+            else:
+                block_gen = block_kill = 0
+                for kill, gen, _copies in reversed(steps):
+                    block_gen = gen | (block_gen & ~kill)
+                    block_kill |= kill
+                self.summary[start] = (block_kill, block_gen)
             last = block.insns[-1]
             uses = returns if last.flow == "return" else 0
             if block.tail_call is not None or block.indirect_tail_call:
@@ -411,8 +450,14 @@ class _Liveness:
         while work:
             a = work.pop()
             pending.discard(a)
-            kill, gen = self.summary[a]
-            live = gen | (self.live_out(blocks[a]) & ~kill)
+            summary = self.summary[a]
+            if summary is None:
+                live = self.live_out(blocks[a])
+                for kill, gen, copies in reversed(self.steps[a]):
+                    live = gen | _copied(live, copies) | (live & ~kill)
+            else:
+                kill, gen = summary
+                live = gen | (self.live_out(blocks[a]) & ~kill)
             if live != self.live_in.get(a):
                 self.live_in[a] = live
                 for p in preds.get(a, ()):
@@ -425,12 +470,12 @@ class _Liveness:
         out: list[tuple[Insn, frozenset[str]]] = []
         for start, block in self.facts.cfg.blocks.items():
             live = self.live_out(block)
-            for insn, (kill, gen) in zip(
+            for insn, (kill, gen, copies) in zip(
                 reversed(block.insns), reversed(self.steps[start]), strict=True
             ):
                 if insn.flow in _CALLS:
                     out.append((insn, self.masks.regs(live)))
-                live = gen | (live & ~kill)
+                live = gen | _copied(live, copies) | (live & ~kill)
         return out
 
 

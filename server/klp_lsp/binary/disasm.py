@@ -60,6 +60,11 @@ class Insn(NamedTuple):
     # register absent here is read and written whole. `setne dl` gives (("rdx", 0, 1),):
     # the write keeps bits 8-63, so the old value of rdx stays live above the low byte.
     lanes: tuple[tuple[str, int, int], ...] = ()
+    # x86-64 register-to-register moves and bitwise operations: (destination, source) pairs
+    # where each lane of the destination is computed from the same lane of the source, so only
+    # the lanes of the destination that are used later make the source's lanes live. `mov edi,
+    # r10d` after `sete r10b` reads bits 8-63 of r10 only if something reads them in edi.
+    copies: tuple[tuple[str, str], ...] = ()
 
     @property
     def end(self) -> int:
@@ -106,6 +111,7 @@ class _Encoding:
     restores: frozenset[str]
     plain: bool  # neither a branch, call, return nor trap: flow is "fallthrough"
     lanes: tuple[tuple[str, int, int], ...] = ()
+    copies: tuple[tuple[str, str], ...] = ()
 
 
 def _base_mnemonic(mnemonic: str) -> str:
@@ -315,6 +321,7 @@ class Decoder:
                         enc.saves,
                         enc.restores,
                         enc.lanes,
+                        enc.copies,
                     )
                 )
             else:
@@ -442,17 +449,19 @@ class Decoder:
         write_names = {insn.reg_name(r) for r in regs_write}
         table = None
         lanes: tuple[tuple[str, int, int], ...] = ()
+        copies: tuple[tuple[str, str], ...] = ()
         if self.arch == "x86_64":
             _x86_implicit_accesses(insn, read_names, write_names)
             reads, writes, table = self._fix_x86(
                 insn, self._fold(read_names), self._fold(write_names)
             )
             lanes = _x86_lanes(read_names, write_names, reads, writes)
+            copies = _x86_copies(insn, reads)
         else:
             reads, writes = self._fix_a64(insn, self._fold(read_names), self._fold(write_names))
         saves, restores = self._stack_transfers(insn)
         plain = _is_plain(self.arch, insn.mnemonic)
-        return _Encoding(reads, writes, table, saves, restores, plain, lanes)
+        return _Encoding(reads, writes, table, saves, restores, plain, lanes, copies)
 
     def _stack_transfers(self, insn: capstone.CsInsn) -> tuple[frozenset[str], frozenset[str]]:
         """Registers this instruction saves to or restores from the stack frame."""
@@ -601,6 +610,7 @@ class Decoder:
             enc.saves,
             enc.restores,
             enc.lanes,
+            enc.copies,
         )
 
     def _make_a64(self, addr: int, size: int, mnemonic: str, op_str: str, enc: _Encoding) -> Insn:
@@ -679,6 +689,32 @@ def _x86_lanes(
         for reg, (r, w) in sorted(acc.items())
         if r not in (0, ALL_LANES) or w not in (0, ALL_LANES)
     )
+
+
+# Operations whose result lane k depends only on lane k of their operands.
+_X86_LANEWISE = frozenset(("mov", "and", "or", "xor"))
+_X86_HIGH_BYTES = frozenset(("ah", "bh", "ch", "dh"))
+
+
+def _x86_copies(insn: capstone.CsInsn, reads: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """`Insn.copies` of a register-to-register `mov`/`and`/`or`/`xor` of one width."""
+    ops = insn.operands
+    if (
+        _base_mnemonic(insn.mnemonic) not in _X86_LANEWISE
+        or len(ops) != 2
+        or ops[0].type != cs_x86.X86_OP_REG
+        or ops[1].type != cs_x86.X86_OP_REG
+        or ops[0].size != ops[1].size
+    ):
+        return ()
+    names = (insn.reg_name(ops[0].reg), insn.reg_name(ops[1].reg))
+    if any(n in _X86_HIGH_BYTES for n in names):
+        return ()  # `mov dl, ah` moves bits 8-15 to bits 0-7: not lane to lane.
+    dest, src = (fold_register("x86_64", n) for n in names)
+    if dest is None or src is None:
+        return ()
+    # `and`/`or`/`xor` also read their destination; a zeroing `xor` reads nothing.
+    return tuple((dest, r) for r in dict.fromkeys((src, dest)) if r in reads)
 
 
 def decode_function(

@@ -36,7 +36,7 @@ What the records hold:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -605,6 +605,7 @@ class DwarfData:
 # GCC's DW_OP_GNU_parameter_ref: "the value the caller passed for this parameter", for a
 # parameter an IPA pass removed from a clone (gcc/dwarf2out.cc, DECL_HAS_DEBUG_ARGS_P).
 _DW_OP_GNU_PARAMETER_REF = 0xFA
+_PARAMETER_REF = bytes((_DW_OP_GNU_PARAMETER_REF,))
 _DW_OP_STACK_VALUE = 0x9F
 
 
@@ -936,21 +937,23 @@ class _UnitScan:
         if isinstance(loc, bytes):
             return self.d.location_at_entry(loc)
         u, s, b = self.u, self.d._s, self.bases
-        if u.version >= 5:
-            sec = s[".debug_loclists"]
-            off = int(loc)
-            if isinstance(loc, ListIndex):
-                off = b.loclists + _read_off(sec, b.loclists + off * u.offset_size, u.offset_size)
-            entries = list(
-                iter_loclist(sec, off, b.low_pc, u.address_size, s[".debug_addr"], b.addr)
-            )
-        else:
-            entries = list(iter_loc_v4(s[".debug_loc"], int(loc), b.low_pc, u.address_size))
-        expr = None if pc is None else expression_at(entries, pc)
+
+        def entries() -> Iterator[tuple[int, int, bytes]]:
+            if u.version >= 5:
+                sec = s[".debug_loclists"]
+                off = int(loc)
+                if isinstance(loc, ListIndex):
+                    off = b.loclists + _read_off(
+                        sec, b.loclists + off * u.offset_size, u.offset_size
+                    )
+                return iter_loclist(sec, off, b.low_pc, u.address_size, s[".debug_addr"], b.addr)
+            return iter_loc_v4(s[".debug_loc"], int(loc), b.low_pc, u.address_size)
+
+        expr = None if pc is None else expression_at(entries(), pc)
         if expr is not None:
             return self.d.location_at_entry(expr)
         # Not located at entry: GCC describes a parameter it removed from a clone only after
         # the prologue (`DW_OP_GNU_parameter_ref` from the first instruction past it).
-        if any(e[:1] == bytes((_DW_OP_GNU_PARAMETER_REF,)) for _lo, _hi, e in entries):
+        if any(e[:1] == _PARAMETER_REF for _lo, _hi, e in entries()):
             return "removed"
         return "unknown"

@@ -796,5 +796,12 @@ class RegisterAnalyser:
             )
             for start in group
         ]
-        deps = [d for d in dependents if d.callee not in self._external_names]
+        # Dependents reached through asm code may land on its fixup labels (`bad_get_user`,
+        # the unnamed `.Lbad_put_user_clac`): only functions are kept, what a patch can name.
+        deps = [
+            d
+            for d in dependents
+            if d.callee not in self._external_names
+            and (not d.via or d.callee in self.funcs or d.callee in self._known)
+        ]
         return uses, deps

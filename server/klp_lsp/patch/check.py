@@ -36,7 +36,7 @@ from klp_lsp.patch.changes import (
 )
 from klp_lsp.patch.diff import Patch, parse_patch_text
 from klp_lsp.patch.render import render_replace_set, render_skeleton
-from klp_lsp.report import host_text
+from klp_lsp.report import host_text, signature_text
 
 __all__ = [
     "SEVERITIES",
@@ -399,7 +399,15 @@ class Checker:
                     [Related("clone", s.name, s.object, address=s.address) for s in real_clones],
                 )
             )
-        changed_abi = [s for s in real_clones if {"isra", "constprop"} & set(s.clone_kinds)]
+        # A clone whose compiled signature is known and matches the prototype (a `.part`, or an
+        # IPA-CP clone that kept every parameter) changed nothing for its callers.
+        signatures = {sig.address: sig for sig in r.clone_signatures}
+        changed_abi = [
+            s
+            for s in real_clones
+            if (s.address in signatures and not signatures[s.address].matches_prototype)
+            or (s.address not in signatures and {"isra", "constprop"} & set(s.clone_kinds))
+        ]
         if changed_abi or r.abi_deviation or c.signature_changed:
             parts = []
             if c.signature_changed:
@@ -408,10 +416,16 @@ class Checker:
                     " still pass the old arguments"
                 )
             if changed_abi:
+                layouts = [
+                    f"{s.name} {signature_text(signatures[s.address], r.arch, verdict=False)}"
+                    for s in changed_abi
+                    if s.address in signatures
+                ]
                 parts.append(
                     f"callers of {_names(s.name for s in changed_abi)} pass arguments in a"
                     " GCC-private layout (parameters removed, replaced by constants or by their"
                     " pointed-to values); the replacement of each clone must keep that layout"
+                    + (f": {'; '.join(layouts)}" if layouts else "")
                 )
             if r.abi_deviation:
                 parts.append(f"{r.name} does not take its parameters where the C ABI puts them")
