@@ -99,6 +99,11 @@ def test_x86_access(code: str, reads: set[str], writes: set[str]) -> None:
         ("30d2", set(), {"rdx"}, (("rdx", 0, LANE_LOW),)),
         # mov edx, eax and mov rdx, rax replace rdx whole: no lanes.
         ("89c2", {"rax"}, {"rdx"}, ()),
+        # and r8d, 1: only the low byte of r8 is read; and eax, 0xff00 only bits 8-15.
+        ("4183e001", {"r8"}, {"r8"}, (("r8", LANE_LOW, ALL_LANES),)),
+        ("2500ff0000", {"rax"}, {"rax"}, (("rax", LANE_HIGH_BYTE, ALL_LANES),)),
+        # bt ecx, edx: the bit offset modulo 32, from the low byte of rdx.
+        ("0fa3d1", {"rcx", "rdx"}, set(), (("rdx", LANE_LOW, 0),)),
         # cmovne eax, edx: the old eax survives when the condition fails (a read).
         ("0f45c2", {"rdx", "rax"}, {"rax"}, ()),
         # cmovne ax, dx: and only the low 16 bits are written.

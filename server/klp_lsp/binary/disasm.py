@@ -23,7 +23,15 @@ import capstone
 from capstone import arm64 as cs_arm64
 from capstone import x86 as cs_x86
 
-from klp_lsp.binary.abi import ALL_LANES, fold_register, get_abi, register_lanes
+from klp_lsp.binary.abi import (
+    ALL_LANES,
+    LANE_HIGH_BYTE,
+    LANE_LOW,
+    LANE_UPPER,
+    fold_register,
+    get_abi,
+    register_lanes,
+)
 from klp_lsp.errors import BinaryFormatError
 
 FlowKind = Literal[
@@ -455,7 +463,7 @@ class Decoder:
             reads, writes, table = self._fix_x86(
                 insn, self._fold(read_names), self._fold(write_names)
             )
-            lanes = _x86_lanes(read_names, write_names, reads, writes)
+            lanes = _x86_mask_lanes(insn, _x86_lanes(read_names, write_names, reads, writes))
             copies = _x86_copies(insn, reads)
         else:
             reads, writes = self._fix_a64(insn, self._fold(read_names), self._fold(write_names))
@@ -694,6 +702,41 @@ def _x86_lanes(
 # Operations whose result lane k depends only on lane k of their operands.
 _X86_LANEWISE = frozenset(("mov", "and", "or", "xor"))
 _X86_HIGH_BYTES = frozenset(("ah", "bh", "ch", "dh"))
+
+
+_X86_BIT_TESTS = frozenset(("bt", "btc", "btr", "bts"))
+
+
+def _x86_mask_lanes(
+    insn: capstone.CsInsn, lanes: tuple[tuple[str, int, int], ...]
+) -> tuple[tuple[str, int, int], ...]:
+    """Reads narrower than the register named: `and reg, imm` reads only the lanes where the
+    mask has bits (`and r8d, 1` after `setne r11b; mov r8d, r11d` in ethnl_parse_bitset), and
+    a bit test on a register takes its bit offset modulo the operand size, from the low byte
+    (`setbe dl; ...; bt ecx, edx` in shrink_lruvec; Intel SDM vol. 2, BT)."""
+    ops = insn.operands
+    mnemonic = _base_mnemonic(insn.mnemonic)
+    if len(ops) != 2 or ops[0].type != cs_x86.X86_OP_REG:
+        return lanes
+    base = fold_register("x86_64", insn.reg_name(ops[0].reg))
+    if mnemonic in _X86_BIT_TESTS and ops[1].type == cs_x86.X86_OP_REG:
+        reg = fold_register("x86_64", insn.reg_name(ops[1].reg))
+        if reg == base:
+            return lanes  # `bt eax, eax` reads all of it as the tested value.
+        read, written = LANE_LOW, 0
+    elif mnemonic == "and" and ops[1].type == cs_x86.X86_OP_IMM and ops[0].size in (4, 8):
+        mask = ops[1].imm & ((1 << (8 * ops[0].size)) - 1)
+        read = (
+            (LANE_LOW if mask & 0xFF else 0)
+            | (LANE_HIGH_BYTE if mask & 0xFF00 else 0)
+            | (LANE_UPPER if mask >> 16 else 0)
+        )
+        reg, written = base, ALL_LANES
+    else:
+        return lanes
+    if reg is None or read in (0, ALL_LANES):
+        return lanes
+    return (*(entry for entry in lanes if entry[0] != reg), (reg, read, written))
 
 
 def _x86_copies(insn: capstone.CsInsn, reads: frozenset[str]) -> tuple[tuple[str, str], ...]:
