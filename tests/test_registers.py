@@ -563,6 +563,37 @@ def test_lanes_follow_lanewise_copies() -> None:
     )
 
 
+def test_a_bool_result_uses_only_al() -> None:
+    # mov eax, edx; call f; sete al; ret from a function returning bool
+    # (copy_fpstate_to_sigframe): the old upper bits of rax are no result.
+    caller = [
+        insn(0x10, "rdx", "rax"),
+        insn(0x11, flow="call", target=0x200),
+        insn(0x12, "", "rax", lanes=(("rax", 0, LANE_LOW),)),
+        insn(0x13, flow="return"),
+    ]
+    functions = {
+        0x10: FunctionCode("c", ((0x10, 0x14),), tuple(caller)),
+        0x200: FunctionCode(
+            "f", ((0x200, 0x202),), (insn(0x200, "rdi", "rcx"), insn(0x201, flow="return"))
+        ),
+    }
+
+    def dependents(result: tuple[str, ...]) -> set[tuple[int, tuple[str, ...]]]:
+        report = analyse_registers(
+            "x86_64",
+            functions,
+            resolve=lambda a: a if a in functions else None,
+            reason_for=lambda _c, _e: "ipa-ra",
+            arg_registers_of=lambda _f: (),
+            return_registers_of=lambda f: result if f == 0x10 else ("rcx",),
+        )
+        return {(d.callee, d.registers) for d in report.dependents}
+
+    assert dependents(("al",)) == set()
+    assert dependents(("rax",)) == {(0x200, ("rax",))}  # a long result would keep them
+
+
 def test_high_byte_write_keeps_the_low_byte() -> None:
     # mov ch, 1 after the call: cl (bits 0-7) still comes from before it.
     caller = [

@@ -25,7 +25,14 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from klp_lsp.analysis.cfg import Block, Cfg, build_cfg
-from klp_lsp.binary.abi import ALL_LANES, Abi, get_abi, sort_registers
+from klp_lsp.binary.abi import (
+    ALL_LANES,
+    Abi,
+    fold_register,
+    get_abi,
+    register_lanes,
+    sort_registers,
+)
 from klp_lsp.binary.disasm import Insn
 from klp_lsp.model import CallEdge, DependencyReason, RegisterDependent, RegisterUse
 
@@ -292,6 +299,7 @@ class _Masks:
     """
 
     def __init__(self, abi: Abi) -> None:
+        self.arch = abi.arch
         self.names = sort_registers(abi.arch, abi.call_clobbered | abi.callee_saved)
         self.count = len(self.names)
         self.index = {name: i for i, name in enumerate(self.names)}
@@ -311,13 +319,19 @@ class _Masks:
         return out
 
     def mask(self, regs: frozenset[str]) -> int:
-        """Every lane of `regs`."""
+        """Every lane of `regs`; of a sub-register name (`al`), only its lanes."""
         found = self._masks.get(regs)
         if found is None:
             found = 0
+            narrow = 0
             for r in regs:
-                found |= self.bit.get(r, 0)
-            found |= (found << self.count) | (found << (2 * self.count))
+                if r in self.bit:
+                    found |= self.bit[r]
+                    continue
+                full = fold_register(self.arch, r)
+                if full is not None:
+                    narrow |= self._lanes(full, register_lanes(self.arch, r))
+            found |= (found << self.count) | (found << (2 * self.count)) | narrow
             self._masks[regs] = found
         return found
 
@@ -544,7 +558,8 @@ class _CallModel:
         known = self.return_registers_of
         regs = known(callee) if (known and callee is not None) else None
         if regs is not None:
-            return frozenset(regs)
+            # A narrow result (`al`) still leaves the rest of the register undefined.
+            return frozenset(fold_register(self.abi.arch, r) or r for r in regs)
         # Unknown: the return registers the callee writes, and the first one when it is also
         # an argument register (arm64 x0: memset returns its unchanged first argument). On
         # x86-64 a function that never writes rax cannot return a value in it, so a value
@@ -765,7 +780,9 @@ def analyse_registers(
     `resolve(address)` gives the start of the function containing `address` (None if none);
     `noreturn` holds the starts of functions that never return; `arg_registers_of(f)` and
     `return_registers_of(f)` give the registers of f's DWARF parameters and return value
-    (() for void, rax/x0 up to 8 bytes, rax+rdx/x0+x1 for 16; None: unknown, then the ABI
+    (() for void, rax/x0 up to 8 bytes, rax+rdx/x0+x1 for 16, a sub-register such as `al`
+    for a result that only fills it, which makes only its lanes live at f's returns;
+    None: unknown, then the ABI
     argument registers written before the call are assumed, and the return registers that
     f's clobber set holds);
     `read_pointer(address)` reads a pointer-sized value of the image, for jump tables;

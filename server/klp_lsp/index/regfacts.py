@@ -624,6 +624,10 @@ class RegisterAnalyser:
         size = return_sizes.get(callee)
         if size is None or (size and f is not None and "isra" in parse_clone_name(f.name).kinds):
             return None
+        if self.arch == "x86_64" and size in (1, 2):
+            # A bool or char result is only al (`sete al; ret`): the rest of rax is undefined
+            # (x86-64 psABI 3.2.3), so its old upper bits are no kept value.
+            return ("al",) if size == 1 else ("ax",)
         return result_registers(self.arch, size)
 
     def _symbol_prefix(self, cu: CuFacts) -> str:
