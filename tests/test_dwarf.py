@@ -312,7 +312,7 @@ class SlowScan:
         located = {
             c.offset: self.param(c, self.location(c, pc))
             for c in die.iter_children()
-            if c.tag == "DW_TAG_formal_parameter"
+            if c.tag == "DW_TAG_formal_parameter" and "DW_AT_declaration" not in a
         }
         params = tuple(located.values())
         origin = self.ref(die, "DW_AT_abstract_origin")

@@ -26,6 +26,7 @@ What the records hold:
   location: GCC's IPA passes took it out of this copy's arguments, and only the caller's
   DW_TAG_call_site_parameter knows its value), "unknown" (any other expression, a location list
   without an entry covering the entry pc, or a DIE without code);
+- a declaration (DW_AT_declaration) gets no parameters: they describe no code;
 - a concrete copy's parameters are listed in C order, its abstract origin's: GCC emits a
   clone's parameter DIEs in another order (after its local variables, removed ones last), and
   a parameter without a DIE in the copy is "optimized-out";
@@ -802,11 +803,14 @@ class _UnitScan:
             if entry is not None and not isinstance(entry, _Address):
                 entry = ranges[0][0] + entry if ranges else None
             pc = entry if entry is not None else (ranges[0][0] if ranges else None)
-            located = {p: self._param(p, pc, chain) for p in param_dies}
-            params = list(located.values())
-            origin = vals.get(AT_ABSTRACT_ORIGIN)
-            if origin in param_lists:
-                params = self._in_c_order(param_dies, param_lists[origin], located, chain)
+            params: list[model.Param] = []
+            if not vals.get(AT_DECLARATION):
+                # A declaration's parameters describe no code: nothing reads them.
+                located = {p: self._param(p, pc, chain) for p in param_dies}
+                params = list(located.values())
+                origin = vals.get(AT_ABSTRACT_ORIGIN)
+                if origin in param_lists:
+                    params = self._in_c_order(param_dies, param_lists[origin], located, chain)
             ret_type = first(vs, AT_TYPE)
             if ret_type is not None:
                 return_size = self.type_info(ret_type)[1]
