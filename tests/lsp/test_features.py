@@ -99,6 +99,9 @@ async def test_workspace_symbols(client: LanguageClient, tmp_path: Path) -> None
     lookup = next(s for s in symbols if s.name == "demo_lookup")
     assert lookup.location.uri == DEMO_CORE.as_uri()  # type: ignore[union-attr]
     assert lookup.container_name == "vmlinux"  # type: ignore[union-attr]
+    # Clone symbols are found too, at their C function's definition.
+    part = next(s for s in symbols if s.name == "demo_lookup.part.0")
+    assert part.location.uri == DEMO_CORE.as_uri()  # type: ignore[union-attr]
 
 
 async def test_show_function_report_command(client: LanguageClient, tmp_path: Path) -> None:
@@ -114,6 +117,10 @@ async def test_show_function_report_command(client: LanguageClient, tmp_path: Pa
     assert by_position == by_name
     missing = await show_report(client, {"name": "no_such_fn"})
     assert "no such function" in missing
+    # A clone's name gives its C function's report, for that symbol, with its signature.
+    clone = await show_report(client, {"name": "demo_req_cost.isra.0"})
+    assert "for symbol `demo_req_cost.isra.0`" in clone
+    assert "takes `(req: replaced) +rdi -> rax`" in clone
 
 
 async def test_hover_in_a_patch(client: LanguageClient, tmp_path: Path) -> None:
