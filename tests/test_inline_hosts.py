@@ -1,7 +1,8 @@
 """Inline hosts: dead copies of overridden `__weak` functions, and hosts with several names.
 
-Facts of the committed fixture kernels (tests/fixtures/README.md, "Inline hosts"), checked with
-`readelf -sW` and `readelf --debug-dump=info`: mm/demo_percpu.c's `__weak demo_populate_pte` is
+Facts of the committed fixture kernels (tests/fixtures/README.md, "Added CUs" and "Inline sites"),
+checked with `readelf -sW` and `readelf --debug-dump=info`: mm/demo_percpu.c's `__weak
+demo_populate_pte` is
 overridden by mm/demo_percpu_arch.c's; the linker keeps the weak body in .init.text without a
 symbol (no FUNC symbol covers its DW_AT_low_pc), and `demo_pgd_none` is inlined into it, into the
 strong copy and into `arch_demo_ops_list_func`, whose address also carries the global alias
