@@ -1,8 +1,8 @@
-"""The `klp-lsp` command line: index, show, check, skeleton, serve.
+"""The `klp-lsp` command line: index, show, check, skeleton, verify, try, serve.
 
 The command line is a contract that tools and CI script against. Exit status: 0 success, 1 "not
-found" (`show`) or error findings (`check`), 2 bad usage or unreadable input with a one-line
-message on stderr and no traceback.
+found" (`show`), error findings (`check`, `verify`) or a module that did not load (`try`), 2 bad
+usage or unreadable input with a one-line message on stderr and no traceback.
 """
 
 from __future__ import annotations
@@ -86,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-background", action="store_true", help="do not finish a partial index afterwards"
     )
+
+    p = sub.add_parser("verify", help="check a built livepatch module against the kernel")
+    p.add_argument("module", type=Path, metavar="MODULE.ko")
+    _add_selection(p, binaries_flag=True)
+    p.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATCH",
+        help="the patch the module implements (repeatable): check coverage of its replace set",
+    )
+    p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)")
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead, for debugging")
@@ -231,6 +245,29 @@ def cmd_skeleton(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from klp_lsp.livepatch.render import result_to_json, result_to_sarif, result_to_text
+    from klp_lsp.livepatch.verify import verify_module
+
+    if not args.module.is_file():
+        raise UsageError(f"{args.module}: no such file")
+    session = _session(args, args.binary)
+    result = verify_module(
+        args.module,
+        session,
+        patches=_read_patches(args.patch),
+        source_root=args.source,
+        progress=_progress(args.format != "text"),
+    )
+    if args.format == "json":
+        print(json.dumps(result_to_json(result), indent=2))
+    elif args.format == "sarif":
+        print(json.dumps(result_to_sarif(result), indent=2))
+    else:
+        print(result_to_text(result))
+    return EXIT_FINDINGS if result.has_errors else EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from klp_lsp.lsp.server import serve
 
@@ -242,6 +279,7 @@ _COMMANDS = {
     "show": cmd_show,
     "check": cmd_check,
     "skeleton": cmd_skeleton,
+    "verify": cmd_verify,
     "serve": cmd_serve,
 }
 
