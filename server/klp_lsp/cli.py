@@ -101,6 +101,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
 
+    p = sub.add_parser("try", help="load modules into a VM of the indexed kernel")
+    p.add_argument("modules", nargs="+", type=Path, metavar="MODULE.ko")
+    _add_selection(p, binaries_flag=True)
+    p.add_argument("--kernel-image", type=Path, metavar="PATH", help="the image to boot")
+    p.add_argument("--run", metavar="CMD", help="a shell command to run after loading")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="for the whole run (120)"
+    )
+    p.add_argument(
+        "--transition-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="how long each livepatch transition may take (15)",
+    )
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument(
+        "--busybox", type=Path, metavar="PATH", help="a static busybox for the guest's arch"
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
     p = sub.add_parser("serve", help="run the language server (stdio by default)")
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead, for debugging")
     p.add_argument("--log-file", type=Path, metavar="FILE", help="also log to this file")
@@ -268,6 +289,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if result.has_errors else EXIT_OK
 
 
+def cmd_try(args: argparse.Namespace) -> int:
+    from klp_lsp.vm import try_to_json, try_to_text
+    from klp_lsp.vm.kernel import try_in_session
+
+    for m in args.modules:
+        if not m.is_file():
+            raise UsageError(f"{m}: no such file")
+    if args.timeout <= 0 or args.transition_timeout <= 0:
+        raise UsageError("--timeout and --transition-timeout must be positive")
+    session = _session(args, args.binary)
+    result = try_in_session(
+        session,
+        args.modules,
+        image=args.kernel_image,
+        run=args.run,
+        timeout=args.timeout,
+        transition_timeout=args.transition_timeout,
+        accel=args.accel,
+        busybox=args.busybox,
+    )
+    if args.format == "json":
+        print(json.dumps(try_to_json(result), indent=2))
+    else:
+        print(try_to_text(result))
+    return EXIT_OK if result.ok else EXIT_FINDINGS
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from klp_lsp.lsp.server import serve
 
@@ -280,6 +328,7 @@ _COMMANDS = {
     "check": cmd_check,
     "skeleton": cmd_skeleton,
     "verify": cmd_verify,
+    "try": cmd_try,
     "serve": cmd_serve,
 }
 
