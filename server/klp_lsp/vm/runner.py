@@ -243,14 +243,14 @@ def _parse(
         if event == "BOOTED":
             booted, release = True, rest.strip() or None
         elif event == "INSMOD":
-            i, _, rc = rest.partition(" ")
-            status[int(i)] = int(rc or 1)
+            index, _, rc = rest.partition(" ")
+            status[int(index)] = int(rc or 1)
         elif event == "ERR":
-            i, _, text = rest.partition(" ")
-            errors.setdefault(int(i), []).append(text)
+            index, _, text = rest.partition(" ")
+            errors.setdefault(int(index), []).append(text)
         elif event == "LIVEPATCH":
-            i, present, enabled, transition = [*rest.split(), "-", "-", "-"][:4]
-            patch_state[int(i)] = (present == "1", enabled, transition)
+            index, present, on, tr = [*rest.split(), "-", "-", "-"][:4]
+            patch_state[int(index)] = (present == "1", on, tr)
         elif event == "LOG":
             who, _, text = rest.partition(" ")
             logs.setdefault(who, []).append(_strip_timestamp(text))
@@ -260,21 +260,21 @@ def _parse(
             run_status = int(rest.strip() or 1)
     loads = []
     for i, m in enumerate(modules):
-        rc = status.get(i)
-        loaded = rc == 0
+        insmod = status.get(i)
+        loaded = insmod == 0
         enabled: bool | None = None
         transition: Transition | None = None
         if m.livepatch:
             state = patch_state.get(i)
-            if rc is not None and not loaded:
+            if insmod is not None and not loaded:
                 transition = "failed"
             elif state is not None:
-                present, on, tr = state
-                enabled = on == "1" if present else False
-                if not present or on == "0":
+                present, flag, phase = state
+                enabled = flag == "1" if present else False
+                if not present or flag == "0":
                     transition = "failed"
                 else:
-                    transition = "complete" if tr == "0" else "stuck"
+                    transition = "complete" if phase == "0" else "stuck"
         loads.append(
             ModuleLoad(
                 name=m.name,
@@ -283,7 +283,7 @@ def _parse(
                 loaded=loaded,
                 enabled=enabled,
                 transition=transition,
-                insmod_status=rc,
+                insmod_status=insmod,
                 errors=tuple(errors.get(i, ())),
                 kernel_log=tuple(logs.get(str(i), ())),
             )
