@@ -249,8 +249,8 @@ def _parse(
             index, _, text = rest.partition(" ")
             errors.setdefault(int(index), []).append(text)
         elif event == "LIVEPATCH":
-            index, present, on, tr = [*rest.split(), "-", "-", "-"][:4]
-            patch_state[int(index)] = (present == "1", on, tr)
+            index, shown, on, tr = [*rest.split(), "-", "-", "-"][:4]
+            patch_state[int(index)] = (shown == "1", on, tr)
         elif event == "LOG":
             who, _, text = rest.partition(" ")
             logs.setdefault(who, []).append(_strip_timestamp(text))
