@@ -432,15 +432,18 @@ class Verifier:
         if binary is None or target.size <= 0:
             return None
         from klp_lsp.analysis.cfg import build_cfg
-        from klp_lsp.binary.disasm import Insn, decode_function
+        from klp_lsp.binary.disasm import Decoder, Insn, find_thunks
 
         ranges = o.instance_ranges(target.address) or (
             (target.address, target.address + target.size),
         )
+        decoder = Decoder(
+            binary.arch, find_thunks((s.name, s.address, s.section) for s in binary.iter_symbols())
+        )
         insns: list[Insn] = []
         for lo, hi in ranges:
             try:
-                insns.extend(decode_function(binary.arch, binary.read_code(lo, hi - lo), lo))
+                insns.extend(decoder.decode(binary.read_code(lo, hi - lo), lo))
             except KlpError:
                 return None
         insns.sort(key=lambda i: i.address)
