@@ -348,14 +348,14 @@ class Verifier:
 
     def _unpatchable_message(self, o: ObjectIndex, f: KlpFunc, target: SymbolFact) -> str:
         reasons = "; ".join(target.not_patchable_reasons)
+        # kernel/livepatch/patch.c klp_patch_func: ftrace_location() finds no record.
         consequence = (
-            "klp_enable_patch fails when ftrace cannot set a filter on it"
-            " ('failed to set ftrace filter for function')"
+            f"klp_enable_patch fails: 'failed to find location for function '{f.old_name}''"
         )
         if target.section.startswith(".init"):
             consequence = (
-                "its code and ftrace record were freed after boot, so"
-                " klp_enable_patch fails ('failed to set ftrace filter for function')"
+                "its code and ftrace record were freed after boot, so klp_enable_patch fails:"
+                f" 'failed to find location for function '{f.old_name}''"
             )
         hint = ""
         if is_cold_part(target.name):

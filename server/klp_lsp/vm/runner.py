@@ -288,6 +288,9 @@ def _parse(
                 kernel_log=tuple(logs.get(str(i), ())),
             )
         )
+    # With `quiet` the console still shows errors, which the modules' logs already hold.
+    logged = {line for m in loads for line in m.kernel_log}
+    console = [line for line in console if line not in logged]
     run_result = None
     if run is not None:
         run_result = RunResult(run, "\n".join(output), run_status)

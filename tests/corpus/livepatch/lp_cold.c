@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * tests/corpus/livepatch/lp_cold.c: x86_pmu_add.cold, the cold part GCC split from x86_pmu_add: no ftrace record, so ftrace cannot redirect it.
+ * Built against linux-headers-6.1.0-56-cloud-amd64 by tests/test_corpus_verify.py.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/livepatch.h>
+
+static void livepatch_x86_pmu_add_cold(void)
+{
+}
+
+static struct klp_func funcs[] = {
+	{
+		.old_name = "x86_pmu_add.cold",
+		.new_func = livepatch_x86_pmu_add_cold,
+	},
+	{ }
+};
+
+static struct klp_object objs[] = {
+	{
+		/* name being NULL means vmlinux */
+		.funcs = funcs,
+	}, { }
+};
+
+static struct klp_patch patch = {
+	.mod = THIS_MODULE,
+	.objs = objs,
+};
+
+static int livepatch_init(void)
+{
+	return klp_enable_patch(&patch);
+}
+
+static void livepatch_exit(void)
+{
+}
+
+module_init(livepatch_init);
+module_exit(livepatch_exit);
+MODULE_LICENSE("GPL");
+MODULE_INFO(livepatch, "Y");
