@@ -11,7 +11,7 @@ import argparse
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from klp_lsp.errors import KlpError, UsageError
 
 if TYPE_CHECKING:
     from klp_lsp.index.builder import BuildResult
+    from klp_lsp.index.query import IndexSet
     from klp_lsp.model import CheckResult
     from klp_lsp.progress import TerminalProgress
     from klp_lsp.session import Session
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection(p, binaries_flag=True)
     p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
+    p.add_argument(
+        "--kbuild", action="store_true", help="also write a Kbuild file beside the -o file"
+    )
     p.add_argument(
         "--no-background", action="store_true", help="do not finish a partial index afterwards"
     )
@@ -189,7 +193,9 @@ def _read_patches(paths: Sequence[Path]) -> list[tuple[str, str]]:
     return out
 
 
-def _check(args: argparse.Namespace) -> CheckResult:
+def _check(
+    args: argparse.Namespace, then: Callable[[CheckResult, IndexSet], str] | None = None
+) -> tuple[CheckResult, str]:
     # The check engine (tree-sitter, the diff parser) loads here, not for `show` and `index`.
     from klp_lsp.patch.check import Checker, cu_names_for_patch
 
@@ -204,11 +210,15 @@ def _check(args: argparse.Namespace) -> CheckResult:
         else:
             needed.extend(names)
     results = session.ensure_indexes(progress=_progress(False), cu_names=needed)
+    extra = ""
     with session.open() as indexes:
-        result = Checker(indexes).check_patches(patches, args.source)
+        checker = Checker(indexes)
+        result = checker.check_patches(patches, args.source)
+        if then is not None:
+            extra = then(result, indexes)
     if any(not r.complete for r in results) and not args.no_background:
         _finish_in_background(session, results)
-    return result
+    return result, extra
 
 
 def _finish_in_background(session: Session, results: Sequence[BuildResult]) -> None:
@@ -237,7 +247,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from klp_lsp.patch.render import result_to_json, result_to_text
     from klp_lsp.patch.sarif import result_to_sarif
 
-    result = _check(args)
+    result, _ = _check(args)
     if args.format == "json":
         print(json.dumps(result_to_json(result), indent=2))
     elif args.format == "sarif":
@@ -252,13 +262,25 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_skeleton(args: argparse.Namespace) -> int:
+    from klp_lsp.livepatch.skeleton import render_kbuild, skeleton_prototypes
+    from klp_lsp.patch.check import Checker
     from klp_lsp.patch.render import render_skeleton
 
-    result = _check(args)
-    text = render_skeleton(result, [str(p) for p in args.patches])
+    if args.kbuild and args.output is None:
+        raise UsageError("--kbuild needs -o FILE (the Kbuild file is written beside it)")
+
+    def render(result: CheckResult, indexes: IndexSet) -> str:
+        root, _note = Checker(indexes).find_source_root(args.source)
+        prototypes = skeleton_prototypes(result, indexes, root)
+        return render_skeleton(result, [str(p) for p in args.patches], prototypes)
+
+    _result, text = _check(args, render)
     if args.output:
         try:
             args.output.write_text(text)
+            if args.kbuild:
+                stem = args.output.name.removesuffix(".c")
+                (args.output.parent / "Kbuild").write_text(render_kbuild(stem))
         except OSError as e:
             raise UsageError(f"{args.output}: cannot write: {e.strerror or e}") from e
     else:
