@@ -122,7 +122,7 @@ def test_guest_report_parsing() -> None:
     assert "while [ $n -lt 50 ]" in script and script.rstrip().endswith("poweroff -f")
     t = "@@KLP-t0k"
     lines = (
-        "Booting...", f"{t} BOOTED {RELEASE}", f"{t} MODULE 0 a", f"{t} INSMOD 0 0",
+        "Booting...", f"{t} BOOTED {RELEASE} 1.42", f"{t} MODULE 0 a", f"{t} INSMOD 0 0",
         f"{t} LIVEPATCH 0 1 1 0", f"{t} LOG 0 [    7.40] livepatch: 'a': patching complete",
         f"{t} MODULE 1 b", f"{t} ERR 1 insmod: can't insert '/modules/1.ko': Invalid argument",
         f"{t} INSMOD 1 1", f"{t} LOG 1 [    7.50] livepatch: symbol 'x' not found in symbol table",
@@ -135,6 +135,7 @@ def test_guest_report_parsing() -> None:
                     Path("/boot/vmlinuz"))  # fmt: skip
     a, b, c, d = result.modules
     assert result.booted and result.release == RELEASE and result.console == ()
+    assert result.boot_seconds == 1.42
     assert (a.loaded, a.enabled, a.transition) == (True, True, "complete")
     assert a.kernel_log == ("livepatch: 'a': patching complete",)
     assert (b.loaded, b.transition, b.insmod_status) == (False, "failed", 1)
