@@ -197,3 +197,30 @@ def test_boot_debian_kernel_and_load_live_patches(tmp_path: Path) -> None:
     assert (bad.loaded, bad.transition) == (False, "failed")
     assert any("unresolvable ambiguity for symbol 'active_show'" in x for x in bad.kernel_log)
     assert result.run is not None and result.run.output == "this has been live patched"
+
+
+@pytest.mark.skipif(
+    corpus_dir() is None
+    or not os.environ.get("KLP_BUSYBOX_ARM64")
+    or shutil.which("qemu-system-aarch64") is None,
+    reason="needs KLP_CORPUS_DIR, KLP_BUSYBOX_ARM64 (a static aarch64 busybox) and qemu-system-arm",
+)
+def test_boot_debian_arm64_kernel(tmp_path: Path) -> None:
+    """qemu-system-aarch64 -M virt -cpu max: the arm64 image boots, loads Debian's own dummy.ko,
+    and refuses a module of another build with the kernel's vermagic message."""
+    corpus = corpus_dir()
+    assert corpus is not None
+    arm = corpus / "arm64"
+    image = arm / "image" / "boot" / "vmlinuz-6.1.0-56-cloud-arm64"
+    result = try_modules(
+        [arm / "modules" / "drivers" / "net" / "dummy.ko",
+         fixture_binary("arm64", "livepatch/lp_ok.ko")],
+        image=image, arch="aarch64", run="uname -m", timeout=300, cache_dir=tmp_path,
+        busybox=Path(os.environ["KLP_BUSYBOX_ARM64"]),
+    )  # fmt: skip
+    dummy, lp = result.modules
+    assert result.booted and result.release == "6.1.0-56-cloud-arm64"
+    assert dummy.loaded and dummy.transition is None
+    assert not lp.loaded and lp.transition == "failed"
+    assert any("version magic '6.1.0-klp-demo" in x for x in lp.kernel_log)
+    assert result.run is not None and result.run.output == "aarch64"

@@ -419,7 +419,8 @@ class Verifier:
             + "; ".join(d.message for d in differences)
             + f". {target.name} receives: {layout}"
             + (
-                f"; argument registers it reads at entry: {', '.join(sorted(received))}"
+                "; argument registers it reads at entry: "
+                + ", ".join(sort_registers(arch, received))
                 if received is not None
                 else ""
             ),
