@@ -43,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="klp-bench-vm-") as tmp:
         work = Path(tmp)
-        shutil.copy(ROOT / "tests/corpus/livepatch/lp_cmdline.c", work)
+        for name in ("lp_cmdline.c", "lp_common.h"):
+            shutil.copy(ROOT / "tests/corpus/livepatch" / name, work)
         (work / "Kbuild").write_text("obj-m += lp_cmdline.o\n")
         subprocess.run(
             ["make", "-s", "-C", str(args.headers), f"M={work}", "modules"],

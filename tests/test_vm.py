@@ -176,7 +176,7 @@ def test_boot_debian_kernel_and_load_live_patches(tmp_path: Path) -> None:
     image = _vm_image()
     assert image is not None
     sources = ROOT / "tests" / "corpus" / "livepatch"
-    for name in ("lp_cmdline.c", "lp_sympos.c"):
+    for name in ("lp_cmdline.c", "lp_sympos.c", "lp_common.h"):
         shutil.copy(sources / name, tmp_path / name)
     (tmp_path / "Kbuild").write_text("obj-m += lp_cmdline.o lp_sympos.o\n")
     done = subprocess.run(["make", "-C", str(HEADERS), f"M={tmp_path}", "modules"],

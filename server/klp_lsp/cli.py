@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from klp_lsp import __version__
 from klp_lsp.errors import KlpError, UsageError
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from klp_lsp.model import CheckResult
     from klp_lsp.progress import TerminalProgress
     from klp_lsp.session import Session
+
+R = TypeVar("R")
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -243,17 +245,28 @@ def _finish_in_background(session: Session, results: Sequence[BuildResult]) -> N
     print("klp-lsp: indexing the rest of the kernel in the background", file=sys.stderr)
 
 
+def _emit(
+    fmt: str,
+    result: R,
+    text: Callable[[R], str],
+    as_json: Callable[[R], object],
+    sarif: Callable[[R], object] | None = None,
+) -> None:
+    """Print a result as the --format option asks."""
+    if fmt == "json":
+        print(json.dumps(as_json(result), indent=2))
+    elif fmt == "sarif" and sarif is not None:
+        print(json.dumps(sarif(result), indent=2))
+    else:
+        print(text(result))
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from klp_lsp.patch.render import result_to_json, result_to_text
     from klp_lsp.patch.sarif import result_to_sarif
 
     result, _ = _check(args)
-    if args.format == "json":
-        print(json.dumps(result_to_json(result), indent=2))
-    elif args.format == "sarif":
-        print(json.dumps(result_to_sarif(result), indent=2))
-    else:
-        print(result_to_text(result))
+    _emit(args.format, result, result_to_text, result_to_json, result_to_sarif)
     if result.has_errors:
         return EXIT_FINDINGS
     if result.problems and not result.changed_functions:
@@ -302,12 +315,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         source_root=args.source,
         progress=_progress(args.format != "text"),
     )
-    if args.format == "json":
-        print(json.dumps(result_to_json(result), indent=2))
-    elif args.format == "sarif":
-        print(json.dumps(result_to_sarif(result), indent=2))
-    else:
-        print(result_to_text(result))
+    _emit(args.format, result, result_to_text, result_to_json, result_to_sarif)
     return EXIT_FINDINGS if result.has_errors else EXIT_OK
 
 
@@ -331,10 +339,7 @@ def cmd_try(args: argparse.Namespace) -> int:
         accel=args.accel,
         busybox=args.busybox,
     )
-    if args.format == "json":
-        print(json.dumps(try_to_json(result), indent=2))
-    else:
-        print(try_to_text(result))
+    _emit(args.format, result, try_to_text, try_to_json)
     return EXIT_OK if result.ok else EXIT_FINDINGS
 
 

@@ -5,9 +5,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/kernel.h>
-#include <linux/module.h>
-#include <linux/livepatch.h>
+#include "lp_common.h"
 #include <linux/sched.h>
 
 static struct task_struct *livepatch_find_process_by_pid(pid_t pid)
@@ -31,21 +29,5 @@ static struct klp_object objs[] = {
 	}, { }
 };
 
-static struct klp_patch patch = {
-	.mod = THIS_MODULE,
-	.objs = objs,
-};
-
-static int livepatch_init(void)
-{
-	return klp_enable_patch(&patch);
-}
-
-static void livepatch_exit(void)
-{
-}
-
-module_init(livepatch_init);
-module_exit(livepatch_exit);
-MODULE_LICENSE("GPL");
+LIVEPATCH_MODULE(objs);
 MODULE_INFO(livepatch, "Y");
