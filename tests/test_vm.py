@@ -224,3 +224,15 @@ def test_boot_debian_arm64_kernel(tmp_path: Path) -> None:
     assert not lp.loaded and lp.transition == "failed"
     assert any("version magic '6.1.0-klp-demo" in x for x in lp.kernel_log)
     assert result.run is not None and result.run.output == "aarch64"
+
+
+def test_pvh_needs_the_note() -> None:
+    # The fixture vmlinux has no Xen PVH note (readelf -n shows only GNU and Linux notes).
+    from klp_lsp.vm.image import pvh_image
+
+    with pytest.raises(UsageError, match="no PVH entry note"):
+        pvh_image(fixture_binary("x86_64"))
+    corpus = corpus_dir()
+    if corpus is not None:
+        image = pvh_image(corpus / "amd64" / "vmlinux")
+        assert (image.release, image.build) == (RELEASE, BUILD)

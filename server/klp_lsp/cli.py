@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("modules", nargs="+", type=Path, metavar="MODULE.ko")
     _add_selection(p, binaries_flag=True)
     p.add_argument("--kernel-image", type=Path, metavar="PATH", help="the image to boot")
+    p.add_argument(
+        "--pvh",
+        action="store_true",
+        help="boot the indexed vmlinux itself (x86-64 CONFIG_PVH), about 3 s faster under TCG",
+    )
     p.add_argument("--run", metavar="CMD", help="a shell command to run after loading")
     p.add_argument(
         "--timeout", type=float, default=120.0, metavar="S", help="for the whole run (120)"
@@ -338,6 +343,7 @@ def cmd_try(args: argparse.Namespace) -> int:
         transition_timeout=args.transition_timeout,
         accel=args.accel,
         busybox=args.busybox,
+        pvh=args.pvh,
     )
     _emit(args.format, result, try_to_text, try_to_json)
     return EXIT_OK if result.ok else EXIT_FINDINGS
