@@ -109,9 +109,7 @@ def register(server: KlpServer) -> None:
     @server.command(VERIFY_MODULE)
     @server.guard(VERIFY_MODULE, default="")
     async def verify_module(*args: Any) -> str:
-        from klp_lsp.livepatch.render import result_to_markdown
-        from klp_lsp.livepatch.verify import verify_module as verify
-        from klp_lsp.session import Session
+        from klp_lsp.livepatch.render import verify_to_markdown
 
         arg = _argument(args)
         uri = arg.get("uri")
@@ -127,17 +125,22 @@ def register(server: KlpServer) -> None:
                 raise UsageError(f"{p}: not a readable patch file")
             patches.append((patch_path.name, patch_path.read_text(errors="replace")))
         config = server.config
-        source_root = server.source_root()
+        # Verify indexes the module: in a spawned process, as all indexing (a fork of this
+        # threaded server can deadlock; lsp/indexing.py).
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        def job() -> str:
-            # One process, no pool: indexing never forks the threaded server (ARCHITECTURE.md).
-            session = Session(
-                list(config.binaries), config.kernel_release, config.index_dir, jobs=1
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return await asyncio.get_running_loop().run_in_executor(
+                pool,
+                verify_to_markdown,
+                path,
+                list(config.binaries),
+                config.kernel_release,
+                config.index_dir,
+                patches,
+                server.source_root(),
             )
-            result = verify(path, session, patches=patches, source_root=source_root)
-            return result_to_markdown(result)
-
-        return await asyncio.wrap_future(server.index.check_executor.submit(job))
 
     @server.command(SHOW_REPLACE_SET)
     @server.guard(SHOW_REPLACE_SET, default="")
