@@ -280,3 +280,17 @@ def test_module_without_dwarf(fixture_index_dir: Path, tmp_path: Path) -> None:
     # The entries still resolve; the ABI and register checks need the module's DWARF.
     assert [v.status for v in r.functions] == ["ok", "ok"] and r.all_findings == ()
     assert any("has no DWARF" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_klp_struct_sizes_from_dwarf(arch: str) -> None:
+    """The fallback for arrays without a symbol size: DW_AT_byte_size of the structs (the same
+    152/168/200 bytes as the `funcs`/`objs`/`patch` symbols, `readelf -sW`)."""
+    from klp_lsp.binary.dwarf import DwarfData
+    from klp_lsp.binary.elf import ElfBinary
+
+    with ElfBinary.open(module(arch, "lp_ok")) as binary:
+        dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
+        sizes = [dwarf.find_struct_size(n) for n in ("klp_func", "klp_object", "klp_patch")]
+        assert dwarf.find_struct_size("no_such_struct") is None
+    assert sizes == [152, 168, 200]

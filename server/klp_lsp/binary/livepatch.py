@@ -82,6 +82,7 @@ class _Reader:
         self.binary = binary
         self.arch = binary.arch
         self.problems: list[str] = []
+        self._struct_sizes: dict[str, int | None] = {}
         symbols = binary.iter_symbols()
         values = [0] * (len(symbols) + 1)
         for s in symbols:
@@ -106,6 +107,20 @@ class _Reader:
             for s in symbols
             if s.type == 1 and s.section is not None  # STT_OBJECT
         ]
+
+    def struct_size(self, name: str) -> int | None:
+        """`sizeof(struct name)` from the module's DWARF, None without DWARF or the struct."""
+        if name not in self._struct_sizes:
+            size = None
+            if self.binary.has_dwarf:
+                from klp_lsp.binary.dwarf import DwarfData
+
+                wanted = (".debug_info", ".debug_abbrev", ".debug_str", ".debug_str_offsets",
+                          ".debug_line_str", ".debug_addr")  # fmt: skip
+                dwarf = DwarfData(self.binary.get_dwarf_sections(wanted), self.arch)
+                size = dwarf.find_struct_size(name)
+            self._struct_sizes[name] = size
+        return self._struct_sizes[name]
 
     def section_at(self, address: int) -> Section | None:
         return self.binary.find_section_at(address)
@@ -164,6 +179,9 @@ def _stride(
             break
     if size is not None and size % 2 == 0 and size // 2 >= minimum:
         return size // 2
+    from_dwarf = reader.struct_size(kind_of(anchor))
+    if from_dwarf is not None and from_dwarf >= minimum:
+        return from_dwarf
     reader.problems.append(
         f"the {kind_of(anchor)} array at {reader.where(start)} has no usable symbol size;"
         " cannot tell its stride"
