@@ -1,8 +1,8 @@
-"""The `klp-lsp` command line: index, show, check, skeleton, serve.
+"""The `klp-lsp` command line: index, show, check, skeleton, verify, try, serve.
 
 The command line is a contract that tools and CI script against. Exit status: 0 success, 1 "not
-found" (`show`) or error findings (`check`), 2 bad usage or unreadable input with a one-line
-message on stderr and no traceback.
+found" (`show`), error findings (`check`, `verify`) or a module that did not load (`try`), 2 bad
+usage or unreadable input with a one-line message on stderr and no traceback.
 """
 
 from __future__ import annotations
@@ -11,18 +11,21 @@ import argparse
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from klp_lsp import __version__
 from klp_lsp.errors import KlpError, UsageError
 
 if TYPE_CHECKING:
     from klp_lsp.index.builder import BuildResult
+    from klp_lsp.index.query import IndexSet
     from klp_lsp.model import CheckResult
     from klp_lsp.progress import TerminalProgress
     from klp_lsp.session import Session
+
+R = TypeVar("R")
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -84,8 +87,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
     p.add_argument(
+        "--kbuild", action="store_true", help="also write a Kbuild file beside the -o file"
+    )
+    p.add_argument(
         "--no-background", action="store_true", help="do not finish a partial index afterwards"
     )
+
+    p = sub.add_parser("verify", help="check a built livepatch module against the kernel")
+    p.add_argument("module", type=Path, metavar="MODULE.ko")
+    _add_selection(p, binaries_flag=True)
+    p.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATCH",
+        help="the patch the module implements (repeatable): check coverage of its replace set",
+    )
+    p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+
+    p = sub.add_parser("try", help="load modules into a VM of the indexed kernel")
+    p.add_argument("modules", nargs="+", type=Path, metavar="MODULE.ko")
+    _add_selection(p, binaries_flag=True)
+    p.add_argument("--kernel-image", type=Path, metavar="PATH", help="the image to boot")
+    p.add_argument(
+        "--pvh",
+        action="store_true",
+        help="boot the indexed vmlinux itself (x86-64 CONFIG_PVH), no firmware, no decompression",
+    )
+    p.add_argument("--run", metavar="CMD", help="a shell command to run after loading")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="for the whole run (120)"
+    )
+    p.add_argument(
+        "--transition-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="how long each livepatch transition may take (15)",
+    )
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument(
+        "--busybox", type=Path, metavar="PATH", help="a static busybox for the guest's arch"
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)")
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead, for debugging")
@@ -154,7 +200,9 @@ def _read_patches(paths: Sequence[Path]) -> list[tuple[str, str]]:
     return out
 
 
-def _check(args: argparse.Namespace) -> CheckResult:
+def _check(
+    args: argparse.Namespace, then: Callable[[CheckResult, IndexSet], str] | None = None
+) -> tuple[CheckResult, str]:
     # The check engine (tree-sitter, the diff parser) loads here, not for `show` and `index`.
     from klp_lsp.patch.check import Checker, cu_names_for_patch
 
@@ -169,11 +217,15 @@ def _check(args: argparse.Namespace) -> CheckResult:
         else:
             needed.extend(names)
     results = session.ensure_indexes(progress=_progress(False), cu_names=needed)
+    extra = ""
     with session.open() as indexes:
-        result = Checker(indexes).check_patches(patches, args.source)
+        checker = Checker(indexes)
+        result = checker.check_patches(patches, args.source)
+        if then is not None:
+            extra = then(result, indexes)
     if any(not r.complete for r in results) and not args.no_background:
         _finish_in_background(session, results)
-    return result
+    return result, extra
 
 
 def _finish_in_background(session: Session, results: Sequence[BuildResult]) -> None:
@@ -198,17 +250,28 @@ def _finish_in_background(session: Session, results: Sequence[BuildResult]) -> N
     print("klp-lsp: indexing the rest of the kernel in the background", file=sys.stderr)
 
 
+def _emit(
+    fmt: str,
+    result: R,
+    text: Callable[[R], str],
+    as_json: Callable[[R], object],
+    sarif: Callable[[R], object] | None = None,
+) -> None:
+    """Print a result as the --format option asks."""
+    if fmt == "json":
+        print(json.dumps(as_json(result), indent=2))
+    elif fmt == "sarif" and sarif is not None:
+        print(json.dumps(sarif(result), indent=2))
+    else:
+        print(text(result))
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from klp_lsp.patch.render import result_to_json, result_to_text
     from klp_lsp.patch.sarif import result_to_sarif
 
-    result = _check(args)
-    if args.format == "json":
-        print(json.dumps(result_to_json(result), indent=2))
-    elif args.format == "sarif":
-        print(json.dumps(result_to_sarif(result), indent=2))
-    else:
-        print(result_to_text(result))
+    result, _ = _check(args)
+    _emit(args.format, result, result_to_text, result_to_json, result_to_sarif)
     if result.has_errors:
         return EXIT_FINDINGS
     if result.problems and not result.changed_functions:
@@ -217,18 +280,73 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_skeleton(args: argparse.Namespace) -> int:
+    from klp_lsp.livepatch.skeleton import render_kbuild, skeleton_prototypes
+    from klp_lsp.patch.check import Checker
     from klp_lsp.patch.render import render_skeleton
 
-    result = _check(args)
-    text = render_skeleton(result, [str(p) for p in args.patches])
+    if args.kbuild and args.output is None:
+        raise UsageError("--kbuild needs -o FILE (the Kbuild file is written beside it)")
+
+    def render(result: CheckResult, indexes: IndexSet) -> str:
+        root, _note = Checker(indexes).find_source_root(args.source)
+        prototypes = skeleton_prototypes(result, indexes, root)
+        return render_skeleton(result, [str(p) for p in args.patches], prototypes)
+
+    _result, text = _check(args, render)
     if args.output:
         try:
             args.output.write_text(text)
+            if args.kbuild:
+                stem = args.output.name.removesuffix(".c")
+                (args.output.parent / "Kbuild").write_text(render_kbuild(stem))
         except OSError as e:
             raise UsageError(f"{args.output}: cannot write: {e.strerror or e}") from e
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from klp_lsp.livepatch.render import result_to_json, result_to_sarif, result_to_text
+    from klp_lsp.livepatch.verify import verify_module
+
+    if not args.module.is_file():
+        raise UsageError(f"{args.module}: no such file")
+    session = _session(args, args.binary)
+    result = verify_module(
+        args.module,
+        session,
+        patches=_read_patches(args.patch),
+        source_root=args.source,
+        progress=_progress(args.format != "text"),
+    )
+    _emit(args.format, result, result_to_text, result_to_json, result_to_sarif)
+    return EXIT_FINDINGS if result.has_errors else EXIT_OK
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    from klp_lsp.vm import try_to_json, try_to_text
+    from klp_lsp.vm.kernel import try_in_session
+
+    for m in args.modules:
+        if not m.is_file():
+            raise UsageError(f"{m}: no such file")
+    if args.timeout <= 0 or args.transition_timeout <= 0:
+        raise UsageError("--timeout and --transition-timeout must be positive")
+    session = _session(args, args.binary)
+    result = try_in_session(
+        session,
+        args.modules,
+        image=args.kernel_image,
+        run=args.run,
+        timeout=args.timeout,
+        transition_timeout=args.transition_timeout,
+        accel=args.accel,
+        busybox=args.busybox,
+        pvh=args.pvh,
+    )
+    _emit(args.format, result, try_to_text, try_to_json)
+    return EXIT_OK if result.ok else EXIT_FINDINGS
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -242,6 +360,8 @@ _COMMANDS = {
     "show": cmd_show,
     "check": cmd_check,
     "skeleton": cmd_skeleton,
+    "verify": cmd_verify,
+    "try": cmd_try,
     "serve": cmd_serve,
 }
 

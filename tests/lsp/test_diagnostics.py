@@ -224,3 +224,37 @@ async def test_large_patch_stays_responsive(client: LanguageClient, tmp_path: Pa
     assert hover is not None and time.monotonic() - started < 1.0
     diagnostics = await wait_for_diagnostics(client, uri, timeout=120)
     assert "register-dependents" in codes(diagnostics)
+
+
+async def test_verify_module_command(client: LanguageClient, tmp_path: Path) -> None:
+    await start(client, options(tmp_path))
+    await show_report(client, {"name": "demo_lookup"})  # the indexes are open
+    build = KERNEL_SRC.parent / "build" / "x86_64" / "livepatch"
+    text = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="klp-lsp.verifyModule",
+            arguments=[{"uri": (build / "lp_abi.ko").as_uri()}],
+        )
+    )
+    assert text.startswith("# verify lp_abi")
+    assert "| vmlinux | `demo_fill` | 0 | `livepatch_demo_fill` |" in text
+    assert "[abi-mismatch]" in text and "findings/abi-mismatch.md" in text
+    with_patch = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="klp-lsp.verifyModule",
+            arguments=[{"uri": (build / "lp_coverage.ko").as_uri(),
+                        "patches": [DEMO_PATCH.as_uri()]}],
+        )
+    )  # fmt: skip
+    assert "[coverage]" in with_patch and "demo_complete" in with_patch
+    # A module that is not a live patch: one message, an empty answer, the server lives on.
+    bad = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="klp-lsp.verifyModule",
+            arguments=[{"uri": (build.parent / "demo.ko").as_uri()}],
+        )
+    )
+    assert bad == ""
+    assert any("not a livepatch module" in m.message for m in client.messages)
+    report = await show_report(client, {"name": "demo_lookup"})
+    assert report.startswith("# demo_lookup")

@@ -20,6 +20,7 @@ export const ServerCommands = {
     showFunctionReport: 'klp-lsp.showFunctionReport',
     generateSkeleton: 'klp-lsp.generateSkeleton',
     showReplaceSet: 'klp-lsp.showReplaceSet',
+    verifyModule: 'klp-lsp.verifyModule',
 } as const;
 
 /** Commands only the extension implements. */

@@ -15,7 +15,7 @@ a changed copy with `insn._replace(...)`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -758,6 +758,18 @@ def _x86_copies(insn: capstone.CsInsn, reads: frozenset[str]) -> tuple[tuple[str
         return ()
     # `and`/`or`/`xor` also read their destination; a zeroing `xor` reads nothing.
     return tuple((dest, r) for r in dict.fromkeys((src, dest)) if r in reads)
+
+
+def find_thunks(symbols: Iterable[tuple[str, int, str | None]]) -> dict[int, str]:
+    """Address -> name of the x86 return and indirect-branch thunks among (name, address,
+    section) symbols. They are NOTYPE symbols in Debian's vmlinux (arch/x86/lib/retpoline.S
+    uses SYM_CODE_START), so every symbol type counts."""
+    return {
+        address: name
+        for name, address, section in symbols
+        if section is not None
+        and (name == "__x86_return_thunk" or name.startswith("__x86_indirect_thunk_"))
+    }
 
 
 def decode_function(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,33 @@ DOCS_DIR = Path(__file__).resolve().parents[3] / "docs" / "findings"
 def finding_doc_url(kind: str) -> str:
     """Where a finding kind is explained (docs/findings/<kind>.md), as a URI."""
     return (DOCS_DIR / f"{kind}.md").as_uri()
+
+
+def finding_to_json(f: Finding) -> dict[str, Any]:
+    """One finding as `check` and `verify` print it in JSON."""
+    return {
+        "kind": f.kind,
+        "severity": f.severity,
+        "function": f.function,
+        "object": f.object,
+        "message": f.message,
+        "patch_file": f.patch_file,
+        "patch_line": f.patch_line,
+        "source_file": f.source_file,
+        "source_line": f.source_line,
+        "related": [
+            {
+                "role": r.role,
+                "name": r.name,
+                "object": r.object,
+                "source_file": r.source_file,
+                "source_line": r.source_line,
+                "address": None if r.address is None else f"{r.address:#x}",
+                "message": r.message,
+            }
+            for r in f.related
+        ],
+    }
 
 
 def result_to_json(result: CheckResult) -> dict[str, Any]:
@@ -33,32 +61,7 @@ def result_to_json(result: CheckResult) -> dict[str, Any]:
             }
             for c in result.changed_functions
         ],
-        "findings": [
-            {
-                "kind": f.kind,
-                "severity": f.severity,
-                "function": f.function,
-                "object": f.object,
-                "message": f.message,
-                "patch_file": f.patch_file,
-                "patch_line": f.patch_line,
-                "source_file": f.source_file,
-                "source_line": f.source_line,
-                "related": [
-                    {
-                        "role": r.role,
-                        "name": r.name,
-                        "object": r.object,
-                        "source_file": r.source_file,
-                        "source_line": r.source_line,
-                        "address": None if r.address is None else f"{r.address:#x}",
-                        "message": r.message,
-                    }
-                    for r in f.related
-                ],
-            }
-            for f in result.findings
-        ],
+        "findings": [finding_to_json(f) for f in result.findings],
         "replace": [
             {
                 "object": e.object,
@@ -139,8 +142,39 @@ def _c_ident(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def render_skeleton(result: CheckResult, patch_names: Sequence[str] = ()) -> str:
-    """A livepatch module in the style of samples/livepatch/livepatch-sample.c."""
+def skeleton_function_name(symbol: str) -> str:
+    """The name of the skeleton's replacement for `symbol`: `foo.isra.0` -> livepatch_foo_isra_0."""
+    return f"livepatch_{_c_ident(symbol)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Prototype:
+    """A replacement's declaration (without `static`) and a comment on its ABI, if any."""
+
+    declaration: str
+    comment: str | None = None
+
+
+def forward_declarations(declarations: Sequence[str]) -> list[str]:
+    """`struct x;` for every struct or union a declaration names, so the skeleton compiles with
+    only the livepatch headers included."""
+    found = dict.fromkeys(
+        m.group(0) for d in declarations for m in re.finditer(r"\b(?:struct|union) \w+", d)
+    )
+    return [f"{tag};" for tag in found]
+
+
+def render_skeleton(
+    result: CheckResult,
+    patch_names: Sequence[str] = (),
+    prototypes: Mapping[tuple[str, str, int], Prototype] | None = None,
+) -> str:
+    """A livepatch module in the style of samples/livepatch/livepatch-sample.c.
+
+    With `prototypes` (livepatch/skeleton.py), each replacement is declared like the function it
+    replaces (for a clone: like the clone's ABI); without, as `void f(void)`.
+    """
+    prototypes = prototypes or {}
     entries = [e for e in result.replace if e.patchable]
     skipped = [e for e in result.replace if not e.patchable]
     objects: dict[str, list[ReplaceEntry]] = {}
@@ -169,10 +203,19 @@ def render_skeleton(result: CheckResult, patch_names: Sequence[str] = ()) -> str
         out.append(f"/* Not patchable, not listed: {e.object} {e.symbol}: {e.reason} */")
     if skipped:
         out.append("")
+    declared = forward_declarations([p.declaration for p in prototypes.values()])
+    if declared:
+        out.extend([*declared, ""])
     for obj, group in objects.items():
         for e in group:
             out.append(f"/* {obj}: {e.symbol} (sympos {e.sympos}): {e.reason} */")
-            out.append(f"static void livepatch_{_c_ident(e.symbol)}(void)")
+            proto = prototypes.get((e.object, e.symbol, e.sympos))
+            if proto is None:
+                out.append(f"static void {skeleton_function_name(e.symbol)}(void)")
+            else:
+                if proto.comment:
+                    out.append(f"/* {proto.comment} */")
+                out.append(f"static {proto.declaration}")
             out.append("{")
             out.append(f"\t/* TODO: copy the patched body of {e.symbol} */")
             out.append("}")
@@ -182,7 +225,7 @@ def render_skeleton(result: CheckResult, patch_names: Sequence[str] = ()) -> str
         for e in group:
             out.append("\t{")
             out.append(f'\t\t.old_name = "{e.symbol}",')
-            out.append(f"\t\t.new_func = livepatch_{_c_ident(e.symbol)},")
+            out.append(f"\t\t.new_func = {skeleton_function_name(e.symbol)},")
             if e.sympos:
                 out.append(f"\t\t.old_sympos = {e.sympos},")
             out.append("\t},")
