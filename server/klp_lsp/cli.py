@@ -1,8 +1,8 @@
-"""The `klp-lsp` command line: index, show, check, skeleton, generate, serve.
+"""The `klp-lsp` command line: index, show, check, skeleton, generate, verify, try, serve.
 
 The command line is a contract that tools and CI script against. Exit status: 0 success, 1 "not
-found" (`show`) or error findings (`check`), 2 bad usage or unreadable input with a one-line
-message on stderr and no traceback.
+found" (`show`), error findings (`check`, `verify`) or a module that did not load (`try`), 2 bad
+usage or unreadable input with a one-line message on stderr and no traceback.
 """
 
 from __future__ import annotations
@@ -96,10 +96,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headers", type=Path, metavar="DIR", help="kbuild tree to build against")
     p.add_argument("--build", action="store_true", help="build, write klp relocations, verify")
     p.add_argument("--try", dest="try_", action="store_true", help="also load it in a VM")
+    p.add_argument("--kernel-image", type=Path, metavar="PATH", help="the image --try boots")
+    p.add_argument("--run", metavar="CMD", help="with --try: a shell command to run after loading")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="for the whole --try run (120)"
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument(
         "--no-background", action="store_true", help="do not finish a partial index afterwards"
     )
+
+    p = sub.add_parser("verify", help="check a built livepatch module against the kernel")
+    p.add_argument("module", type=Path, metavar="MODULE.ko")
+    _add_selection(p, binaries_flag=True)
+    p.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATCH",
+        help="the patch the module implements (repeatable): check coverage of its replace set",
+    )
+    p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+
+    p = sub.add_parser("try", help="load modules into a VM of the indexed kernel")
+    p.add_argument("modules", nargs="+", type=Path, metavar="MODULE.ko")
+    _add_selection(p, binaries_flag=True)
+    p.add_argument("--kernel-image", type=Path, metavar="PATH", help="the image to boot")
+    p.add_argument("--run", metavar="CMD", help="a shell command to run after loading")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="for the whole run (120)"
+    )
+    p.add_argument(
+        "--transition-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="how long each livepatch transition may take (15)",
+    )
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument(
+        "--busybox", type=Path, metavar="PATH", help="a static busybox for the guest's arch"
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)")
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead, for debugging")
@@ -293,6 +333,56 @@ def _verify_and_try(args: argparse.Namespace, session: Session, result: object) 
     del args, session, result
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from klp_lsp.livepatch.render import result_to_json, result_to_sarif, result_to_text
+    from klp_lsp.livepatch.verify import verify_module
+
+    if not args.module.is_file():
+        raise UsageError(f"{args.module}: no such file")
+    session = _session(args, args.binary)
+    result = verify_module(
+        args.module,
+        session,
+        patches=_read_patches(args.patch),
+        source_root=args.source,
+        progress=_progress(args.format != "text"),
+    )
+    if args.format == "json":
+        print(json.dumps(result_to_json(result), indent=2))
+    elif args.format == "sarif":
+        print(json.dumps(result_to_sarif(result), indent=2))
+    else:
+        print(result_to_text(result))
+    return EXIT_FINDINGS if result.has_errors else EXIT_OK
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    from klp_lsp.vm import try_to_json, try_to_text
+    from klp_lsp.vm.kernel import try_in_session
+
+    for m in args.modules:
+        if not m.is_file():
+            raise UsageError(f"{m}: no such file")
+    if args.timeout <= 0 or args.transition_timeout <= 0:
+        raise UsageError("--timeout and --transition-timeout must be positive")
+    session = _session(args, args.binary)
+    result = try_in_session(
+        session,
+        args.modules,
+        image=args.kernel_image,
+        run=args.run,
+        timeout=args.timeout,
+        transition_timeout=args.transition_timeout,
+        accel=args.accel,
+        busybox=args.busybox,
+    )
+    if args.format == "json":
+        print(json.dumps(try_to_json(result), indent=2))
+    else:
+        print(try_to_text(result))
+    return EXIT_OK if result.ok else EXIT_FINDINGS
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from klp_lsp.lsp.server import serve
 
@@ -305,6 +395,8 @@ _COMMANDS = {
     "check": cmd_check,
     "skeleton": cmd_skeleton,
     "generate": cmd_generate,
+    "verify": cmd_verify,
+    "try": cmd_try,
     "serve": cmd_serve,
 }
 

@@ -32,3 +32,11 @@ class IndexError_(KlpError):
 
 class UsageError(KlpError):
     """The command line or a setting asks for something that cannot be done."""
+
+
+class NotLivepatchModule(KlpError):
+    """A module given to `verify` or `try` as a live patch has no livepatch structures."""
+
+
+class ToolMissing(KlpError):
+    """A program klp-lsp runs (qemu, busybox) is not installed; the message names the package."""

@@ -80,6 +80,18 @@ class Param:
     location: str
 
 
+TypeKind = Literal["void", "integer", "pointer", "float", "aggregate", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class TypeShape:
+    """What a calling convention sees of a C type: its class and size, and a name for people."""
+
+    kind: TypeKind
+    size: int
+    name: str
+
+
 @dataclass(frozen=True, slots=True)
 class Subprogram:
     """One DW_TAG_subprogram DIE, abstract (inline origin), concrete, or declaration."""
@@ -226,6 +238,18 @@ class CallFact:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceFacts:
+    """One out-of-line copy of a C function (the function itself or a clone) at its address."""
+
+    die: int  # the concrete DW_TAG_subprogram
+    function_die: int  # the C definition (abstract origin)
+    name: str | None  # the C name
+    decl_file: str | None
+    decl_line: int | None
+    params: tuple[Param, ...]  # where this copy finds each C parameter at its entry
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionReport:
     """Everything the index knows about one C function definition in one object."""
 
@@ -349,3 +373,81 @@ class CheckResult:
     @property
     def has_errors(self) -> bool:
         return any(f.severity == "error" for f in self.findings)
+
+
+# --- livepatch modules -----------------------------------------------------------------------
+
+# How a module describes what it replaces: static `klp_patch`/`klp_object`/`klp_func` arrays
+# (kbuild, samples/livepatch, klp-convert, the klp-lsp skeleton), kpatch-build's `.kpatch.funcs`
+# records, or klp-build's `klp_object_ext`/`klp_func_ext` sections.
+KlpFormat = Literal["klp_patch", "kpatch", "klp-build"]
+
+
+@dataclass(frozen=True, slots=True)
+class KlpFunc:
+    """One function a livepatch module replaces: what its `klp_func` entry says."""
+
+    object: str  # "vmlinux" or the patched module's name (`klp_object.name`)
+    old_name: str
+    old_sympos: int
+    new_func: str | None  # the replacement's symbol in the module; None when it has none
+    new_func_address: int | None  # in the module's synthetic layout (see binary/elf.py)
+    where: str  # where the entry sits, e.g. "funcs[1] at .data+0x298"
+
+
+@dataclass(frozen=True, slots=True)
+class KlpRelocation:
+    """One entry of a `.klp.rela.<obj>.<section>` section and the `.klp.sym` symbol it uses.
+
+    Documentation/livepatch/module-elf-format.rst: the section name says which object's load
+    applies it; the symbol name `.klp.sym.<objname>.<symbol>,<sympos>` says what it resolves to.
+    """
+
+    section: str  # ".klp.rela.vmlinux..text"
+    object: str | None  # the object of the section name ("vmlinux", a module), None if malformed
+    target_section: str  # the section it patches (sh_info)
+    offset: int
+    type: int
+    symbol: str  # the full symbol name
+    sym_object: str | None  # parsed from the symbol name; None when malformed
+    sym_name: str | None
+    sympos: int | None
+    livepatch_symbol: bool  # st_shndx == SHN_LIVEPATCH, as klp_resolve_symbols requires
+    problem: str | None  # what makes the kernel refuse it at load time, if anything
+
+
+@dataclass(frozen=True, slots=True)
+class LivepatchModule:
+    """What a livepatch `.ko` says about itself, read from its ELF bytes."""
+
+    path: str
+    name: str  # the module name (`.modinfo` name=, else the file name)
+    arch: Arch
+    build_id: str
+    format: KlpFormat | None  # None: no replace records found (see `problems`)
+    modinfo: tuple[tuple[str, str], ...]  # every key=value of `.modinfo`, in order
+    funcs: tuple[KlpFunc, ...]
+    relocations: tuple[KlpRelocation, ...]
+    imports: tuple[str, ...]  # undefined symbols, resolved against exports at load time
+    versions: tuple[tuple[str, int], ...]  # `__versions`: (symbol, CRC) as modpost wrote them
+    replace: bool | None  # `klp_patch.replace` (an atomic-replace patch), None if unknown
+    has_dwarf: bool
+    problems: tuple[str, ...] = ()  # structural problems that make the kernel refuse it
+
+    def get_modinfo(self, key: str) -> str | None:
+        """The first value of `key` in `.modinfo`, or None."""
+        for k, v in self.modinfo:
+            if k == key:
+                return v
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class KernelModuleAbi:
+    """What the kernel checks a module against at load time, read from its vmlinux."""
+
+    vermagic: str | None  # kernel/module/main.c `vermagic[]`
+    release: str | None  # the first word of the vermagic (UTS_RELEASE)
+    crcs: dict[str, int]  # CONFIG_MODVERSIONS: `__crc_<symbol>` values
+    exports: dict[str, bool]  # exported symbol -> GPL-only (`__ksymtab_gpl`)
+    livepatch: bool  # CONFIG_LIVEPATCH: `klp_enable_patch` exists

@@ -142,6 +142,15 @@ class Session:
             progress.end(f"{len(order)} binaries")
         return out
 
+    def index_extra(self, path: Path, progress: Progress | None = None) -> BuildResult:
+        """Index a binary outside the selection (a livepatch module) in the same index
+        directory, with the clobber sets of the selected vmlinux's asm helpers."""
+        if not self.results:
+            self.ensure_indexes(progress=progress)
+        vmlinux = next((r for r in self.results if r.object == "vmlinux"), None)
+        known = _known_callees(vmlinux) if vmlinux is not None else None
+        return build_index(path, self.index_dir, jobs=1, progress=progress, known_callees=known)
+
     @contextmanager
     def open(self) -> Iterator[IndexSet]:
         """Open the indexes built by `ensure_indexes`."""

@@ -15,7 +15,7 @@ a changed copy with `insn._replace(...)`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -620,6 +620,18 @@ class Decoder:
             enc.saves,
             enc.restores,
         )
+
+
+def find_thunks(symbols: Iterable[tuple[str, int, str | None]]) -> dict[int, str]:
+    """Address -> name of the x86 return and indirect-branch thunks among (name, address,
+    section) symbols. They are NOTYPE symbols in Debian's vmlinux (arch/x86/lib/retpoline.S
+    uses SYM_CODE_START), so every symbol type counts."""
+    return {
+        address: name
+        for name, address, section in symbols
+        if section is not None
+        and (name == "__x86_return_thunk" or name.startswith("__x86_indirect_thunk_"))
+    }
 
 
 def decode_function(

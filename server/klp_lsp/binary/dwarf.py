@@ -27,6 +27,7 @@ What the records hold:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from klp_lsp import model
 from klp_lsp.binary.dwarf_abbrev import (
     AT_ABSTRACT_ORIGIN,
     AT_ADDR_BASE,
+    AT_BYTE_SIZE,
     AT_CALL_FILE,
     AT_CALL_LINE,
     AT_CALLING_CONVENTION,
@@ -42,6 +44,7 @@ from klp_lsp.binary.dwarf_abbrev import (
     AT_DECL_FILE,
     AT_DECL_LINE,
     AT_DECLARATION,
+    AT_ENCODING,
     AT_ENTRY_PC,
     AT_EXTERNAL,
     AT_HIGH_PC,
@@ -60,6 +63,7 @@ from klp_lsp.binary.dwarf_abbrev import (
     AT_SPECIFICATION,
     AT_STMT_LIST,
     AT_STR_OFFSETS_BASE,
+    AT_TYPE,
     K_ADDR,
     K_ADDRX,
     K_ADDRX1,
@@ -104,6 +108,7 @@ from klp_lsp.binary.dwarf_abbrev import (
     U16,
     U32,
     U64,
+    WANTED,
     Abbrev,
     form_step,
     parse_abbrev_table,
@@ -121,6 +126,7 @@ from klp_lsp.binary.dwarf_lists import (
     rnglist,
 )
 from klp_lsp.errors import BinaryFormatError, DebugInfoMissing
+from klp_lsp.model import TypeKind, TypeShape
 
 DW_LANG_MIPS_ASSEMBLER = 0x8001
 DW_UT_COMPILE = 1
@@ -157,6 +163,23 @@ DWARF_SECTIONS = (
     ".debug_ranges",
     ".debug_loc",
 )
+
+
+# What `describe_type` decodes besides the scanner's attributes.
+_TYPE_ATTRIBUTES = WANTED | {AT_TYPE, AT_BYTE_SIZE, AT_ENCODING}
+
+# DW_TAG_* of the type DIEs `describe_type` follows or classifies (DWARF 5, section 7.5).
+_TAG_BASE = 0x24
+_TAG_POINTER = 0x0F
+_TAG_REFERENCE = 0x10
+_TAG_STRUCT = 0x13
+_TAG_UNION = 0x17
+_TAG_ENUM = 0x04
+_TAG_ARRAY = 0x01
+_TAG_SUBROUTINE_TYPE = 0x15
+_TAG_TYPEDEF = 0x16
+_QUALIFIERS = {0x26, 0x35, 0x37, 0x47}  # const, volatile, restrict, atomic
+_DW_ATE_FLOAT = 0x04
 
 
 class ListIndex(int):
@@ -232,6 +255,11 @@ class DwarfData:
         self._sp = _STACK_POINTER[arch]
         self._abbrev_cache: dict[tuple[int, int, int], dict[int, Abbrev]] = {}
         self._plans: dict[tuple[int, int], dict[bytes, Abbrev]] = {}
+        # For `describe_type` and friends: plans that also decode types and sizes.
+        self._type_abbrevs: dict[tuple[int, int, int], dict[int, Abbrev]] = {}
+        self._type_plans: dict[tuple[int, int], dict[bytes, Abbrev]] = {}
+        self._unit_bases: dict[int, _Bases] = {}
+        self._unit_offsets: list[int] | None = None
 
     # --- units -------------------------------------------------------------------------------
 
@@ -560,6 +588,109 @@ class DwarfData:
             raise BinaryFormatError(
                 f"{self.source}: corrupt DWARF in unit at .debug_info+0x{offset:x}: {e!r}"
             ) from None
+
+    # --- single DIEs and types ----------------------------------------------------------------
+
+    def _unit_containing(self, die_offset: int) -> _Unit:
+        offsets = self._unit_offsets
+        if offsets is None:
+            offsets = self._unit_offsets = self.iter_unit_offsets()
+        i = bisect.bisect_right(offsets, die_offset) - 1
+        if i < 0:
+            raise BinaryFormatError(f"{self.source}: no unit holds DIE 0x{die_offset:x}")
+        return self._unit_at(offsets[i])
+
+    def _die(self, die_offset: int) -> tuple[int, dict[int, Any]]:
+        """The tag and the name, type and size attributes of the DIE at `die_offset`."""
+        u = self._unit_containing(die_offset)
+        key = (u.abbrev_offset, u.address_size, u.offset_size)
+        table = self._type_abbrevs.get(key)
+        if table is None:
+            plans = self._type_plans.setdefault((u.address_size, u.offset_size), {})
+            table = parse_abbrev_table(
+                self._s[".debug_abbrev"], *key, self.source, plans, wanted=_TYPE_ATTRIBUTES
+            )
+            self._type_abbrevs[key] = table
+        bases = self._unit_bases.get(u.offset)
+        if bases is None:
+            code, pos = uleb(self._info, u.die_offset)
+            top, _ = self._decode(u, _Bases(), pos, table[code])
+            bases = self._unit_bases[u.offset] = self._bases(u, top)
+        try:
+            code, pos = uleb(self._info, die_offset)
+            ab = table[code]
+            vals, _ = self._decode(u, bases, pos, ab)
+        except (IndexError, ValueError, KeyError) as e:
+            raise BinaryFormatError(
+                f"{self.source}: bad DIE at .debug_info+0x{die_offset:x}: {e!r}"
+            ) from None
+        return ab.tag, vals
+
+    def describe_type(self, type_die: int | None) -> TypeShape:
+        """The calling-convention class of the type at `type_die` (None: void)."""
+        names: list[str] = []
+        for _ in range(32):  # typedef and qualifier chains are short
+            if type_die is None:
+                return TypeShape("void", 0, " ".join([*names, "void"]).strip())
+            tag, vals = self._die(type_die)
+            name = _str(vals.get(AT_NAME))
+            size = vals.get(AT_BYTE_SIZE)
+            if tag in _QUALIFIERS or tag == _TAG_TYPEDEF:
+                if tag == _TAG_TYPEDEF and name and not names:
+                    names.append(name)
+                type_die = vals.get(AT_TYPE)
+                continue
+            label = names[0] if names else name
+            if tag == _TAG_BASE:
+                kind: TypeKind = "float" if vals.get(AT_ENCODING) == _DW_ATE_FLOAT else "integer"
+                return TypeShape(kind, int(size or 0), label)
+            if tag == _TAG_ENUM:
+                return TypeShape("integer", int(size or 4), label or f"enum {name}".strip())
+            if tag in (_TAG_POINTER, _TAG_REFERENCE):
+                return TypeShape("pointer", int(size or 8), label or "pointer")
+            if tag in (_TAG_STRUCT, _TAG_UNION):
+                word = "struct" if tag == _TAG_STRUCT else "union"
+                return TypeShape("aggregate", int(size or 0), label or f"{word} {name}".strip())
+            if tag in (_TAG_ARRAY, _TAG_SUBROUTINE_TYPE):
+                return TypeShape("unknown", int(size or 0), label)
+            return TypeShape("unknown", int(size or 0), label)
+        return TypeShape("unknown", 0, "")
+
+    def return_type(self, function_die: int) -> TypeShape:
+        """The return type of a subprogram DIE, through its abstract origin or specification."""
+        die: int | None = function_die
+        for _ in range(8):
+            if die is None:
+                break
+            _tag, vals = self._die(die)
+            if AT_TYPE in vals:
+                return self.describe_type(vals[AT_TYPE])
+            die = vals.get(AT_ABSTRACT_ORIGIN, vals.get(AT_SPECIFICATION))
+        return self.describe_type(None)
+
+    def find_struct_size(self, name: str) -> int | None:
+        """DW_AT_byte_size of the first defined `struct name` at the top level of any unit."""
+        for offset in self.iter_unit_offsets():
+            u = self._unit_at(offset)
+            abbrevs = self._abbrevs(u)
+            data = self._info
+            code, pos = uleb(data, u.die_offset)
+            top = abbrevs[code]
+            pos = self._skip(u, pos, top)
+            if not top.has_children:
+                continue
+            while pos < u.end:
+                die = pos
+                code, pos = uleb(data, pos)
+                if code == 0:
+                    continue
+                ab = abbrevs[code]
+                if ab.tag == _TAG_STRUCT:
+                    _tag, vals = self._die(die)
+                    if _str(vals.get(AT_NAME)) == name and AT_BYTE_SIZE in vals:
+                        return int(vals[AT_BYTE_SIZE])
+                pos = self._skip_tree(u, abbrevs, pos, ab)
+        return None
 
     def location_at_entry(self, expr: bytes) -> str:
         """Name where a DWARF location expression puts a value: register, stack or unknown."""

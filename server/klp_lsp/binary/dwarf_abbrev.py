@@ -56,6 +56,9 @@ AT_STR_OFFSETS_BASE: int = _A["DW_AT_str_offsets_base"]
 AT_ADDR_BASE: int = _A["DW_AT_addr_base"]
 AT_RNGLISTS_BASE: int = _A["DW_AT_rnglists_base"]
 AT_LOCLISTS_BASE: int = _A["DW_AT_loclists_base"]
+AT_TYPE: int = _A["DW_AT_type"]
+AT_BYTE_SIZE: int = _A["DW_AT_byte_size"]
+AT_ENCODING: int = _A["DW_AT_encoding"]
 
 # The attributes the scanner keeps; every other attribute is skipped without decoding.
 WANTED: frozenset[int] = frozenset(
@@ -234,12 +237,14 @@ def parse_abbrev_table(
     source: str,
     plans: dict[bytes, Abbrev],
     only_code: int | None = None,
+    wanted: frozenset[int] = WANTED,
 ) -> dict[int, Abbrev]:
     """Parse the abbreviation table at `offset` of .debug_abbrev into plans keyed by code.
 
     `plans` caches plans by the declaration's bytes (for one address and offset size): the
     kernel's 2,172 tables repeat the same few thousand declarations. With `only_code`, return
     just that abbreviation: reading a unit's top DIE then costs a fraction of the whole table.
+    `wanted` are the attributes the plans decode (a cache of plans is for one `wanted` only).
     """
     table: dict[int, Abbrev] = {}
     pos = offset
@@ -280,7 +285,7 @@ def parse_abbrev_table(
             key = data[start:pos]
             plan = plans.get(key)
             if plan is None:
-                plan = _plan_declaration(data, start, address_size, offset_size)
+                plan = _plan_declaration(data, start, address_size, offset_size, wanted)
                 plans[key] = plan
             table[code] = plan
             if only_code is not None:
@@ -336,7 +341,9 @@ def _walk_attributes(data: bytes, pos: int) -> int:
             _value, pos = sleb(data, pos)
 
 
-def _plan_declaration(data: bytes, pos: int, address_size: int, offset_size: int) -> Abbrev:
+def _plan_declaration(
+    data: bytes, pos: int, address_size: int, offset_size: int, wanted: frozenset[int]
+) -> Abbrev:
     tag, pos = uleb(data, pos)
     has_children = data[pos] != 0
     pos += 1
@@ -345,7 +352,7 @@ def _plan_declaration(data: bytes, pos: int, address_size: int, offset_size: int
         attr, pos = uleb(data, pos)
         form, pos = uleb(data, pos)
         if attr == 0 and form == 0:
-            return _plan(tag, has_children, specs, address_size, offset_size)
+            return _plan(tag, has_children, specs, address_size, offset_size, wanted)
         implicit = 0
         if form == _IMPLICIT_CONST:
             implicit, pos = sleb(data, pos)
@@ -358,6 +365,7 @@ def _plan(
     specs: list[tuple[int, int, int]],
     address_size: int,
     offset_size: int,
+    wanted_attributes: frozenset[int],
 ) -> Abbrev:
     skip: list[tuple[int, int]] = []
     decode: list[tuple[int, int, int]] = []
@@ -369,7 +377,7 @@ def _plan(
         kind, size = form_step(form, address_size, offset_size)
         if attr == AT_SIBLING and kind == K_REF4 and all_fixed:
             sibling_at = prefix
-        wanted = attr in WANTED
+        wanted = attr in wanted_attributes
         if kind == K_IMPLICIT_CONST:
             if wanted:
                 decode.append((kind, implicit, attr))

@@ -109,6 +109,15 @@ class Section:
         return bool(self.flags & SHF_EXECINSTR)
 
 
+class Relocation(NamedTuple):
+    """One `Elf64_Rela` entry: where (offset in the target section), type, symbol, addend."""
+
+    offset: int
+    type: int
+    symbol: int  # index into `.symtab` (0: no symbol)
+    addend: int
+
+
 class RawSymbol(NamedTuple):
     """One `.symtab` entry of any type, its address already in this object's layout.
 
@@ -644,6 +653,48 @@ class ElfBinary:
         return self._by_name.get(name)
 
     # --- relocations --------------------------------------------------------------------------
+
+    def get_relocations(self, rela: Section) -> list[Relocation]:
+        """Every entry of one SHT_RELA section (allocated livepatch ones included)."""
+        if rela.type != SHT_RELA:
+            raise self._fail(f"{rela.name}: not a SHT_RELA section")
+        data = self._data[rela.offset : rela.offset + rela.size - rela.size % _RELA.size]
+        return [
+            Relocation(offset, info & 0xFFFFFFFF, info >> 32, addend)
+            for offset, info, addend in _RELA.iter_unpack(data)
+        ]
+
+    def iter_relocation_sections(self, target: Section) -> Iterator[Section]:
+        """The ordinary (non-allocated) SHT_RELA sections that apply to `target`."""
+        return self._iter_rela_for(target)
+
+    def get_symbol_by_index(self, index: int) -> RawSymbol | None:
+        """The `.symtab` entry a relocation names, or None for index 0 or one out of range."""
+        symbols = self.iter_symbols()
+        return symbols[index - 1] if 0 < index <= len(symbols) else None
+
+    def read_cstring(self, address: int, limit: int = 4096) -> str | None:
+        """The NUL-terminated string at `address` (this object's layout), or None if unreadable."""
+        s = self.find_section_at(address)
+        if s is None or s.type == SHT_NOBITS:
+            return None
+        start = s.offset + address - s.address
+        end = min(s.offset + s.size, start + limit)
+        raw = bytes(self._data[start:end])
+        stop = raw.find(b"\0")
+        if stop < 0:
+            return None
+        return raw[:stop].decode("utf-8", "replace")
+
+    def get_symbol_bytes(self, name: str) -> bytes | None:
+        """The bytes of the first defined, sized data symbol called `name` (e.g. `vermagic`)."""
+        for s in self.iter_symbols():
+            if s.name == name and s.section is not None and s.size:
+                try:
+                    return self.read_code(s.address, s.size)
+                except BinaryFormatError:
+                    return None
+        return None
 
     def _iter_rela_for(self, target: Section) -> Iterator[Section]:
         for s in self._sections:

@@ -22,6 +22,7 @@ from klp_lsp.model import (
     DependentFact,
     FunctionReport,
     InlinedInto,
+    InstanceFacts,
     Param,
     SymbolFact,
 )
@@ -296,6 +297,44 @@ class ObjectIndex:
             if params:
                 return params
         return ()
+
+    def instance_at(self, address: int) -> InstanceFacts | None:
+        """The out-of-line copy whose entry is `address` (a symbol's start), with its params."""
+        rows = self.index.query(
+            "SELECT i.die, i.function_die, f.name, f.decl_file, f.decl_line FROM instances i"
+            " LEFT JOIN functions f ON f.die = i.function_die WHERE i.entry = ? ORDER BY i.die",
+            (to_db(address),),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return InstanceFacts(
+            die=r[0],
+            function_die=r[1],
+            name=r[2],
+            decl_file=r[3],
+            decl_line=r[4],
+            params=self.index.params_of(r[0]),
+        )
+
+    def instance_ranges(self, address: int) -> tuple[tuple[int, int], ...]:
+        """The code ranges of the out-of-line copy whose entry is `address` (empty if none)."""
+        rows = self.index.query(
+            "SELECT ranges FROM instances WHERE entry = ? ORDER BY die LIMIT 1", (to_db(address),)
+        )
+        return parse_ranges(rows[0][0]) if rows else ()
+
+    def inlined_into(self, name: str) -> tuple[InlinedInto, ...]:
+        """Every out-of-line function holding an inlined copy of a C function called `name`."""
+        dies = [die for d in self._definitions(name) for die in d.dies]
+        return self._inlined_into(dies) if dies else ()
+
+    def register_facts_at(
+        self, address: int
+    ) -> tuple[tuple[str, ...] | None, tuple[str, ...], tuple[DependentFact, ...]]:
+        """Clobbers, unrestored callee-saved registers and dependents of the function at
+        `address` (clobbers None when its register facts are not computed)."""
+        return self._register_facts([address])
 
     def _inlined_into(self, dies: Sequence[int]) -> tuple[InlinedInto, ...]:
         marks = ",".join("?" * len(dies))

@@ -33,7 +33,16 @@ from klp_lsp.analysis.registers import (
 )
 from klp_lsp.analysis.symbols import CuLocator, find_symbol_start
 from klp_lsp.binary.abi import get_abi
-from klp_lsp.binary.disasm import GAP, KILL, RESTORE, Decoder, FlowScan, Insn, LiteInsn
+from klp_lsp.binary.disasm import (
+    GAP,
+    KILL,
+    RESTORE,
+    Decoder,
+    FlowScan,
+    Insn,
+    LiteInsn,
+    find_thunks,
+)
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import BinaryFormatError
 from klp_lsp.index.store import CuRow, Index, from_db
@@ -181,14 +190,7 @@ class RegisterAnalyser:
             if name not in _FTRACE_ENTRY_CALLS and not name.startswith("__x86_")
         }
         self._known = {k.address: k for k in self._known_by_name.values()}
-        # The thunks are NOTYPE symbols in Debian's vmlinux (arch/x86/lib/retpoline.S uses
-        # SYM_CODE_START), so look for them among all symbols, not only FUNC ones.
-        thunks = {
-            s.address: s.name
-            for s in binary.iter_symbols()
-            if s.section is not None
-            and (s.name == "__x86_return_thunk" or s.name.startswith("__x86_indirect_thunk_"))
-        }
+        thunks = find_thunks((s.name, s.address, s.section) for s in binary.iter_symbols())
         self.decoder = Decoder(binary.arch, thunks)
         self._thunk_names = set(thunks.values())
         self._ftrace_entry = {names[n] for n in _FTRACE_ENTRY_CALLS if n in names}

@@ -19,6 +19,33 @@ def finding_doc_url(kind: str) -> str:
     return (DOCS_DIR / f"{kind}.md").as_uri()
 
 
+def finding_to_json(f: Finding) -> dict[str, Any]:
+    """One finding as `check` and `verify` print it in JSON."""
+    return {
+        "kind": f.kind,
+        "severity": f.severity,
+        "function": f.function,
+        "object": f.object,
+        "message": f.message,
+        "patch_file": f.patch_file,
+        "patch_line": f.patch_line,
+        "source_file": f.source_file,
+        "source_line": f.source_line,
+        "related": [
+            {
+                "role": r.role,
+                "name": r.name,
+                "object": r.object,
+                "source_file": r.source_file,
+                "source_line": r.source_line,
+                "address": None if r.address is None else f"{r.address:#x}",
+                "message": r.message,
+            }
+            for r in f.related
+        ],
+    }
+
+
 def result_to_json(result: CheckResult) -> dict[str, Any]:
     """The `check --format json` document."""
     return {
@@ -33,32 +60,7 @@ def result_to_json(result: CheckResult) -> dict[str, Any]:
             }
             for c in result.changed_functions
         ],
-        "findings": [
-            {
-                "kind": f.kind,
-                "severity": f.severity,
-                "function": f.function,
-                "object": f.object,
-                "message": f.message,
-                "patch_file": f.patch_file,
-                "patch_line": f.patch_line,
-                "source_file": f.source_file,
-                "source_line": f.source_line,
-                "related": [
-                    {
-                        "role": r.role,
-                        "name": r.name,
-                        "object": r.object,
-                        "source_file": r.source_file,
-                        "source_line": r.source_line,
-                        "address": None if r.address is None else f"{r.address:#x}",
-                        "message": r.message,
-                    }
-                    for r in f.related
-                ],
-            }
-            for f in result.findings
-        ],
+        "findings": [finding_to_json(f) for f in result.findings],
         "replace": [
             {
                 "object": e.object,

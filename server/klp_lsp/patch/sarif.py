@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def _location(uri: str, line: int | None) -> dict[str, Any]:
     return loc
 
 
-def _result(f: Finding) -> dict[str, Any]:
+def _result(f: Finding, kinds: Sequence[str]) -> dict[str, Any]:
     locations = []
     if f.patch_file:
         locations.append(_location(Path(f.patch_file).as_posix(), f.patch_line))
@@ -43,7 +44,7 @@ def _result(f: Finding) -> dict[str, Any]:
         locations.append(_location(f.source_file, f.source_line))
     out: dict[str, Any] = {
         "ruleId": f.kind,
-        "ruleIndex": FINDING_KINDS.index(f.kind),
+        "ruleIndex": kinds.index(f.kind),
         "level": _LEVELS[f.severity],
         "message": {"text": f.message},
         "locations": locations[:1],
@@ -57,14 +58,21 @@ def _result(f: Finding) -> dict[str, Any]:
 
 def result_to_sarif(result: CheckResult) -> dict[str, Any]:
     """The SARIF 2.1.0 log of one check run."""
+    return findings_to_sarif(result.findings, FINDING_KINDS, _RULE_TEXT)
+
+
+def findings_to_sarif(
+    findings: Sequence[Finding], kinds: Sequence[str], rule_text: Mapping[str, str]
+) -> dict[str, Any]:
+    """A SARIF 2.1.0 log of `findings`, with one rule per kind (linking to docs/findings/)."""
     rules = [
         {
             "id": kind,
             "name": "".join(w.capitalize() for w in kind.split("-")),
-            "shortDescription": {"text": _RULE_TEXT[kind]},
+            "shortDescription": {"text": rule_text[kind]},
             "helpUri": finding_doc_url(kind),
         }
-        for kind in FINDING_KINDS
+        for kind in kinds
     ]
     return {
         "$schema": SARIF_SCHEMA,
@@ -79,7 +87,7 @@ def result_to_sarif(result: CheckResult) -> dict[str, Any]:
                         "rules": rules,
                     }
                 },
-                "results": [_result(f) for f in result.findings],
+                "results": [_result(f, kinds) for f in findings],
             }
         ],
     }

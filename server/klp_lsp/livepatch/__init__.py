@@ -1,0 +1,1 @@
+"""Livepatch modules: `verify` (a built module against the indexed kernel)."""
