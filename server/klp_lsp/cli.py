@@ -19,6 +19,7 @@ from klp_lsp import __version__
 from klp_lsp.errors import KlpError, UsageError
 
 if TYPE_CHECKING:
+    from klp_lsp.generate.pipeline import GenerateResult
     from klp_lsp.index.builder import BuildResult
     from klp_lsp.model import CheckResult
     from klp_lsp.progress import TerminalProgress
@@ -315,10 +316,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
             result = gen.generate(patches)
             if options.build and not result.has_errors:
                 gen.build(result)
-                if result.module is not None:
-                    _verify_and_try(args, session, result)
         finally:
             gen.close()
+    if result.module is not None:
+        _verify_and_try(args, session, result, patches)
     if any(not r.complete for r in results) and not args.no_background:
         _finish_in_background(session, results)
     if args.format == "json":
@@ -328,9 +329,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _verify_and_try(args: argparse.Namespace, session: Session, result: object) -> None:
-    """The verify and try steps of `generate --build`/`--try` (klp_lsp.livepatch, klp_lsp.vm)."""
-    del args, session, result
+def _verify_and_try(
+    args: argparse.Namespace,
+    session: Session,
+    result: GenerateResult,
+    patches: Sequence[tuple[str, str]],
+) -> None:
+    """The verify and try steps of `generate --build`/`--try`, on the converted module."""
+    from klp_lsp.livepatch.render import result_to_json as verify_json
+    from klp_lsp.livepatch.verify import verify_module
+
+    assert result.module is not None
+    verified = verify_module(result.module, session, patches=patches, source_root=args.source)
+    result.verify = verify_json(verified)
+    if verified.has_errors:
+        result.steps_failed.append("verify")
+    if not args.try_:
+        return
+    from klp_lsp.vm import try_to_json
+    from klp_lsp.vm.kernel import try_in_session
+
+    tried = try_in_session(
+        session, [result.module], image=args.kernel_image, run=args.run, timeout=args.timeout
+    )
+    result.try_ = try_to_json(tried)
+    if not tried.ok:
+        result.steps_failed.append("try")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

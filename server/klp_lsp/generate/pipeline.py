@@ -253,6 +253,7 @@ class Generator:
                 symbols,
                 preamble=preamble,
                 new_static_locals=new_locals,
+                label_prefix=f"klp_lsp__{fname}__",
             )
             result.problems.extend(generated.problems)
             done = {g.name: g for g in generated.functions}
@@ -307,9 +308,12 @@ class Generator:
         result.headers = headers
         self._write_file(
             out / "Makefile",
-            makefile_text(headers or Path("/lib/modules/$(shell uname -r)/build")),
+            makefile_text(headers or Path("/lib/modules/$(shell uname -r)/build"), self._arch()),
             result,
         )
+
+    def _arch(self) -> str:
+        return self.indexes.objects[0].index.arch if self.indexes.objects else "x86_64"
 
     def _headers_or_none(self) -> Path | None:
         try:
@@ -417,7 +421,7 @@ class Generator:
             result.steps_failed.append("build")
             return
         result.headers = headers
-        outcome = run_kbuild(result.outdir, headers, result.name, self.options.jobs)
+        outcome = run_kbuild(result.outdir, headers, result.name, self._arch(), self.options.jobs)
         result.build = outcome
         if not outcome.ok or outcome.module is None:
             lines = outcome.first_errors() or outcome.log.strip().splitlines()[-8:]

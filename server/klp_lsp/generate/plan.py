@@ -15,13 +15,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from klp_lsp.analysis.clones import parse_clone_name
+from klp_lsp.analysis.clones import has_private_abi, parse_clone_name
 from klp_lsp.generate.symbols import KernelObject
 from klp_lsp.index.store import source_name
 from klp_lsp.model import ReplaceEntry
 
-# GCC clones whose calling convention is GCC's own (parameters dropped, fixed or split).
-PRIVATE_ABI_KINDS = frozenset({"isra", "constprop", "part"})
 # SYSCALL_DEFINEn(x, ...) symbols (include/linux/syscalls.h, asm/syscall_wrapper.h).
 _SYSCALL = re.compile(r"^__(x64|ia32|arm64|do|se)_(compat_)?sys_(\w+)$")
 _MAX_CLIMB = 6
@@ -79,15 +77,12 @@ def plan_module(replace: Sequence[ReplaceEntry], objects: dict[str, KernelObject
     """Group the replace set by compile unit, replacing callers of private-ABI clones."""
     entries: dict[tuple[str, str, int], ReplaceEntry] = {}
     for e in replace:
-        if e.patchable:
-            entries.setdefault((e.object, e.symbol, e.sympos), e)
+        entries.setdefault((e.object, e.symbol, e.sympos), e)
     left: list[LeftInPlace] = []
     unplaced: list[tuple[ReplaceEntry, str]] = []
     # Replace private-ABI clones by their callers, to a fixpoint (a caller may be a clone too).
     for _ in range(_MAX_CLIMB):
-        clones = [
-            e for e in entries.values() if PRIVATE_ABI_KINDS & set(parse_clone_name(e.symbol).kinds)
-        ]
+        clones = [e for e in entries.values() if has_private_abi(e.symbol)]
         if not clones:
             break
         for e in clones:
@@ -131,7 +126,14 @@ def plan_module(replace: Sequence[ReplaceEntry], objects: dict[str, KernelObject
     units: dict[tuple[str, int], UnitPlan] = {}
     for e in entries.values():
         if not e.patchable:
-            unplaced.append((e, "not patchable"))
+            if not _reached_through_callers(e, entries, objects):
+                unplaced.append(
+                    (
+                        e,
+                        "it cannot be patched through ftrace, and no caller that can is replaced;"
+                        " this part of the change does not reach the running kernel",
+                    )
+                )
             continue
         obj = objects.get(e.object)
         if obj is None:
@@ -154,3 +156,33 @@ def plan_module(replace: Sequence[ReplaceEntry], objects: dict[str, KernelObject
         unit.funcs.append(FuncPlan(e.object, e.symbol, e.sympos, c_name, e.reason, prefix))
     ordered = sorted(units.values(), key=lambda u: (u.object != "vmlinux", u.object, u.cu))
     return ModulePlan(ordered, left, unplaced)
+
+
+def _reached_through_callers(
+    entry: ReplaceEntry,
+    entries: dict[tuple[str, str, int], ReplaceEntry],
+    objects: dict[str, KernelObject],
+) -> bool:
+    """Whether a patchable caller of an unpatchable entry (directly or through unpatchable
+    callers, as `check` climbs) is in the set, so that the change still reaches the kernel."""
+    obj = objects.get(entry.object)
+    if obj is None:
+        return False
+    frontier = [
+        s.address for s in obj.index.symbols_named(entry.symbol) if s.sympos == entry.sympos
+    ]
+    seen: set[int] = set(frontier)
+    for _ in range(_MAX_CLIMB):
+        if not frontier:
+            return False
+        nxt: list[int] = []
+        for call in obj.index.callers_of(frontier):
+            for s in obj.index.symbols_at(call.caller_address):
+                found = entries.get((entry.object, s.name, s.sympos))
+                if found is not None and found.patchable:
+                    return True
+            if call.caller_address not in seen:
+                seen.add(call.caller_address)
+                nxt.append(call.caller_address)
+        frontier = nxt
+    return False

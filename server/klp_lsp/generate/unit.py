@@ -46,7 +46,7 @@ _SPECIFIERS_TO_DROP = frozenset(
 _INLINE_WORDS = frozenset(("inline", "__inline", "__inline__", "__always_inline"))
 _MAX_INCLUDE_DEPTH = 8
 # Placeholder symbol of a static local, resolved by the relocation rewrite (`klp_symbols.py`).
-LOCAL_PREFIX = "klp_lsp_local__"
+LOCAL_PREFIX = "klp_lsp__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +229,9 @@ class _Generator:
         wanted: Sequence[Wanted],
         symbols: SymbolView,
         new_static_locals: Mapping[str, Sequence[str]],
+        label_prefix: str,
     ) -> None:
+        self.label_prefix = label_prefix
         self.placed = placed
         self.wanted = {w.name: w for w in wanted}
         self.symbols = symbols
@@ -335,6 +337,8 @@ class _Generator:
         syscall_override = False
         for p in self.placed:
             it = p.item
+            if out and out[-1] != "" and self._blank_before(p):
+                out.append("")
             if it.kind == "directive":
                 if it.directive == "define" and it.name == "CREATE_TRACE_POINTS":
                     out.append(
@@ -349,8 +353,10 @@ class _Generator:
                 disp = self.plan.functions.get(name)
                 if disp == "wanted":
                     if name in self.plan.address_taken and name not in declared:
-                        out.append(self._prototype(p, name, None))
+                        # Its address stays the kernel's own (callers compare pointers).
+                        out.append(self._prototype(p, name, self._label(name, it.is_static)))
                         declared.add(name)
+                        self._extern(name, "function", it.is_static, p, it.line)
                     syscall = it.macro and it.macro.startswith(("SYSCALL_DEFINE", "COMPAT_SYSCALL"))
                     if syscall and not syscall_override:
                         out.append(_SYSCALL_METADATA_OFF)
@@ -365,7 +371,7 @@ class _Generator:
                     if name not in copied:
                         copied.append(name)
                 elif disp == "extern" and name not in declared:
-                    out.append(self._prototype(p, name, None))
+                    out.append(self._prototype(p, name, self._label(name, it.is_static)))
                     declared.add(name)
                     self._extern(name, "function", it.is_static, p, it.line)
                 continue
@@ -388,6 +394,10 @@ class _Generator:
                 self._emit_macro_objects(p, out, declared)
         return "\n".join(out) + "\n", functions, copied
 
+    def _blank_before(self, p: Placed) -> bool:
+        """Whether the source has an empty line before the item (kept for readability)."""
+        return p.text.endswith("\n\n", 0, p.item.start) or p.item.start == 0
+
     def _emit_prototype_decl(
         self, p: Placed, d: Declarator, out: list[str], declared: set[str]
     ) -> None:
@@ -397,14 +407,20 @@ class _Generator:
             w = self.wanted[d.name]
             out.append(_declaration_text(it.specifiers, d.tokens, rename=(d.name, w.new_name)))
             if d.name in self.plan.address_taken and d.name not in declared:
-                out.append(_declaration_text(it.specifiers, d.tokens))
+                label = self._label(d.name, it.is_static)
+                out.append(_declaration_text(it.specifiers, d.tokens, label=label))
                 declared.add(d.name)
+                self._extern(d.name, "function", it.is_static, p, it.line)
         elif disp == "copy":
             out.append(_declaration_text(it.specifiers, d.tokens, keep_static=True))
         elif disp == "extern" and d.name not in declared:
-            out.append(_declaration_text(it.specifiers, d.tokens))
+            label = self._label(d.name, it.is_static and d.name in self.index.functions)
+            out.append(_declaration_text(it.specifiers, d.tokens, label=label))
             declared.add(d.name)
-            self._extern(d.name, "function", it.is_static, p, it.line)
+            if d.name in self.index.functions:
+                # Defined in this unit: the kernel's copy is this CU's. A prototype alone
+                # declares a function of another file, looked up like a header's.
+                self._extern(d.name, "function", it.is_static, p, it.line)
 
     def _emit_variables(self, p: Placed, out: list[str], declared: set[str]) -> None:
         it = p.item
@@ -426,14 +442,16 @@ class _Generator:
 
     def _extern_variable(self, p: Placed, d: Declarator) -> str:
         it = p.item
-        text = _declaration_text(it.specifiers, d.tokens)
+        label = self._label(d.name, it.is_static)
+        text = _declaration_text(it.specifiers, d.tokens, label=label)
         if _has_empty_bound(d.tokens):
             size = self.symbols.data_size(d.name) if it.is_static else None
             if size is not None:
                 # `extern T x[];` is incomplete, so ARRAY_SIZE(x) would not compile: complete it
                 # from the kernel symbol's size.
                 first = _first_element(d.tokens)
-                completed = _declaration_text(it.specifiers, _complete_bound(d.tokens, size, first))
+                bounded = _complete_bound(d.tokens, size, first)
+                completed = _declaration_text(it.specifiers, bounded, label=label)
                 return text + "\n" + completed
         return text
 
@@ -445,10 +463,11 @@ class _Generator:
             if name not in self.plan.macro_objects or name in declared:
                 continue
             declared.add(name)
+            label = self._label(name, it.is_static and kind != "static-call")
             if kind in ("per-cpu", "static-call"):
-                out.append(f"{decl};")
+                out.append(f"{decl}{label};")
             else:
-                out.append(f"extern {decl};")
+                out.append(f"extern {decl}{label};")
             self._extern(name, kind, it.is_static, p, it.line)
             if kind == "per-cpu":
                 self.problems.append(
@@ -485,14 +504,22 @@ class _Generator:
                     )
                 )
 
-    def _extern(self, name: str, kind: RefKind, local: bool, p: Placed, line: int) -> None:
-        self.externs.setdefault(name, ExternRef(name, name, kind, local, p.file, line))
+    def _label(self, name: str, local: bool) -> str:
+        """An asm label giving a static of this unit a name of its own in the module.
 
-    def _prototype(self, p: Placed, name: str, rename: str | None) -> str:
+        Static functions and variables of different files share names (`demo_hash` in two
+        files), and the linker merges undefined symbols by name, so each unit's statics are
+        renamed `<unit prefix><name>` and the relocation rewrite maps them back.
+        """
+        return f' __asm__("{self.label_prefix}{name}")' if local and self.label_prefix else ""
+
+    def _extern(self, name: str, kind: RefKind, local: bool, p: Placed, line: int) -> None:
+        c_name = f"{self.label_prefix}{name}" if local and self.label_prefix else name
+        self.externs.setdefault(c_name, ExternRef(c_name, name, kind, local, p.file, line))
+
+    def _prototype(self, p: Placed, name: str, label: str) -> str:
         sig = list(p.item.signature_tokens())
-        if rename:
-            sig = _renamed(sig, name, rename)
-        return render(_drop_specifiers(strip_attributes(sig))) + ";"
+        return render(_drop_specifiers(strip_attributes(sig))) + label + ";"
 
     def _function_text(self, p: Placed, rename: str | None) -> str:
         """A function item's text with edits: the new name, calls to replaced functions, static
@@ -575,7 +602,7 @@ class _Generator:
             if keep:
                 decls = []
                 for oname, odecl in keep:
-                    placeholder = f"{LOCAL_PREFIX}{function}__{oname}"
+                    placeholder = f"{self.label_prefix or LOCAL_PREFIX}local__{function}__{oname}"
                     decls.append(f'extern {odecl} __asm__("{placeholder}");')
                     self.externs.setdefault(
                         placeholder,
@@ -601,9 +628,13 @@ def generate_unit(
     *,
     preamble: str = "",
     new_static_locals: Mapping[str, Sequence[str]] | None = None,
+    label_prefix: str = "",
 ) -> GeneratedUnit:
-    """The source of one compile unit of the module (see the module docstring)."""
-    gen = _Generator(placed, wanted, symbols, new_static_locals or {})
+    """The source of one compile unit of the module (see the module docstring).
+
+    `label_prefix` (e.g. "klp_lsp__vmlinux__fs_namei__") renames the unit's statics in the
+    module's symbol table, so units of a module cannot mix up same-named statics."""
+    gen = _Generator(placed, wanted, symbols, new_static_locals or {}, label_prefix)
     gen.close()
     text, functions, copied = gen.emit()
     files = tuple(dict.fromkeys(p.file for p in placed))
@@ -683,6 +714,7 @@ def _declaration_text(
     *,
     rename: tuple[str, str] | None = None,
     keep_static: bool = False,
+    label: str = "",
 ) -> str:
     """`extern <specifiers> <declarator>;` without attributes (a prototype: no `extern`)."""
     spec = _drop_specifiers(strip_attributes(list(specifiers)), keep_static=keep_static)
@@ -691,7 +723,7 @@ def _declaration_text(
         decl = _renamed(decl, *rename)
     is_function = any(t.text == "(" for t in decl) and not _is_pointer_group(decl)
     head = "" if is_function or keep_static else "extern "
-    return f"{head}{render(spec)} {render(decl)};"
+    return f"{head}{render(spec)} {render(decl)}{label};"
 
 
 def _declaration_body(specifiers: Sequence[Token], declarator: Sequence[Token]) -> str:

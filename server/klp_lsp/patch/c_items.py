@@ -610,7 +610,7 @@ def _find_name(body: Sequence[Token]) -> tuple[int, int, bool] | None:
         got = _find_name(inner[1:])
         if got is None:
             return None
-        return open_at, open_at + 1 + got[1], got[2]
+        return open_at, open_at + 2 + got[1], got[2]
     if open_at > 0 and body[open_at - 1].text == ")":
         # `(*name)(params)`: parameters after a pointer group; `(*f(void))(int)` is a function.
         prev_close = open_at - 1
@@ -621,7 +621,7 @@ def _find_name(body: Sequence[Token]) -> tuple[int, int, bool] | None:
         got = _find_name(group[1:])
         if got is None:
             return None
-        return prev_open, prev_open + 1 + got[1], got[2]
+        return prev_open, prev_open + 2 + got[1], got[2]
     if open_at > 0 and body[open_at - 1].kind == "ident":
         name = body[open_at - 1].text
         if name in C_KEYWORDS or name in ATTRIBUTE_CALLS:
