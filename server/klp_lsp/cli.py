@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=float, default=120.0, metavar="S", help="for the whole --try run (120)"
     )
+    p.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="with --try: copy into the guest's /files for --run (repeatable)",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument(
         "--no-background", action="store_true", help="do not finish a partial index afterwards"
@@ -137,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long each livepatch transition may take (15)",
     )
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="copy into the guest's /files for --run (repeatable)",
+    )
     p.add_argument(
         "--busybox", type=Path, metavar="PATH", help="a static busybox for the guest's arch"
     )
@@ -350,7 +366,12 @@ def _verify_and_try(
     from klp_lsp.vm.kernel import try_in_session
 
     tried = try_in_session(
-        session, [result.module], image=args.kernel_image, run=args.run, timeout=args.timeout
+        session,
+        [result.module],
+        image=args.kernel_image,
+        run=args.run,
+        timeout=args.timeout,
+        guest_files=args.file,
     )
     result.try_ = try_to_json(tried)
     if not tried.ok:
@@ -399,6 +420,7 @@ def cmd_try(args: argparse.Namespace) -> int:
         transition_timeout=args.transition_timeout,
         accel=args.accel,
         busybox=args.busybox,
+        guest_files=args.file,
     )
     if args.format == "json":
         print(json.dumps(try_to_json(result), indent=2))
