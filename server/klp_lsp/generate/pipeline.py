@@ -38,10 +38,12 @@ from klp_lsp.patch.changes import ChangeMapper, FunctionChange, post_images
 from klp_lsp.patch.check import Checker
 from klp_lsp.patch.diff import Patch, parse_patch_text
 
-# Finding kinds of `check` that the module cannot fix by itself; they are repeated as problems.
+# Finding kinds of `check` that the module cannot fix by itself; they are repeated as problems
+# (the per-CPU, static key and tracepoint warnings come from the generator itself).
 _CARRIED_KINDS = frozenset(
     {"data-change", "init-code", "static-local", "signature-changed", "unknown-function"}
 )
+_CARRIED_ERRORS = frozenset({"export-symbol", "per-cpu", "static-key", "tracepoint"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +146,8 @@ class Generator:
         check = Checker(self.indexes).check_patches(patches, opts.source_root)
         result.check = check
         for f in check.findings:
-            if f.kind in _CARRIED_KINDS and f.severity in ("error", "warning"):
+            carried = f.kind in _CARRIED_KINDS and f.severity in ("error", "warning")
+            if carried or (f.kind in _CARRIED_ERRORS and f.severity == "error"):
                 result.problems.append(
                     UnitProblem(
                         f.severity, f.kind, f.message, f.source_file, f.source_line, f.function
