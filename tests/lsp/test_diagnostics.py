@@ -233,7 +233,7 @@ async def test_large_patch_stays_responsive(client: LanguageClient, tmp_path: Pa
 async def test_generate_module_writes_only_after_confirmation(
     client: LanguageClient, tmp_path: Path
 ) -> None:
-    """"Generate livepatch module" asks with window/showMessageRequest; Cancel writes nothing."""
+    """ "Generate livepatch module" asks with window/showMessageRequest; Cancel writes nothing."""
     answers: list[str] = []
     asked: list[types.ShowMessageRequestParams] = []
 

@@ -22,34 +22,146 @@ from pathlib import Path
 
 # (file, exact upstream subject, functions whose hunks belong to the fix, or () for all)
 SELECTION: list[tuple[str, str, tuple[str, ...]]] = [
-    ("fs/fcntl.c", "fcntl: refuse F_SET_RW_HINT on an immutable inode", ()),
-    ("kernel/time/namespace.c", "time/namespace: Validate nanosecond field in proc_timens_set_offset()", ()),
-    ("kernel/time/time.c", "time: Fix off-by-one in compat settimeofday() usec validation", ()),
-    ("fs/fsopen.c", "fs: refuse fspick() on internal superblocks", ()),
-    ("block/blk-core.c", "block: make bio_check_eod work for zero sized devices", ("bio_check_eod",)),
-    ("crypto/asymmetric_keys/verify_pefile.c", "crypto: asymmetric_keys - fix OOB read in pefile_digest_pe_contents", ()),
-    ("fs/ext4/namei.c", "ext4: check dir entry fits before reading the hash trailer in ext4_search_dir()", ()),
-    ("fs/jbd2/journal.c", "jbd2: fix integer underflow in jbd2_journal_initialize_fast_commit()", ()),
-    ("fs/sysfs/file.c", "sysfs: clamp show() return value in sysfs_kf_read()", ()),
-    ("io_uring/rsrc.c", "io_uring: check for overflows in io_pin_pages", ()),
-    ("kernel/pid_namespace.c", "pid_namespace: make zap_pid_ns_processes() freezable", ()),
-    ("kernel/time/timer.c", "timer: Keep debugobjects state consistent in migrate_timer_list()", ()),
-    ("mm/mempolicy.c", "mm/mempolicy: fix migrate_to_node() assuming there is at least one VMA in a MM", ()),
-    ("mm/swapfile.c", "mm/swap: reject swapon() on filesystem-level encrypted files", ()),
-    ("net/ipv6/exthdrs_core.c", "ipv6: do not let ipv6_find_hdr() return an offset past the packet end", ()),
-    ("net/ipv6/xfrm6_policy.c", "xfrm6: clear dst.dev on error to avoid double netdev_put in xfrm6_fill_dst()", ()),
-    ("security/apparmor/procattr.c", "apparmor: aa_getprocattr free procattr leak on format failure", ()),
-    ("security/apparmor/label.c", "apparmor: aa_label_alloc use aa_label_free on alloc failure", ()),
-    ("security/keys/keyctl_pkey.c", "KEYS: fix overflow in keyctl_pkey_params_get_2()", ()),
-    ("kernel/locking/rtmutex.c", "locking/rtmutex: Skip remove_waiter() when waiter is not enqueued", ()),
-    ("drivers/input/input-compat.c", "Input: zero ff_effect before compat copy in input_ff_effect_from_user", ()),
-    ("lib/string.c", "lib/string: fix memchr_inv() for large ranges", ()),
-    ("kernel/trace/trace_eprobe.c", "tracing/eprobe: Fix exact system name matching in eprobe_dyn_event_match()", ("eprobe_dyn_event_match",)),
-    ("fs/autofs/inode.c", "autofs: fix sbi->pipe file reference leak in autofs_kill_sb()", ()),
-    ("fs/fuse/inode.c", "fuse: check for NULL root inode in fuse_fill_super_submount", ()),
-    ("crypto/ecrdsa.c", "crypto: ecrdsa - fix unknown OID check in ecrdsa_param_curve", ()),
-    ("fs/nfsd/nfsfh.c", "NFSD: remove flawed WARN_ON_ONCE from nfsd_mode_check", ()),
-    ("net/bridge/br_stp_bpdu.c", "bridge: check llc_mac_hdr_init() return value in br_send_bpdu()", ()),
+    (
+        "fs/fcntl.c",
+        "fcntl: refuse F_SET_RW_HINT on an immutable inode",
+        (),
+    ),
+    (
+        "kernel/time/namespace.c",
+        "time/namespace: Validate nanosecond field in proc_timens_set_offset()",
+        (),
+    ),
+    (
+        "kernel/time/time.c",
+        "time: Fix off-by-one in compat settimeofday() usec validation",
+        (),
+    ),
+    (
+        "fs/fsopen.c",
+        "fs: refuse fspick() on internal superblocks",
+        (),
+    ),
+    (
+        "block/blk-core.c",
+        "block: make bio_check_eod work for zero sized devices",
+        ("bio_check_eod",),
+    ),
+    (
+        "crypto/asymmetric_keys/verify_pefile.c",
+        "crypto: asymmetric_keys - fix OOB read in pefile_digest_pe_contents",
+        (),
+    ),
+    (
+        "fs/ext4/namei.c",
+        "ext4: check dir entry fits before reading the hash trailer in ext4_search_dir()",
+        (),
+    ),
+    (
+        "fs/jbd2/journal.c",
+        "jbd2: fix integer underflow in jbd2_journal_initialize_fast_commit()",
+        (),
+    ),
+    (
+        "fs/sysfs/file.c",
+        "sysfs: clamp show() return value in sysfs_kf_read()",
+        (),
+    ),
+    (
+        "io_uring/rsrc.c",
+        "io_uring: check for overflows in io_pin_pages",
+        (),
+    ),
+    (
+        "kernel/pid_namespace.c",
+        "pid_namespace: make zap_pid_ns_processes() freezable",
+        (),
+    ),
+    (
+        "kernel/time/timer.c",
+        "timer: Keep debugobjects state consistent in migrate_timer_list()",
+        (),
+    ),
+    (
+        "mm/mempolicy.c",
+        "mm/mempolicy: fix migrate_to_node() assuming there is at least one VMA in a MM",
+        (),
+    ),
+    (
+        "mm/swapfile.c",
+        "mm/swap: reject swapon() on filesystem-level encrypted files",
+        (),
+    ),
+    (
+        "net/ipv6/exthdrs_core.c",
+        "ipv6: do not let ipv6_find_hdr() return an offset past the packet end",
+        (),
+    ),
+    (
+        "net/ipv6/xfrm6_policy.c",
+        "xfrm6: clear dst.dev on error to avoid double netdev_put in xfrm6_fill_dst()",
+        (),
+    ),
+    (
+        "security/apparmor/procattr.c",
+        "apparmor: aa_getprocattr free procattr leak on format failure",
+        (),
+    ),
+    (
+        "security/apparmor/label.c",
+        "apparmor: aa_label_alloc use aa_label_free on alloc failure",
+        (),
+    ),
+    (
+        "security/keys/keyctl_pkey.c",
+        "KEYS: fix overflow in keyctl_pkey_params_get_2()",
+        (),
+    ),
+    (
+        "kernel/locking/rtmutex.c",
+        "locking/rtmutex: Skip remove_waiter() when waiter is not enqueued",
+        (),
+    ),
+    (
+        "drivers/input/input-compat.c",
+        "Input: zero ff_effect before compat copy in input_ff_effect_from_user",
+        (),
+    ),
+    (
+        "lib/string.c",
+        "lib/string: fix memchr_inv() for large ranges",
+        (),
+    ),
+    (
+        "kernel/trace/trace_eprobe.c",
+        "tracing/eprobe: Fix exact system name matching in eprobe_dyn_event_match()",
+        ("eprobe_dyn_event_match",),
+    ),
+    (
+        "fs/autofs/inode.c",
+        "autofs: fix sbi->pipe file reference leak in autofs_kill_sb()",
+        (),
+    ),
+    (
+        "fs/fuse/inode.c",
+        "fuse: check for NULL root inode in fuse_fill_super_submount",
+        (),
+    ),
+    (
+        "crypto/ecrdsa.c",
+        "crypto: ecrdsa - fix unknown OID check in ecrdsa_param_curve",
+        (),
+    ),
+    (
+        "fs/nfsd/nfsfh.c",
+        "NFSD: remove flawed WARN_ON_ONCE from nfsd_mode_check",
+        (),
+    ),
+    (
+        "net/bridge/br_stp_bpdu.c",
+        "bridge: check llc_mac_hdr_init() return value in br_send_bpdu()",
+        (),
+    ),
 ]
 
 
@@ -58,7 +170,9 @@ def changelog(path: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     stable = ""
     last = None
-    for line in gzip.open(path, "rt"):
+    with gzip.open(path, "rt") as f:
+        lines = f.read().splitlines()
+    for line in lines:
         m = re.search(r"ChangeLog-(6\.1\.\d+)", line)
         if m:
             stable = m.group(1)

@@ -72,15 +72,12 @@ def main() -> int:
     corpus, headers, index_dir, work = (Path(a) for a in sys.argv[1:5])
     chosen = [Path(p) for p in sys.argv[5:]] or sorted(HERE.glob("*.patch"))
     vmlinux = corpus / "amd64" / "vmlinux"
-    build_id = re.search(
-        r"Build ID: (\w+)", subprocess.run(["readelf", "-n", str(vmlinux)], capture_output=True,
-                                           text=True, check=True).stdout
-    ).group(1)  # type: ignore[union-attr]  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
     programs = {}
     for name in set(BEHAVIOUR.values()):
         exe = work / name
-        subprocess.run(["gcc", "-static", "-O2", "-o", str(exe), str(CHECKS / f"{name}.c")], check=True)
+        cmd = ["gcc", "-static", "-O2", "-o", str(exe), str(CHECKS / f"{name}.c")]
+        subprocess.run(cmd, check=True)
         programs[name] = exe
     results = []
     for patch in chosen:
@@ -89,15 +86,18 @@ def main() -> int:
         module = next((ko for prefix, ko in MODULES.items() if path.startswith(prefix)), None)
         if module is not None:
             binaries += ["--binary", str(corpus / "amd64" / "modules" / module)]
-        common = [*binaries, "--source", str(corpus / "src"), "--index-dir", str(index_dir), "--jobs", "2"]
-        code, check, check_s = klp("check", str(patch), *common, "--format", "json", "--no-background")
+        common = [*binaries, "--source", str(corpus / "src"), "--index-dir", str(index_dir)]
+        common += ["--jobs", "2"]
+        code, check, _ = klp("check", str(patch), *common, "--format", "json", "--no-background")
         errors = [f for f in check.get("findings", []) if f["severity"] == "error"]
         row = {
             "patch": patch.name,
             "file": path,
             "object": "vmlinux" if module is None else Path(module).stem.replace("-", "_"),
             "check_errors": [f"[{f['kind']}] {f['message']}" for f in errors],
-            "replace": [f"{e['object']}:{e['symbol']},{e['sympos']}" for e in check.get("replace", [])],
+            "replace": [
+                f"{e['object']}:{e['symbol']},{e['sympos']}" for e in check.get("replace", [])
+            ],
         }
         if code not in (0, 1):
             row["outcome"] = "check failed: " + str(check.get("stderr"))
@@ -122,15 +122,20 @@ def main() -> int:
             "--try", "--format", "json", "--no-background", *extra,
         )  # fmt: skip
         tried = doc.get("try") or {}
+        doc.setdefault("functions", [])
+        doc.setdefault("problems", [])
+        functions = [f"{f['object']}:{f['old_name']} -> {f['new_func']}" for f in doc["functions"]]
+        problems = [f"{p['severity']}: [{p['kind']}] {p['message']}" for p in doc["problems"]]
+        verify = doc.get("verify")
         row.update(
             {
                 "exit": code,
                 "seconds": round(gen_s, 1),
-                "functions": [f"{f['object']}:{f['old_name']} -> {f['new_func']}" for f in doc.get("functions", [])],
-                "problems": [f"{p['severity']}: [{p['kind']}] {p['message']}" for p in doc.get("problems", [])],
+                "functions": functions,
+                "problems": problems,
                 "built": bool(doc.get("build") and doc["build"]["ok"]),
                 "klp_relocations": doc.get("klp_relocations"),
-                "verify_errors": None if doc.get("verify") is None else doc["verify"]["summary"]["errors"],
+                "verify_errors": None if verify is None else verify["summary"]["errors"],
                 "modules": [
                     {k: m.get(k) for k in ("name", "loaded", "enabled", "transition")}
                     for m in tried.get("modules", [])
