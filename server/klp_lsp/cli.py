@@ -356,7 +356,10 @@ def _verify_and_try(
     from klp_lsp.livepatch.verify import verify_module
 
     assert result.module is not None
-    verified = verify_module(result.module, session, patches=patches, source_root=args.source)
+    verified = verify_module(
+        result.module, _with_dependencies(session, result.module), patches=patches,
+        source_root=args.source,
+    )  # fmt: skip
     result.verify = verify_json(verified)
     if verified.has_errors:
         result.steps_failed.append("verify")
@@ -427,6 +430,24 @@ def cmd_try(args: argparse.Namespace) -> int:
     else:
         print(try_to_text(result))
     return EXIT_OK if result.ok else EXIT_FINDINGS
+
+
+def _with_dependencies(session: Session, module: Path) -> Session:
+    """The session, plus the modules a generated module imports from (its `depends=`), found
+    in the module tree of the selected modules, so that verify knows their exports."""
+    from klp_lsp.binary.discovery import module_dependencies
+    from klp_lsp.session import Session, is_module_file
+
+    selected = session.binary_files()
+    extra: list[Path] = []
+    for f in selected:
+        tree = next((p for p in f.resolve().parents if p.name == "kernel"), None)
+        if is_module_file(f) and tree is not None:
+            extra += [d for d in module_dependencies(module, tree) if d not in extra]
+            break
+    if not extra:
+        return session
+    return Session([*selected, *extra], session.kernel, session.index_dir, session.jobs)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

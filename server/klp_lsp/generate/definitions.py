@@ -8,6 +8,7 @@ one the macro expands to in Linux 6.1 (the header named beside each entry).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -135,9 +136,18 @@ def macro_objects(macro: str, args: list[str]) -> list[tuple[str, str, ObjectKin
     out = []
     for obj in DEFINING_MACROS.get(macro, ()):
         try:
-            name = obj.name.format(*args)
-            decl = obj.declaration.format(*args, name=name)
+            declarator = obj.name.format(*args)
         except IndexError:
             continue
+        # `DEFINE_PER_CPU(struct timer_base, timer_bases[NR_BASES])`: the name argument is a
+        # declarator; the object's name is its identifier.
+        found = _IDENT.match(declarator.strip())
+        if found is None:
+            continue
+        name = found.group()
+        decl = obj.declaration.format(*args, name=declarator if obj.name == "{0}" else name)
         out.append((name, decl, obj.kind))
     return out
+
+
+_IDENT = re.compile(r"[A-Za-z_]\w*")

@@ -250,6 +250,10 @@ class Generator:
                 "#undef KBUILD_MODNAME\n"
                 f'#define KBUILD_MODNAME "{modname}"\n'
             )
+            if unit.object == "vmlinux":
+                # Built into vmlinux, the code saw headers without MODULE; some hide kernel
+                # internals from modules (arch/x86/include/asm/tlbflush.h: flush_tlb_mm_range()).
+                preamble += "#undef MODULE\n"
             generated = generate_unit(
                 placed,
                 list(wanted.values()),

@@ -189,6 +189,7 @@ class _Index:
 
     def __init__(self, placed: Sequence[Placed]) -> None:
         self.functions: dict[str, list[int]] = {}
+        self.definitions: dict[str, list[int]] = {}  # functions, also those macros define
         self.prototypes: dict[str, list[int]] = {}
         self.variables: dict[str, list[tuple[int, Declarator]]] = {}
         self.macros: dict[str, list[int]] = {}
@@ -200,7 +201,11 @@ class _Index:
                 if it.directive == "define" and it.name:
                     self.macros.setdefault(it.name, []).append(i)
             elif it.kind == "function" and it.name:
-                self.functions.setdefault(it.name, []).append(i)
+                self.definitions.setdefault(it.name, []).append(i)
+                # `SYSCALL_DEFINE4(migrate_pages, ...)` defines __do_sys_migrate_pages and the
+                # entries, not `migrate_pages` (a function of mm/migrate.c): code cannot name it.
+                if it.macro is None:
+                    self.functions.setdefault(it.name, []).append(i)
             elif it.decl_kind == "prototype":
                 for d in it.declarators:
                     self.prototypes.setdefault(d.name, []).append(i)
@@ -245,8 +250,10 @@ class _Generator:
     # --- closure --------------------------------------------------------------------------
 
     def close(self) -> None:
+        # Wanted functions code can call by name (not `SYSCALL_DEFINEn(x, ...)`'s `x`).
+        self.callable_wanted = {n for n in self.wanted if n in self.index.functions}
         for name in self.wanted:
-            if name not in self.index.functions:
+            if name not in self.index.definitions:
                 self.problems.append(
                     UnitProblem(
                         "error",
@@ -257,7 +264,7 @@ class _Generator:
                 )
                 continue
             self.plan.functions[name] = "wanted"
-            for i in self.index.functions[name]:
+            for i in self.index.definitions[name]:
                 self._queue_function(i)
         while self.pending:
             self._resolve(self.pending.pop())
@@ -269,7 +276,7 @@ class _Generator:
                 continue
             called = k + 1 < len(toks) and toks[k + 1].text == "("
             in_body = k > (self.placed[i].item.body or (0,))[0]
-            if t.text in self.wanted and not called and in_body:
+            if t.text in self.callable_wanted and not called and in_body:
                 self.plan.address_taken.add(t.text)
         self.pending.extend(references(toks))
 
@@ -540,7 +547,7 @@ class _Generator:
         for k, t in enumerate(body):
             if (
                 t.kind == "ident"
-                and t.text in self.wanted
+                and t.text in self.callable_wanted
                 and k + 1 < len(body)
                 and body[k + 1].text == "("
                 and not (k and body[k - 1].text in (".", "->"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from klp_lsp.binary.discovery import module_dependencies
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import KlpError, UsageError
 from klp_lsp.session import Session, is_module_file
@@ -82,40 +83,8 @@ def _with_targets(modules: list[Path], available: Sequence[Path]) -> list[Path]:
             target = names.get(f.object)
             if f.object != "vmlinux" and f.object not in listed and target is not None:
                 listed.add(f.object)
-                for dep in _dependencies(target):
+                for dep in module_dependencies(target):
                     if dep not in first:
                         first.append(dep)
                 first.append(target)
     return [*first, *modules]
-
-
-def _dependencies(module: Path) -> list[Path]:
-    """The modules `module` needs loaded first (its `depends=` modinfo, recursively), found in
-    the module tree it belongs to (the `kernel/` directory above it), in load order."""
-    tree = next((p for p in module.resolve().parents if p.name == "kernel"), None)
-    if tree is None:
-        return []
-    files: dict[str, Path] | None = None
-    out: list[Path] = []
-
-    def visit(path: Path, depth: int) -> None:
-        nonlocal files
-        try:
-            with ElfBinary.open(path) as binary:
-                depends = binary.get_modinfo().get("depends", "")
-        except KlpError:
-            return
-        for name in filter(None, depends.split(",")):
-            if files is None:
-                files = {}
-                for f in tree.rglob("*.ko*"):
-                    stem = f.name.split(".ko")[0].replace("-", "_")
-                    files.setdefault(stem, f)
-            dep = files.get(name.replace("-", "_"))
-            if dep is not None and dep not in out and depth < 16:
-                visit(dep, depth + 1)
-                if dep not in out:
-                    out.append(dep)
-
-    visit(module, 0)
-    return out

@@ -20,8 +20,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-# (file, exact upstream subject, functions whose hunks belong to the fix, or () for all)
+# (file, exact upstream subject, the functions whose hunks belong to the fix or text that only the
+# fix's changed lines contain, or () for all hunks)
 SELECTION: list[tuple[str, str, tuple[str, ...]]] = [
+    (
+        "kernel/sys.c",
+        "prctl: fix PR_SET_MM_AUXV losing the forced AT_NULL terminator",
+        (),
+    ),
+    (
+        "net/ipv4/arp.c",
+        "net: arp: terminate device name before lookup",
+        (),
+    ),
     (
         "fs/fcntl.c",
         "fcntl: refuse F_SET_RW_HINT on an immutable inode",
@@ -100,7 +111,8 @@ SELECTION: list[tuple[str, str, tuple[str, ...]]] = [
     (
         "net/ipv6/xfrm6_policy.c",
         "xfrm6: clear dst.dev on error to avoid double netdev_put in xfrm6_fill_dst()",
-        (),
+        # The other hunk of this function is "net: introduce dst_rt6_info() helper".
+        ("xdst->u.dst.dev = NULL;",),
     ),
     (
         "security/apparmor/procattr.c",
@@ -207,8 +219,14 @@ def hunks(old: str, new: str, path: str, functions: tuple[str, ...]) -> list[str
         i1, i2 = group[0][1], group[-1][2]
         j1, j2 = group[0][3], group[-1][4]
         if functions:
+            # A filter names the fix's functions, or a line only the fix's hunks change.
             changed = next(op for op in group if op[0] != "equal")
-            if enclosing(a, changed[1]) not in functions:
+            lines = [
+                x for op in group if op[0] != "equal" for x in a[op[1] : op[2]] + b[op[3] : op[4]]
+            ]
+            if enclosing(a, changed[1]) not in functions and not any(
+                f in x for f in functions for x in lines
+            ):
                 continue
         text = [f"@@ -{i1 + 1},{i2 - i1} +{j1 + 1},{j2 - j1} @@\n"]
         for tag, x1, x2, y1, y2 in group:

@@ -28,8 +28,8 @@ CHECKS = HERE / "checks"
 # Patch file prefix (release-subject slug) -> the check program of checks/.
 BEHAVIOUR = {
     "6.1.191-fcntl-refuse-F-SET-RW-HINT": "rw_hint_immutable",
-    "6.1.191-time-namespace-Validate-nanosecond": "timens_nsec",
-    "6.1.178-time-Fix-off-by-one-in-compat-settimeofday": "settimeofday32",
+    "6.1.188-prctl-fix-PR-SET-MM-AUXV": "auxv_terminator",
+    "6.1.189-net-arp-terminate-device-name": "arp_devname",
 }
 # Source directories of modules, to find a module patch's .ko (relative to amd64/modules).
 MODULES = {
