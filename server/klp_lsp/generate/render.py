@@ -84,6 +84,26 @@ def result_to_text(result: GenerateResult) -> str:
         )
     if result.module is not None:
         lines.append(f"module: {result.module}")
+    if result.verify is not None:
+        summary = result.verify.get("summary", {})
+        state = "ok" if summary.get("ok") else "FAILED"
+        lines.append(
+            f"verify: {state}: {summary.get('functions', 0)} function(s),"
+            f" {summary.get('errors', 0)} error(s), {summary.get('findings', 0)} finding(s)"
+        )
+        for f in result.verify.get("findings", []):
+            lines.append(f"  {f['severity']}: [{f['kind']}] {f['message']}")
+    if result.try_ is not None:
+        t = result.try_
+        lines.append(f"try: booted {t.get('kernel_image')} ({t.get('accel')}): {t.get('booted')}")
+        for m in t.get("modules", []):
+            state = "loaded" if m.get("loaded") else "NOT loaded"
+            transition = f", transition {m['transition']}" if m.get("transition") else ""
+            lines.append(f"  {m.get('name')}: {state}{transition}")
+        run = t.get("run")
+        if run:
+            lines.append(f"  $ {run.get('cmd')}  (exit {run.get('status')})")
+            lines.extend(f"  {x}" for x in str(run.get("output", "")).splitlines())
     for step in result.steps_failed:
         lines.append(f"step failed: {step}")
     return "\n".join(lines)
