@@ -52,6 +52,23 @@ def _add_selection(p: argparse.ArgumentParser, *, binaries_flag: bool) -> None:
     p.add_argument("--jobs", type=int, default=0, metavar="N", help="worker processes (0: auto)")
 
 
+def _add_vm_options(p: argparse.ArgumentParser, when: str) -> None:
+    """The options of a VM run (`try`, `generate --try`)."""
+    p.add_argument("--kernel-image", type=Path, metavar="PATH", help=f"{when}the image to boot")
+    p.add_argument("--run", metavar="CMD", help=f"{when}a shell command to run after loading")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help=f"{when}for the whole run (120)"
+    )
+    p.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help=f"{when}copy into the guest's /files for --run (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="klp-lsp",
@@ -97,19 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headers", type=Path, metavar="DIR", help="kbuild tree to build against")
     p.add_argument("--build", action="store_true", help="build, write klp relocations, verify")
     p.add_argument("--try", dest="try_", action="store_true", help="also load it in a VM")
-    p.add_argument("--kernel-image", type=Path, metavar="PATH", help="the image --try boots")
-    p.add_argument("--run", metavar="CMD", help="with --try: a shell command to run after loading")
-    p.add_argument(
-        "--timeout", type=float, default=120.0, metavar="S", help="for the whole --try run (120)"
-    )
-    p.add_argument(
-        "--file",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="PATH",
-        help="with --try: copy into the guest's /files for --run (repeatable)",
-    )
+    _add_vm_options(p, "with --try: ")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument(
         "--no-background", action="store_true", help="do not finish a partial index afterwards"
@@ -132,11 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("try", help="load modules into a VM of the indexed kernel")
     p.add_argument("modules", nargs="+", type=Path, metavar="MODULE.ko")
     _add_selection(p, binaries_flag=True)
-    p.add_argument("--kernel-image", type=Path, metavar="PATH", help="the image to boot")
-    p.add_argument("--run", metavar="CMD", help="a shell command to run after loading")
-    p.add_argument(
-        "--timeout", type=float, default=120.0, metavar="S", help="for the whole run (120)"
-    )
+    _add_vm_options(p, "")
     p.add_argument(
         "--transition-timeout",
         type=float,
@@ -145,14 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long each livepatch transition may take (15)",
     )
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    p.add_argument(
-        "--file",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="PATH",
-        help="copy into the guest's /files for --run (repeatable)",
-    )
     p.add_argument(
         "--busybox", type=Path, metavar="PATH", help="a static busybox for the guest's arch"
     )

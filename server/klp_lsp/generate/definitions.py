@@ -110,26 +110,6 @@ DEFINING_MACROS: dict[str, tuple[MacroObject, ...]] = {
     "BUS_ATTR_WO": (MacroObject("bus_attr_{0}", "struct bus_attribute {name}"),),
 }
 
-# Macros at file scope that register or export something: the module must not repeat them.
-REGISTRATION_MACROS = frozenset(
-    """
-    EXPORT_SYMBOL EXPORT_SYMBOL_GPL EXPORT_SYMBOL_NS EXPORT_SYMBOL_NS_GPL EXPORT_PER_CPU_SYMBOL
-    EXPORT_PER_CPU_SYMBOL_GPL EXPORT_TRACEPOINT_SYMBOL EXPORT_TRACEPOINT_SYMBOL_GPL
-    EXPORT_STATIC_CALL EXPORT_STATIC_CALL_GPL EXPORT_STATIC_CALL_TRAMP
-    EXPORT_STATIC_CALL_TRAMP_GPL NOKPROBE_SYMBOL ALLOW_ERROR_INJECTION module_init module_exit
-    module_param module_param_named module_param_array module_param_cb module_param_string
-    core_param __setup early_param pure_initcall core_initcall core_initcall_sync
-    postcore_initcall postcore_initcall_sync arch_initcall arch_initcall_sync subsys_initcall
-    subsys_initcall_sync fs_initcall fs_initcall_sync rootfs_initcall device_initcall
-    device_initcall_sync late_initcall late_initcall_sync console_initcall security_initcall
-    early_initcall __initcall MODULE_LICENSE MODULE_AUTHOR MODULE_DESCRIPTION MODULE_ALIAS
-    MODULE_DEVICE_TABLE MODULE_SOFTDEP MODULE_INFO MODULE_FIRMWARE MODULE_VERSION
-    MODULE_PARM_DESC MODULE_IMPORT_NS MODULE_ALIAS_FS MODULE_ALIAS_CRYPTO
-    """.split()  # noqa: SIM905 - a block of names reads better than a list of strings
-)
-
-EXPORT_MACROS = frozenset(m for m in REGISTRATION_MACROS if m.startswith("EXPORT_"))
-
 
 def macro_objects(macro: str, args: list[str]) -> list[tuple[str, str, ObjectKind]]:
     """(name, declaration, kind) of each object `macro(args)` defines; [] when it is unknown."""

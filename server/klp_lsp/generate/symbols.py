@@ -11,7 +11,6 @@ kernel/livepatch/core.c `klp_find_callback` counts (`analysis.symbols.assign_sym
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,13 +190,3 @@ class CuSymbols:
             if m and m.group(1) == name and s.type == STT_OBJECT:
                 found.append(s)
         return found, name
-
-
-def exported_by(exports: Mapping[str, Export], names: Iterable[str], module: str) -> set[str]:
-    """Which of `names` the module at path suffix `module` exports (per Module.symvers)."""
-    out = set()
-    for n in names:
-        e = exports.get(n)
-        if e is not None and Path(e.module).name.replace("-", "_") == module:
-            out.add(n)
-    return out

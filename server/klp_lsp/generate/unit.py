@@ -31,7 +31,7 @@ from klp_lsp.patch.c_items import (
     Declarator,
     Item,
     Token,
-    matching,
+    define_body,
     parse_declaration,
     references,
     render,
@@ -43,7 +43,6 @@ RefKind = Literal["function", "variable", "static-local"] | ObjectKind
 _SPECIFIERS_TO_DROP = frozenset(
     ("static", "extern", "inline", "__inline", "__inline__", "__always_inline", "register")
 )
-_INLINE_WORDS = frozenset(("inline", "__inline", "__inline__", "__always_inline"))
 _MAX_INCLUDE_DEPTH = 8
 # Placeholder symbol of a static local, resolved by the relocation rewrite (`klp_symbols.py`).
 LOCAL_PREFIX = "klp_lsp__"
@@ -285,7 +284,7 @@ class _Generator:
         if name in idx.macros and name not in self.plan.macros_seen:
             self.plan.macros_seen.add(name)
             for i in idx.macros[name]:
-                self.pending.extend(references(_define_body(self.placed[i].item)))
+                self.pending.extend(references(define_body(self.placed[i].item)))
         if name in self.plan.functions or name in self.plan.variables:
             return
         if name in self.plan.macro_objects:
@@ -656,16 +655,6 @@ def generate_unit(
 
 
 # --- token helpers --------------------------------------------------------------------------
-
-
-def _define_body(item: Item) -> tuple[Token, ...]:
-    toks = item.tokens
-    if not toks:
-        return ()
-    i = 1
-    if len(toks) > 1 and toks[1].text == "(" and toks[1].start == toks[0].end:
-        i = matching(toks, 1) + 1
-    return toks[i:]
 
 
 def _statement_end(body: Sequence[Token], k: int) -> int:

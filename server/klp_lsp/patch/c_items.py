@@ -53,10 +53,6 @@ C_KEYWORDS = _words(
     """
 )
 _QUALIFIERS = _words("const volatile restrict __restrict __restrict__ __const __volatile__ _Atomic")
-# Storage and function specifiers that an extern declaration or a prototype must not carry.
-_DROP_SPECIFIERS = _words(
-    "static extern inline __inline __inline__ __always_inline register _Thread_local"
-)
 # Attribute-like kernel macros without arguments (include/linux/compiler*.h, init.h, cache.h,
 # percpu-defs.h). Their placement and section effects belong to a definition, not to a
 # declaration of something the running kernel already holds.
