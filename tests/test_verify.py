@@ -265,3 +265,32 @@ def test_cli_exit_status(tmp_path: Path) -> None:
         assert done.returncode == 2 and "Traceback" not in done.stderr
         line = done.stderr.strip()
         assert line.startswith("klp-lsp: ") and "\n" not in line and target.name in line
+
+
+def test_module_without_dwarf(fixture_index_dir: Path, tmp_path: Path) -> None:
+    stripped = tmp_path / "lp_abi.ko"
+    subprocess.run(
+        ["strip", "--strip-debug", "-o", str(stripped), str(module("x86_64", "lp_abi"))],
+        check=True,
+    )
+    session = Session(
+        [fixture_binary("x86_64"), fixture_binary("x86_64", "demo.ko")], None, fixture_index_dir
+    )
+    r = verify_module(stripped, session)
+    # The entries still resolve; the ABI and register checks need the module's DWARF.
+    assert [v.status for v in r.functions] == ["ok", "ok"] and r.all_findings == ()
+    assert any("has no DWARF" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_klp_struct_sizes_from_dwarf(arch: str) -> None:
+    """The fallback for arrays without a symbol size: DW_AT_byte_size of the structs (the same
+    152/168/200 bytes as the `funcs`/`objs`/`patch` symbols, `readelf -sW`)."""
+    from klp_lsp.binary.dwarf import DwarfData
+    from klp_lsp.binary.elf import ElfBinary
+
+    with ElfBinary.open(module(arch, "lp_ok")) as binary:
+        dwarf = DwarfData(binary.get_dwarf_sections(), binary.arch)
+        sizes = [dwarf.find_struct_size(n) for n in ("klp_func", "klp_object", "klp_patch")]
+        assert dwarf.find_struct_size("no_such_struct") is None
+    assert sizes == [152, 168, 200]

@@ -11,9 +11,9 @@ import argparse
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from klp_lsp import __version__
 from klp_lsp.errors import KlpError, UsageError
@@ -21,9 +21,12 @@ from klp_lsp.errors import KlpError, UsageError
 if TYPE_CHECKING:
     from klp_lsp.generate.pipeline import GenerateResult
     from klp_lsp.index.builder import BuildResult
+    from klp_lsp.index.query import IndexSet
     from klp_lsp.model import CheckResult
     from klp_lsp.progress import TerminalProgress
     from klp_lsp.session import Session
+
+R = TypeVar("R")
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -55,6 +58,12 @@ def _add_selection(p: argparse.ArgumentParser, *, binaries_flag: bool) -> None:
 def _add_vm_options(p: argparse.ArgumentParser, when: str) -> None:
     """The options of a VM run (`try`, `generate --try`)."""
     p.add_argument("--kernel-image", type=Path, metavar="PATH", help=f"{when}the image to boot")
+    p.add_argument(
+        "--pvh",
+        action="store_true",
+        help=f"{when}boot the indexed vmlinux itself (x86-64 CONFIG_PVH), no firmware, no"
+        " decompression",
+    )
     p.add_argument("--run", metavar="CMD", help=f"{when}a shell command to run after loading")
     p.add_argument(
         "--timeout", type=float, default=120.0, metavar="S", help=f"{when}for the whole run (120)"
@@ -101,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection(p, binaries_flag=True)
     p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
+    p.add_argument(
+        "--kbuild", action="store_true", help="also write a Kbuild file beside the -o file"
+    )
     p.add_argument(
         "--no-background", action="store_true", help="do not finish a partial index afterwards"
     )
@@ -218,7 +230,9 @@ def _read_patches(paths: Sequence[Path]) -> list[tuple[str, str]]:
     return out
 
 
-def _check(args: argparse.Namespace) -> CheckResult:
+def _check(
+    args: argparse.Namespace, then: Callable[[CheckResult, IndexSet], str] | None = None
+) -> tuple[CheckResult, str]:
     # The check engine (tree-sitter, the diff parser) loads here, not for `show` and `index`.
     from klp_lsp.patch.check import Checker, cu_names_for_patch
 
@@ -233,11 +247,15 @@ def _check(args: argparse.Namespace) -> CheckResult:
         else:
             needed.extend(names)
     results = session.ensure_indexes(progress=_progress(False), cu_names=needed)
+    extra = ""
     with session.open() as indexes:
-        result = Checker(indexes).check_patches(patches, args.source)
+        checker = Checker(indexes)
+        result = checker.check_patches(patches, args.source)
+        if then is not None:
+            extra = then(result, indexes)
     if any(not r.complete for r in results) and not args.no_background:
         _finish_in_background(session, results)
-    return result
+    return result, extra
 
 
 def _finish_in_background(session: Session, results: Sequence[BuildResult]) -> None:
@@ -262,17 +280,28 @@ def _finish_in_background(session: Session, results: Sequence[BuildResult]) -> N
     print("klp-lsp: indexing the rest of the kernel in the background", file=sys.stderr)
 
 
+def _emit(
+    fmt: str,
+    result: R,
+    text: Callable[[R], str],
+    as_json: Callable[[R], object],
+    sarif: Callable[[R], object] | None = None,
+) -> None:
+    """Print a result as the --format option asks."""
+    if fmt == "json":
+        print(json.dumps(as_json(result), indent=2))
+    elif fmt == "sarif" and sarif is not None:
+        print(json.dumps(sarif(result), indent=2))
+    else:
+        print(text(result))
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from klp_lsp.patch.render import result_to_json, result_to_text
     from klp_lsp.patch.sarif import result_to_sarif
 
-    result = _check(args)
-    if args.format == "json":
-        print(json.dumps(result_to_json(result), indent=2))
-    elif args.format == "sarif":
-        print(json.dumps(result_to_sarif(result), indent=2))
-    else:
-        print(result_to_text(result))
+    result, _ = _check(args)
+    _emit(args.format, result, result_to_text, result_to_json, result_to_sarif)
     if result.has_errors:
         return EXIT_FINDINGS
     if result.problems and not result.changed_functions:
@@ -281,13 +310,25 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_skeleton(args: argparse.Namespace) -> int:
+    from klp_lsp.livepatch.skeleton import render_kbuild, skeleton_prototypes
+    from klp_lsp.patch.check import Checker
     from klp_lsp.patch.render import render_skeleton
 
-    result = _check(args)
-    text = render_skeleton(result, [str(p) for p in args.patches])
+    if args.kbuild and args.output is None:
+        raise UsageError("--kbuild needs -o FILE (the Kbuild file is written beside it)")
+
+    def render(result: CheckResult, indexes: IndexSet) -> str:
+        root, _note = Checker(indexes).find_source_root(args.source)
+        prototypes = skeleton_prototypes(result, indexes, root)
+        return render_skeleton(result, [str(p) for p in args.patches], prototypes)
+
+    _result, text = _check(args, render)
     if args.output:
         try:
             args.output.write_text(text)
+            if args.kbuild:
+                stem = args.output.name.removesuffix(".c")
+                (args.output.parent / "Kbuild").write_text(render_kbuild(stem))
         except OSError as e:
             raise UsageError(f"{args.output}: cannot write: {e.strerror or e}") from e
     else:
@@ -368,6 +409,7 @@ def _verify_and_try(
         run=args.run,
         timeout=args.timeout,
         guest_files=args.file,
+        pvh=args.pvh,
     )
     result.try_ = try_to_json(tried)
     if not tried.ok:
@@ -388,12 +430,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         source_root=args.source,
         progress=_progress(args.format != "text"),
     )
-    if args.format == "json":
-        print(json.dumps(result_to_json(result), indent=2))
-    elif args.format == "sarif":
-        print(json.dumps(result_to_sarif(result), indent=2))
-    else:
-        print(result_to_text(result))
+    _emit(args.format, result, result_to_text, result_to_json, result_to_sarif)
     return EXIT_FINDINGS if result.has_errors else EXIT_OK
 
 
@@ -417,11 +454,9 @@ def cmd_try(args: argparse.Namespace) -> int:
         accel=args.accel,
         busybox=args.busybox,
         guest_files=args.file,
+        pvh=args.pvh,
     )
-    if args.format == "json":
-        print(json.dumps(try_to_json(result), indent=2))
-    else:
-        print(try_to_text(result))
+    _emit(args.format, result, try_to_text, try_to_json)
     return EXIT_OK if result.ok else EXIT_FINDINGS
 
 

@@ -264,3 +264,37 @@ async def test_generate_module_writes_only_after_confirmation(
     assert '.old_name = "demo_submit",' in main and "klp_enable_patch(&patch)" in main
     assert "livepatch_demo_lookup" in (outdir / "vmlinux__kernel_demo_core.c").read_text()
     assert (outdir / "Kbuild").is_file() and "demo_submit" in done["content"]
+
+
+async def test_verify_module_command(client: LanguageClient, tmp_path: Path) -> None:
+    await start(client, options(tmp_path))
+    await show_report(client, {"name": "demo_lookup"})  # the indexes are open
+    build = KERNEL_SRC.parent / "build" / "x86_64" / "livepatch"
+    text = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="klp-lsp.verifyModule",
+            arguments=[{"uri": (build / "lp_abi.ko").as_uri()}],
+        )
+    )
+    assert text.startswith("# verify lp_abi")
+    assert "| vmlinux | `demo_fill` | 0 | `livepatch_demo_fill` |" in text
+    assert "[abi-mismatch]" in text and "findings/abi-mismatch.md" in text
+    with_patch = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="klp-lsp.verifyModule",
+            arguments=[{"uri": (build / "lp_coverage.ko").as_uri(),
+                        "patches": [DEMO_PATCH.as_uri()]}],
+        )
+    )  # fmt: skip
+    assert "[coverage]" in with_patch and "demo_complete" in with_patch
+    # A module that is not a live patch: one message, an empty answer, the server lives on.
+    bad = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="klp-lsp.verifyModule",
+            arguments=[{"uri": (build.parent / "demo.ko").as_uri()}],
+        )
+    )
+    assert bad == ""
+    assert any("not a livepatch module" in m.message for m in client.messages)
+    report = await show_report(client, {"name": "demo_lookup"})
+    assert report.startswith("# demo_lookup")

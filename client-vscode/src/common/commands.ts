@@ -78,6 +78,28 @@ export function registerCommands(
         await vscode.window.showTextDocument(doc, { preview: false });
         return undefined;
     });
+    register(ServerCommands.verifyModule, async (arg?: unknown) => {
+        const args = isArgs(arg) ? arg : await moduleArgs(arg);
+        if (args === undefined) {
+            return undefined;
+        }
+        await openMarkdown(textOf(await execute(ServerCommands.verifyModule, args)));
+        return undefined;
+    });
+}
+
+/** The `.ko` clicked in the explorer, else one picked in a file dialog. */
+async function moduleArgs(arg?: unknown): Promise<Args | undefined> {
+    if (arg instanceof vscode.Uri) {
+        return { uri: arg.toString() };
+    }
+    const picked = await vscode.window.showOpenDialog({
+        title: 'klp-lsp: Verify Livepatch Module',
+        canSelectMany: false,
+        filters: { 'Kernel modules': ['ko'] },
+    });
+    const first = picked?.[0];
+    return first === undefined ? undefined : { uri: first.toString() };
 }
 
 function isArgs(value: unknown): value is Args {

@@ -21,6 +21,7 @@ export const ServerCommands = {
     generateModule: 'klp-lsp.generateModule',
     generateSkeleton: 'klp-lsp.generateSkeleton',
     showReplaceSet: 'klp-lsp.showReplaceSet',
+    verifyModule: 'klp-lsp.verifyModule',
 } as const;
 
 /** Commands only the extension implements. */

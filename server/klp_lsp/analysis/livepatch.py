@@ -193,6 +193,23 @@ def compare_parameters(
                         )
                     )
                 continue
+            same_slot = i < len(abi_regs) and abi_regs[i] == r
+            lost = o.location == "optimized-out" and clone and same_slot
+            if lost and received is not None and r in received:
+                # DWARF can lose a kept parameter (no DW_AT_location while the clone's code
+                # reads its register at entry): something arrives there, maybe the parameter.
+                out.append(
+                    AbiDifference(
+                        name,
+                        "no location",
+                        r,
+                        "warning",
+                        f"{name}: {symbol}'s DWARF gives it no location, but {symbol} reads"
+                        f" {r} at its entry: it may still take {name} there, or a value GCC"
+                        " derived from it; check its callers",
+                    )
+                )
+                continue
             if o.location in ("optimized-out", "unknown") and clone:
                 how = "dropped" if o.location == "optimized-out" else "replaced"
                 what = (

@@ -385,6 +385,25 @@ class ElfBinary:
                     return found
         return None
 
+    def iter_notes(self) -> Iterator[tuple[bytes, int, bytes]]:
+        """(name, type, descriptor) of every ELF note in the SHT_NOTE sections."""
+        for s in self._sections:
+            if s.type != SHT_NOTE or not s.size:
+                continue
+            data = bytes(self._data[s.offset : s.offset + s.size])
+            step = 8 if s.align == 8 else 4
+            pos = 0
+            while pos + 12 <= len(data):
+                namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+                name_start = pos + 12
+                desc_start = (name_start + namesz + step - 1) // step * step
+                yield (
+                    data[name_start : name_start + namesz].rstrip(b"\0"),
+                    ntype,
+                    data[desc_start : desc_start + descsz],
+                )
+                pos = (desc_start + descsz + step - 1) // step * step
+
     def get_modinfo(self) -> dict[str, str]:
         """The `key=value` strings of `.modinfo` (the first value of each key)."""
         data = self.get_section_data(".modinfo")

@@ -82,6 +82,7 @@ class _Reader:
         self.binary = binary
         self.arch = binary.arch
         self.problems: list[str] = []
+        self._struct_sizes: dict[str, int | None] = {}
         symbols = binary.iter_symbols()
         values = [0] * (len(symbols) + 1)
         for s in symbols:
@@ -106,6 +107,20 @@ class _Reader:
             for s in symbols
             if s.type == 1 and s.section is not None  # STT_OBJECT
         ]
+
+    def struct_size(self, name: str) -> int | None:
+        """`sizeof(struct name)` from the module's DWARF, None without DWARF or the struct."""
+        if name not in self._struct_sizes:
+            size = None
+            if self.binary.has_dwarf:
+                from klp_lsp.binary.dwarf import DwarfData
+
+                wanted = (".debug_info", ".debug_abbrev", ".debug_str", ".debug_str_offsets",
+                          ".debug_line_str", ".debug_addr")  # fmt: skip
+                dwarf = DwarfData(self.binary.get_dwarf_sections(wanted), self.arch)
+                size = dwarf.find_struct_size(name)
+            self._struct_sizes[name] = size
+        return self._struct_sizes[name]
 
     def section_at(self, address: int) -> Section | None:
         return self.binary.find_section_at(address)
@@ -164,6 +179,9 @@ def _stride(
             break
     if size is not None and size % 2 == 0 and size // 2 >= minimum:
         return size // 2
+    from_dwarf = reader.struct_size(kind_of(anchor))
+    if from_dwarf is not None and from_dwarf >= minimum:
+        return from_dwarf
     reader.problems.append(
         f"the {kind_of(anchor)} array at {reader.where(start)} has no usable symbol size;"
         " cannot tell its stride"
@@ -243,23 +261,28 @@ def _read_funcs(reader: _Reader, start: int, obj: str, label: str) -> list[KlpFu
                 " refuses the patch (klp_init_func: -EINVAL)"
             )
             continue
-        old_name = reader.string(name_ptr.value)
-        if old_name is None:
+        found = _func_entry(reader, entry, obj, f"{label}.funcs[{i}]")
+        if found is None or (new_ptr is not None and found.new_func_address is None):
             return None
-        new_func, new_address = _new_func(reader, new_ptr)
-        if new_ptr is not None and new_address is None:
-            return None
-        out.append(
-            KlpFunc(
-                object=obj,
-                old_name=old_name,
-                old_sympos=reader.u64(entry + 16),
-                new_func=new_func,
-                new_func_address=new_address,
-                where=f"{label}.funcs[{i}] at {reader.where(entry)}",
-            )
-        )
+        out.append(found)
     return None
+
+
+def _func_entry(reader: _Reader, entry: int, obj: str, label: str) -> KlpFunc | None:
+    """A `klp_func` or `klp_func_ext` at `entry`: old_name, new_func and sympos come first."""
+    name_ptr = reader.pointers.get(entry)
+    old_name = None if name_ptr is None else reader.string(name_ptr.value)
+    if old_name is None:
+        return None
+    new_func, new_address = _new_func(reader, reader.pointers.get(entry + 8))
+    return KlpFunc(
+        object=obj,
+        old_name=old_name,
+        old_sympos=reader.u64(entry + 16),
+        new_func=new_func,
+        new_func_address=new_address,
+        where=f"{label} at {reader.where(entry)}",
+    )
 
 
 def _new_func(reader: _Reader, ptr: _Pointer | None) -> tuple[str | None, int | None]:
@@ -326,21 +349,9 @@ def _read_klp_build(reader: _Reader) -> list[KlpFunc] | None:
             end = starts[n + 1][0] if n + 1 < len(starts) else funcs.address + funcs.size
             for i in range((end - start) // _KLP_FUNC_EXT_SIZE):
                 entry = start + i * _KLP_FUNC_EXT_SIZE
-                name_ptr = reader.pointers.get(entry)
-                old_name = None if name_ptr is None else reader.string(name_ptr.value)
-                if old_name is None:
-                    continue
-                new_func, new_address = _new_func(reader, reader.pointers.get(entry + 8))
-                out.append(
-                    KlpFunc(
-                        object=obj,
-                        old_name=old_name,
-                        old_sympos=reader.u64(entry + 16),
-                        new_func=new_func,
-                        new_func_address=new_address,
-                        where=f"{funcs_name}[{i}] at {reader.where(entry)}",
-                    )
-                )
+                found = _func_entry(reader, entry, obj, f"{funcs_name}[{i}]")
+                if found is not None:
+                    out.append(found)
         return out
     return None
 

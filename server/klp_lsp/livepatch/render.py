@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from klp_lsp.livepatch.verify import VERIFY_FINDING_KINDS, VerifiedFunction, VerifyResult
@@ -146,3 +148,22 @@ def result_to_markdown(result: VerifyResult) -> str:
 def result_to_sarif(result: VerifyResult) -> dict[str, Any]:
     """The SARIF 2.1.0 log of one verify run."""
     return findings_to_sarif(result.all_findings, VERIFY_FINDING_KINDS, _RULE_TEXT)
+
+
+def verify_to_markdown(
+    module: Path,
+    binaries: Sequence[Path],
+    kernel: str | None,
+    index_dir: Path,
+    patches: Sequence[tuple[str, str]] = (),
+    source_root: Path | None = None,
+) -> str:
+    """`verify` of one module as Markdown, from plain arguments: what the language server runs
+    in a spawned process (indexing the module never happens in the server's own process)."""
+    from klp_lsp.livepatch.verify import verify_module
+    from klp_lsp.session import Session
+
+    session = Session(list(binaries), kernel, index_dir, jobs=1)
+    return result_to_markdown(
+        verify_module(module, session, patches=patches, source_root=source_root)
+    )

@@ -107,7 +107,7 @@ def _names(items: Iterable[str], limit: int = _PREVIEW) -> str:
     return text + (f" and {len(seen) - limit} more" if len(seen) > limit else "")
 
 
-class _ObjectFiles:
+class ObjectFiles:
     """The binary behind one indexed object, opened only when a check needs its bytes."""
 
     def __init__(self, index: ObjectIndex) -> None:
@@ -181,16 +181,16 @@ class Verifier:
         self.kernel_source = kernel_source
         # Exports of indexed modules by module name (for a module's `depends=`).
         self.module_exports = module_exports or {}
-        self._files: dict[str, _ObjectFiles] = {}
+        self._files: dict[str, ObjectFiles] = {}
 
     def close(self) -> None:
         for f in self._files.values():
             f.close()
 
-    def _object_files(self, o: ObjectIndex) -> _ObjectFiles:
+    def _object_files(self, o: ObjectIndex) -> ObjectFiles:
         found = self._files.get(o.object)
         if found is None:
-            found = self._files[o.object] = _ObjectFiles(o)
+            found = self._files[o.object] = ObjectFiles(o)
         return found
 
     # --- the whole module ------------------------------------------------------------------
@@ -205,7 +205,7 @@ class Verifier:
         """Check every entry of `module`; `module_index` is the module's own index (for the
         ABI and register checks), `check` the result of `check` on its patches (coverage)."""
         notes: list[str] = []
-        module_files = None if module_index is None else _ObjectFiles(module_index)
+        module_files = None if module_index is None else ObjectFiles(module_index)
         if module_index is None:
             notes.append(
                 f"{module.path} has no DWARF: the ABI and register checks need it"
@@ -249,7 +249,7 @@ class Verifier:
         module: LivepatchModule,
         f: KlpFunc,
         module_index: ObjectIndex | None,
-        module_files: _ObjectFiles | None,
+        module_files: ObjectFiles | None,
     ) -> VerifiedFunction:
         findings: list[Finding] = []
 
@@ -348,14 +348,14 @@ class Verifier:
 
     def _unpatchable_message(self, o: ObjectIndex, f: KlpFunc, target: SymbolFact) -> str:
         reasons = "; ".join(target.not_patchable_reasons)
+        # kernel/livepatch/patch.c klp_patch_func: ftrace_location() finds no record.
         consequence = (
-            "klp_enable_patch fails when ftrace cannot set a filter on it"
-            " ('failed to set ftrace filter for function')"
+            f"klp_enable_patch fails: 'failed to find location for function '{f.old_name}''"
         )
         if target.section.startswith(".init"):
             consequence = (
-                "its code and ftrace record were freed after boot, so"
-                " klp_enable_patch fails ('failed to set ftrace filter for function')"
+                "its code and ftrace record were freed after boot, so klp_enable_patch fails:"
+                f" 'failed to find location for function '{f.old_name}''"
             )
         hint = ""
         if is_cold_part(target.name):
@@ -372,7 +372,7 @@ class Verifier:
         f: KlpFunc,
         target: SymbolFact,
         module_index: ObjectIndex,
-        module_files: _ObjectFiles | None,
+        module_files: ObjectFiles | None,
         add: Any,
     ) -> None:
         assert f.new_func_address is not None
@@ -419,38 +419,15 @@ class Verifier:
             + "; ".join(d.message for d in differences)
             + f". {target.name} receives: {layout}"
             + (
-                f"; argument registers it reads at entry: {', '.join(sorted(received))}"
+                "; argument registers it reads at entry: "
+                + ", ".join(sort_registers(arch, received))
                 if received is not None
                 else ""
             ),
         )
 
     def _received(self, o: ObjectIndex, target: SymbolFact) -> frozenset[str] | None:
-        """The argument registers the original reads at its entry, from its machine code."""
-        files = self._object_files(o)
-        binary = files.binary()
-        if binary is None or target.size <= 0:
-            return None
-        from klp_lsp.analysis.cfg import build_cfg
-        from klp_lsp.binary.disasm import Decoder, Insn, find_thunks
-
-        ranges = o.instance_ranges(target.address) or (
-            (target.address, target.address + target.size),
-        )
-        decoder = Decoder(
-            binary.arch, find_thunks((s.name, s.address, s.section) for s in binary.iter_symbols())
-        )
-        insns: list[Insn] = []
-        for lo, hi in ranges:
-            try:
-                insns.extend(decoder.decode(binary.read_code(lo, hi - lo), lo))
-            except KlpError:
-                return None
-        insns.sort(key=lambda i: i.address)
-        cfg = build_cfg(tuple(insns), tuple(ranges))
-        # The ftrace entry (`call __fentry__`, x86 -mfentry) is a NOP once ftrace starts.
-        drop = [i.address for i in insns[:1] if i.flow == "call" and target.has_mcount]
-        return entry_arguments(binary.arch, cfg, drop)
+        return received_registers(o, self._object_files(o), target)
 
     def _registers(
         self,
@@ -765,6 +742,33 @@ class Verifier:
                     )
                 )
         return out
+
+
+def received_registers(
+    o: ObjectIndex, files: ObjectFiles, target: SymbolFact
+) -> frozenset[str] | None:
+    """The argument registers the original reads at its entry, from its machine code."""
+    binary = files.binary()
+    if binary is None or target.size <= 0:
+        return None
+    from klp_lsp.analysis.cfg import build_cfg
+    from klp_lsp.binary.disasm import Decoder, Insn, find_thunks
+
+    ranges = o.instance_ranges(target.address) or ((target.address, target.address + target.size),)
+    decoder = Decoder(
+        binary.arch, find_thunks((s.name, s.address, s.section) for s in binary.iter_symbols())
+    )
+    insns: list[Insn] = []
+    for lo, hi in ranges:
+        try:
+            insns.extend(decoder.decode(binary.read_code(lo, hi - lo), lo))
+        except KlpError:
+            return None
+    insns.sort(key=lambda i: i.address)
+    cfg = build_cfg(tuple(insns), tuple(ranges))
+    # The ftrace entry (`call __fentry__`, x86 -mfentry) is a NOP once ftrace starts.
+    drop = [i.address for i in insns[:1] if i.flow == "call" and target.has_mcount]
+    return entry_arguments(binary.arch, cfg, drop)
 
 
 _GPL_LICENSES = frozenset(

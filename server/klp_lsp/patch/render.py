@@ -142,8 +142,39 @@ def _c_ident(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def render_skeleton(result: CheckResult, patch_names: Sequence[str] = ()) -> str:
-    """A livepatch module in the style of samples/livepatch/livepatch-sample.c."""
+def skeleton_function_name(symbol: str) -> str:
+    """The name of the skeleton's replacement for `symbol`: `foo.isra.0` -> livepatch_foo_isra_0."""
+    return f"livepatch_{_c_ident(symbol)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Prototype:
+    """A replacement's declaration (without `static`) and a comment on its ABI, if any."""
+
+    declaration: str
+    comment: str | None = None
+
+
+def forward_declarations(declarations: Sequence[str]) -> list[str]:
+    """`struct x;` for every struct or union a declaration names, so the skeleton compiles with
+    only the livepatch headers included."""
+    found = dict.fromkeys(
+        m.group(0) for d in declarations for m in re.finditer(r"\b(?:struct|union) \w+", d)
+    )
+    return [f"{tag};" for tag in found]
+
+
+def render_skeleton(
+    result: CheckResult,
+    patch_names: Sequence[str] = (),
+    prototypes: Mapping[tuple[str, str, int], Prototype] | None = None,
+) -> str:
+    """A livepatch module in the style of samples/livepatch/livepatch-sample.c.
+
+    With `prototypes` (livepatch/skeleton.py), each replacement is declared like the function it
+    replaces (for a clone: like the clone's ABI); without, as `void f(void)`.
+    """
+    prototypes = prototypes or {}
     entries = [e for e in result.replace if e.patchable]
     skipped = [e for e in result.replace if not e.patchable]
     objects: dict[str, list[ReplaceEntry]] = {}
@@ -172,16 +203,25 @@ def render_skeleton(result: CheckResult, patch_names: Sequence[str] = ()) -> str
         out.append(f"/* Not patchable, not listed: {e.object} {e.symbol}: {e.reason} */")
     if skipped:
         out.append("")
+    declared = forward_declarations([p.declaration for p in prototypes.values()])
+    if declared:
+        out.extend([*declared, ""])
     for obj, group in objects.items():
         for e in group:
             out.append(f"/* {obj}: {e.symbol} (sympos {e.sympos}): {e.reason} */")
-            out.append(f"static void livepatch_{_c_ident(e.symbol)}(void)")
+            proto = prototypes.get((e.object, e.symbol, e.sympos))
+            if proto is None:
+                out.append(f"static void {skeleton_function_name(e.symbol)}(void)")
+            else:
+                if proto.comment:
+                    out.append(f"/* {proto.comment} */")
+                out.append(f"static {proto.declaration}")
             out.append("{")
             out.append(f"\t/* TODO: copy the patched body of {e.symbol} */")
             out.append("}")
             out.append("")
     entries_by_object = {
-        obj: [KlpFuncSource(e.symbol, f"livepatch_{_c_ident(e.symbol)}", e.sympos) for e in group]
+        obj: [KlpFuncSource(e.symbol, skeleton_function_name(e.symbol), e.sympos) for e in group]
         for obj, group in objects.items()
     }
     out.extend(klp_patch_source(entries_by_object))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Literal
@@ -209,6 +209,27 @@ class SourceText:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class CPrototype:
+    """A function definition's prototype, as written (attribute macros and storage class out)."""
+
+    name: str
+    return_type: str  # "struct task_struct *", "int", "void"
+    params: tuple[tuple[str, str | None], ...]  # (declaration text, parameter name)
+    variadic: bool
+
+    def render(self, name: str, params: Sequence[str] | None = None) -> str:
+        """`return_type name(params)`, the parameters as written unless given."""
+        args = list(self.params_text() if params is None else params)
+        if self.variadic and params is None:
+            args.append("...")
+        sep = "" if self.return_type.endswith("*") else " "
+        return f"{self.return_type}{sep}{name}({', '.join(args) or 'void'})"
+
+    def params_text(self) -> list[str]:
+        return [text for text, _name in self.params]
+
+
 class SourceParser:
     """A tree-sitter-c parser; create one and reuse it for many files."""
 
@@ -220,6 +241,58 @@ class SourceParser:
         src = self.prepare(text)
         smap = self.parse_chunks(src, range(len(src.chunks)))
         return SourceMap(smap.functions, smap.data, smap.macros, tuple(_registrations(text)))
+
+    def prototypes(self, text: str) -> dict[str, CPrototype]:
+        """The prototype of every function defined in `text` (the first definition of a name)."""
+        blanked, _macros = _blank(text)
+        raw = blanked.encode("utf-8", errors="surrogateescape")
+        out: dict[str, CPrototype] = {}
+
+        def words(node: Node) -> str:
+            return " ".join(raw[node.start_byte : node.end_byte].decode(errors="replace").split())
+
+        for node in self._parser.parse(raw).root_node.children:
+            if node.type != "function_definition":
+                continue
+            declarator = node.child_by_field_name("declarator")
+            name_node = _declarator_name(declarator)
+            if name_node is None or words(name_node) in out:
+                continue
+            head = [
+                words(c)
+                for c in node.children
+                if c.end_byte <= (declarator.start_byte if declarator else 0)
+                and c.type
+                not in ("storage_class_specifier", "attribute_specifier", "ms_declspec_modifier")
+                and words(c) not in ("inline", "__inline", "__inline__")
+            ]
+            stars = ""
+            d = declarator
+            while d is not None and d.type != "function_declarator":
+                if d.type == "pointer_declarator":
+                    stars += "*"
+                d = d.child_by_field_name("declarator")
+            if d is None:
+                continue
+            params: list[tuple[str, str | None]] = []
+            variadic = False
+            plist = d.child_by_field_name("parameters")
+            for p in plist.named_children if plist is not None else ():
+                if p.type == "variadic_parameter":
+                    variadic = True
+                elif p.type == "parameter_declaration":
+                    pname = _declarator_name(p.child_by_field_name("declarator"))
+                    text_p = words(p)
+                    if text_p != "void":
+                        params.append((text_p, None if pname is None else words(pname)))
+            ret = " ".join(h for h in head if h)
+            out[words(name_node)] = CPrototype(
+                words(name_node),
+                f"{ret} {stars}".strip() if stars else ret,
+                tuple(params),
+                variadic,
+            )
+        return out
 
     def prepare(self, text: str) -> SourceText:
         """Blank a text and split it in chunks, without parsing anything yet."""

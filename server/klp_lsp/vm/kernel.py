@@ -9,7 +9,7 @@ from klp_lsp.binary.discovery import module_dependencies
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import KlpError, UsageError
 from klp_lsp.session import Session, is_module_file
-from klp_lsp.vm.image import find_kernel_image
+from klp_lsp.vm.image import find_kernel_image, pvh_image
 from klp_lsp.vm.runner import AccelChoice, TryResult, try_modules
 
 
@@ -24,9 +24,12 @@ def try_in_session(
     accel: AccelChoice = "auto",
     busybox: Path | None = None,
     guest_files: Sequence[Path] = (),
+    pvh: bool = False,
 ) -> TryResult:
     """Boot the image of the kernel `session` selects with `modules` (see `try_modules`).
 
+    With `pvh`, the vmlinux itself is booted (x86-64 CONFIG_PVH: no firmware, no
+    decompression; the same kernel code as its image).
     A live patch of a module (`klp_object.name`) needs that module loaded to patch it: when
     the selection holds that module's `.ko` and the user did not list it, it is loaded first.
     """
@@ -40,7 +43,8 @@ def try_in_session(
         banner = None if raw is None else raw.split(b"\0", 1)[0].decode("utf-8", "replace")
         magic = binary.get_symbol_bytes("vermagic")
         release = None if magic is None else magic.split(b" ", 1)[0].decode()
-    kernel = find_kernel_image(vmlinux, release, banner, arch, image)
+    found = find_kernel_image if not pvh else None
+    kernel = pvh_image(vmlinux) if found is None else found(vmlinux, release, banner, arch, image)
     ordered = _with_targets(list(modules), [f for f in files if is_module_file(f)])
     return try_modules(
         ordered,

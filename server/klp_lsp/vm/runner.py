@@ -82,9 +82,10 @@ class TryResult:
     modules: tuple[ModuleLoad, ...]
     run: RunResult | None
     console: tuple[str, ...]  # kernel messages on the console: oopses, panics, warnings
-    seconds: float
+    seconds: float  # wall time of the qemu run, start to power-off
     timed_out: bool
     notes: tuple[str, ...] = field(default=())
+    boot_seconds: float | None = None  # the guest's uptime when /init started
 
     @property
     def ok(self) -> bool:
@@ -159,7 +160,7 @@ def _init_script(token: str, modules: Sequence[_Module], run: str | None, wait: 
         f"T='@@KLP-{token}'",
         'say() { echo "$T $*"; }',
         'tag() { sed "s/^/$T $1 /"; }',
-        "say BOOTED $(cat /proc/sys/kernel/osrelease)",
+        "say BOOTED $(cat /proc/sys/kernel/osrelease) $(cut -d' ' -f1 /proc/uptime)",
         "dmesg -c >/dev/null",
         "load() {",
         "  say MODULE $1 $3",
@@ -235,6 +236,7 @@ def _parse(
     prefix = f"@@KLP-{token} "
     booted = False
     release = None
+    boot_seconds: float | None = None
     status: dict[int, int] = {}
     errors: dict[int, list[str]] = {}
     logs: dict[str, list[str]] = {}
@@ -251,7 +253,13 @@ def _parse(
             continue
         event, _, rest = line[at + len(prefix) :].partition(" ")
         if event == "BOOTED":
-            booted, release = True, rest.strip() or None
+            words = rest.split()
+            booted, release = True, (words[0] if words else None)
+            if len(words) > 1:
+                try:
+                    boot_seconds = float(words[1])
+                except ValueError:
+                    boot_seconds = None
         elif event == "INSMOD":
             index, _, rc = rest.partition(" ")
             status[int(index)] = int(rc or 1)
@@ -298,6 +306,9 @@ def _parse(
                 kernel_log=tuple(logs.get(str(i), ())),
             )
         )
+    # With `quiet` the console still shows errors, which the modules' logs already hold.
+    logged = {line for m in loads for line in m.kernel_log}
+    console = [line for line in console if line not in logged]
     run_result = None
     if run is not None:
         run_result = RunResult(run, "\n".join(output), run_status)
@@ -321,6 +332,7 @@ def _parse(
         seconds=round(guest.seconds, 2),
         timed_out=guest.timed_out,
         notes=tuple(notes),
+        boot_seconds=boot_seconds,
     )
 
 
@@ -412,6 +424,7 @@ def try_to_json(result: TryResult) -> dict[str, object]:
         "accel": result.accel,
         "console": list(result.console),
         "seconds": result.seconds,
+        "boot_seconds": result.boot_seconds,
         "timed_out": result.timed_out,
         "notes": list(result.notes),
         "ok": result.ok,

@@ -1,10 +1,12 @@
 """`workspace/executeCommand`: reindex, the full report of a function, a patch's skeleton and
-replace set, and the livepatch module of a patch. Each takes one object argument and returns
-text (or an object with `content`) for the client to show.
+replace set, the verification of a built livepatch module, and the livepatch module of a patch.
+Each takes one object argument and returns text (or an object with `content`) for the client
+to show.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +26,12 @@ from klp_lsp.model import CheckResult
 
 if TYPE_CHECKING:
     from klp_lsp.lsp.server import KlpServer
+    from klp_lsp.patch.check import Checker
+    from klp_lsp.patch.render import Prototype
 
 REINDEX = "klp-lsp.reindex"
 SHOW_FUNCTION_REPORT = "klp-lsp.showFunctionReport"
+VERIFY_MODULE = "klp-lsp.verifyModule"
 
 
 def _argument(args: tuple[Any, ...]) -> dict[str, Any]:
@@ -94,11 +99,55 @@ def register(server: KlpServer) -> None:
     @server.command(GENERATE_SKELETON)
     @server.guard(GENERATE_SKELETON, default=None)
     async def generate_skeleton(*args: Any) -> dict[str, str]:
+        from klp_lsp.livepatch.skeleton import skeleton_prototypes
         from klp_lsp.patch.render import render_skeleton
 
         result = await check_document(args)
         name = Path(patch_display_name(_argument(args)["uri"])).name
-        return {"content": render_skeleton(result, [name])}
+        source_root = server.source_root()
+
+        def prototypes(checker: Checker) -> dict[tuple[str, str, int], Prototype]:
+            root, _note = checker.find_source_root(source_root)
+            return skeleton_prototypes(result, checker.indexes, root)
+
+        found = await server.index.run_check(prototypes)
+        return {"content": render_skeleton(result, [name], found)}
+
+    @server.command(VERIFY_MODULE)
+    @server.guard(VERIFY_MODULE, default="")
+    async def verify_module(*args: Any) -> str:
+        from klp_lsp.livepatch.render import verify_to_markdown
+
+        arg = _argument(args)
+        uri = arg.get("uri")
+        path = uri_to_path(uri) if isinstance(uri, str) else None
+        if path is None and isinstance(arg.get("path"), str):
+            path = Path(arg["path"])
+        if path is None or not path.is_file():
+            raise UsageError('verifyModule needs {"uri": <a .ko file>} of a readable module')
+        patches: list[tuple[str, str]] = []
+        for p in arg.get("patches") or []:
+            patch_path = uri_to_path(p) if isinstance(p, str) else None
+            if patch_path is None or not patch_path.is_file():
+                raise UsageError(f"{p}: not a readable patch file")
+            patches.append((patch_path.name, patch_path.read_text(errors="replace")))
+        config = server.config
+        # Verify indexes the module: in a spawned process, as all indexing (a fork of this
+        # threaded server can deadlock; lsp/indexing.py).
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return await asyncio.get_running_loop().run_in_executor(
+                pool,
+                verify_to_markdown,
+                path,
+                list(config.binaries),
+                config.kernel_release,
+                config.index_dir,
+                patches,
+                server.source_root(),
+            )
 
     @server.command(SHOW_REPLACE_SET)
     @server.guard(SHOW_REPLACE_SET, default="")
