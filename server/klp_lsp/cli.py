@@ -1,4 +1,4 @@
-"""The `klp-lsp` command line: index, show, check, skeleton, verify, try, serve.
+"""The `klp-lsp` command line: index, show, check, skeleton, generate, verify, try, serve.
 
 The command line is a contract that tools and CI script against. Exit status: 0 success, 1 "not
 found" (`show`), error findings (`check`, `verify`) or a module that did not load (`try`), 2 bad
@@ -19,6 +19,7 @@ from klp_lsp import __version__
 from klp_lsp.errors import KlpError, UsageError
 
 if TYPE_CHECKING:
+    from klp_lsp.generate.pipeline import GenerateResult
     from klp_lsp.index.builder import BuildResult
     from klp_lsp.index.query import IndexSet
     from klp_lsp.model import CheckResult
@@ -52,6 +53,29 @@ def _add_selection(p: argparse.ArgumentParser, *, binaries_flag: bool) -> None:
     p.add_argument("--kernel", metavar="RELEASE", help="use the debug files of this release")
     p.add_argument("--index-dir", type=Path, metavar="DIR", help="where indexes are kept")
     p.add_argument("--jobs", type=int, default=0, metavar="N", help="worker processes (0: auto)")
+
+
+def _add_vm_options(p: argparse.ArgumentParser, when: str) -> None:
+    """The options of a VM run (`try`, `generate --try`)."""
+    p.add_argument("--kernel-image", type=Path, metavar="PATH", help=f"{when}the image to boot")
+    p.add_argument(
+        "--pvh",
+        action="store_true",
+        help=f"{when}boot the indexed vmlinux itself (x86-64 CONFIG_PVH), no firmware, no"
+        " decompression",
+    )
+    p.add_argument("--run", metavar="CMD", help=f"{when}a shell command to run after loading")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help=f"{when}for the whole run (120)"
+    )
+    p.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help=f"{when}copy into the guest's /files for --run (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-background", action="store_true", help="do not finish a partial index afterwards"
     )
 
+    p = sub.add_parser("generate", help="write (and build) a livepatch module for a patch")
+    p.add_argument("patches", nargs="+", type=Path, metavar="PATCH")
+    _add_selection(p, binaries_flag=True)
+    p.add_argument("--source", type=Path, metavar="DIR", help="the kernel source tree")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
+    p.add_argument("--name", metavar="NAME", help="module name (default: livepatch_<patch>)")
+    p.add_argument("--headers", type=Path, metavar="DIR", help="kbuild tree to build against")
+    p.add_argument("--build", action="store_true", help="build, write klp relocations, verify")
+    p.add_argument("--try", dest="try_", action="store_true", help="also load it in a VM")
+    _add_vm_options(p, "with --try: ")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--no-background", action="store_true", help="do not finish a partial index afterwards"
+    )
+
     p = sub.add_parser("verify", help="check a built livepatch module against the kernel")
     p.add_argument("module", type=Path, metavar="MODULE.ko")
     _add_selection(p, binaries_flag=True)
@@ -110,16 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("try", help="load modules into a VM of the indexed kernel")
     p.add_argument("modules", nargs="+", type=Path, metavar="MODULE.ko")
     _add_selection(p, binaries_flag=True)
-    p.add_argument("--kernel-image", type=Path, metavar="PATH", help="the image to boot")
-    p.add_argument(
-        "--pvh",
-        action="store_true",
-        help="boot the indexed vmlinux itself (x86-64 CONFIG_PVH), no firmware, no decompression",
-    )
-    p.add_argument("--run", metavar="CMD", help="a shell command to run after loading")
-    p.add_argument(
-        "--timeout", type=float, default=120.0, metavar="S", help="for the whole run (120)"
-    )
+    _add_vm_options(p, "")
     p.add_argument(
         "--transition-timeout",
         type=float,
@@ -306,6 +336,86 @@ def cmd_skeleton(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from klp_lsp.generate.pipeline import GenerateOptions, Generator
+    from klp_lsp.generate.render import result_to_json, result_to_text
+    from klp_lsp.patch.check import cu_names_for_patch
+
+    patches = _read_patches(args.patches)
+    if args.source is None:
+        raise UsageError("generate needs --source DIR, the kernel source tree the patch applies to")
+    if not args.source.is_dir():
+        raise UsageError(f"{args.source}: no such source directory")
+    session = _session(args, args.binary)
+    needed: list[str] | None = []
+    for _name, text in patches:
+        names = cu_names_for_patch(text)
+        needed = None if names is None or needed is None else [*needed, *names]
+    results = session.ensure_indexes(progress=_progress(args.format == "json"), cu_names=needed)
+    options = GenerateOptions(
+        outdir=args.output,
+        source_root=args.source,
+        name=args.name,
+        headers=args.headers,
+        build=args.build or args.try_,
+        jobs=max(args.jobs, 2) if args.jobs else 2,
+    )
+    with session.open() as indexes:
+        gen = Generator(indexes, options)
+        try:
+            result = gen.generate(patches)
+            if options.build and not result.has_errors:
+                gen.build(result)
+        finally:
+            gen.close()
+    if result.module is not None:
+        _verify_and_try(args, session, result, patches)
+    if any(not r.complete for r in results) and not args.no_background:
+        _finish_in_background(session, results)
+    if args.format == "json":
+        print(json.dumps(result_to_json(result), indent=2))
+    else:
+        print(result_to_text(result))
+    return result.exit_code
+
+
+def _verify_and_try(
+    args: argparse.Namespace,
+    session: Session,
+    result: GenerateResult,
+    patches: Sequence[tuple[str, str]],
+) -> None:
+    """The verify and try steps of `generate --build`/`--try`, on the converted module."""
+    from klp_lsp.livepatch.render import result_to_json as verify_json
+    from klp_lsp.livepatch.verify import verify_module
+
+    assert result.module is not None
+    verified = verify_module(
+        result.module, _with_dependencies(session, result.module), patches=patches,
+        source_root=args.source,
+    )  # fmt: skip
+    result.verify = verify_json(verified)
+    if verified.has_errors:
+        result.steps_failed.append("verify")
+    if not args.try_:
+        return
+    from klp_lsp.vm import try_to_json
+    from klp_lsp.vm.kernel import try_in_session
+
+    tried = try_in_session(
+        session,
+        [result.module],
+        image=args.kernel_image,
+        run=args.run,
+        timeout=args.timeout,
+        guest_files=args.file,
+        pvh=args.pvh,
+    )
+    result.try_ = try_to_json(tried)
+    if not tried.ok:
+        result.steps_failed.append("try")
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from klp_lsp.livepatch.render import result_to_json, result_to_sarif, result_to_text
     from klp_lsp.livepatch.verify import verify_module
@@ -343,10 +453,29 @@ def cmd_try(args: argparse.Namespace) -> int:
         transition_timeout=args.transition_timeout,
         accel=args.accel,
         busybox=args.busybox,
+        guest_files=args.file,
         pvh=args.pvh,
     )
     _emit(args.format, result, try_to_text, try_to_json)
     return EXIT_OK if result.ok else EXIT_FINDINGS
+
+
+def _with_dependencies(session: Session, module: Path) -> Session:
+    """The session, plus the modules a generated module imports from (its `depends=`), found
+    in the module tree of the selected modules, so that verify knows their exports."""
+    from klp_lsp.binary.discovery import module_dependencies
+    from klp_lsp.session import Session, is_module_file
+
+    selected = session.binary_files()
+    extra: list[Path] = []
+    for f in selected:
+        tree = next((p for p in f.resolve().parents if p.name == "kernel"), None)
+        if is_module_file(f) and tree is not None:
+            extra += [d for d in module_dependencies(module, tree) if d not in extra]
+            break
+    if not extra:
+        return session
+    return Session([*selected, *extra], session.kernel, session.index_dir, session.jobs)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -360,6 +489,7 @@ _COMMANDS = {
     "show": cmd_show,
     "check": cmd_check,
     "skeleton": cmd_skeleton,
+    "generate": cmd_generate,
     "verify": cmd_verify,
     "try": cmd_try,
     "serve": cmd_serve,

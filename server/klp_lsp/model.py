@@ -381,6 +381,10 @@ FINDING_KINDS: tuple[str, ...] = (
     "init-code",
     "static-local",
     "unknown-function",
+    "export-symbol",
+    "per-cpu",
+    "static-key",
+    "tracepoint",
 )
 
 

@@ -146,7 +146,11 @@ async def test_code_actions_and_their_commands(client: LanguageClient, tmp_path:
             )
         commands.append(a)
     by_title = {c.title: c for c in commands}
-    assert set(by_title) == {"Generate livepatch module skeleton", "Show replace set"}
+    assert set(by_title) == {
+        "Generate livepatch module",
+        "Generate livepatch module skeleton",
+        "Show replace set",
+    }
     skeleton_cmd = by_title["Generate livepatch module skeleton"]
     assert skeleton_cmd is not None
     skeleton = await client.workspace_execute_command_async(
@@ -224,6 +228,42 @@ async def test_large_patch_stays_responsive(client: LanguageClient, tmp_path: Pa
     assert hover is not None and time.monotonic() - started < 1.0
     diagnostics = await wait_for_diagnostics(client, uri, timeout=120)
     assert "register-dependents" in codes(diagnostics)
+
+
+async def test_generate_module_writes_only_after_confirmation(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    """ "Generate livepatch module" asks with window/showMessageRequest; Cancel writes nothing."""
+    answers: list[str] = []
+    asked: list[types.ShowMessageRequestParams] = []
+
+    def on_request(params: types.ShowMessageRequestParams) -> types.MessageActionItem | None:
+        asked.append(params)
+        return types.MessageActionItem(title=answers.pop(0)) if answers else None
+
+    client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)(on_request)
+    await start(client, options(tmp_path / "index"))
+    uri = open_document(client, PATCHES / "generate.patch", "diff")
+    outdir = tmp_path / "lp"
+    args = [{"uri": uri, "outdir": str(outdir)}]
+    for answer in ("Cancel", None):
+        if answer is not None:
+            answers.append(answer)
+        done = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="klp-lsp.generateModule", arguments=args)
+        )
+        assert done["written"] is False and not outdir.exists()
+    assert len(asked) == 2 and str(outdir) in asked[0].message
+    assert [a.title for a in asked[0].actions or ()] == ["Generate", "Cancel"]
+    answers.append("Generate")
+    done = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="klp-lsp.generateModule", arguments=args)
+    )
+    assert done["written"] is True and done["outdir"] == str(outdir)
+    main = (outdir / "livepatch.c").read_text()
+    assert '.old_name = "demo_submit",' in main and "klp_enable_patch(&patch)" in main
+    assert "livepatch_demo_lookup" in (outdir / "vmlinux__kernel_demo_core.c").read_text()
+    assert (outdir / "Kbuild").is_file() and "demo_submit" in done["content"]
 
 
 async def test_verify_module_command(client: LanguageClient, tmp_path: Path) -> None:

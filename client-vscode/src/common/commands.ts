@@ -59,6 +59,18 @@ export function registerCommands(
         await openMarkdown(textOf(await execute(ServerCommands.showReplaceSet, args)));
         return undefined;
     });
+    register(ServerCommands.generateModule, async (arg?: unknown) => {
+        // The server asks the user to confirm (window/showMessageRequest) before it writes.
+        const args = isArgs(arg) ? arg : patchArgs();
+        const result = await execute(ServerCommands.generateModule, args);
+        const written = isArgs(result) && result['written'] === true;
+        const doc = await vscode.workspace.openTextDocument({ language: 'plaintext', content: textOf(result) });
+        await vscode.window.showTextDocument(doc, { preview: false });
+        if (written) {
+            void vscode.window.showInformationMessage(`klp-lsp: livepatch module written to ${String(result['outdir'])}`);
+        }
+        return undefined;
+    });
     register(ServerCommands.generateSkeleton, async (arg?: unknown) => {
         const args = isArgs(arg) ? arg : patchArgs();
         const content = textOf(await execute(ServerCommands.generateSkeleton, args));

@@ -18,6 +18,7 @@ export const SERVER_SETTING_NAMES = [
 export const ServerCommands = {
     reindex: 'klp-lsp.reindex',
     showFunctionReport: 'klp-lsp.showFunctionReport',
+    generateModule: 'klp-lsp.generateModule',
     generateSkeleton: 'klp-lsp.generateSkeleton',
     showReplaceSet: 'klp-lsp.showReplaceSet',
     verifyModule: 'klp-lsp.verifyModule',

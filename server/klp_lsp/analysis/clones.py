@@ -52,3 +52,14 @@ def cold_parent(symbol: str) -> str | None:
     head, _, tail = symbol.rpartition(".")
     # `.cold.N` (older GCC) drops two components.
     return head.rpartition(".")[0] if tail.isdigit() else head
+
+
+# ipa-sra (`isra`), ipa-cp (`constprop`) and ipa-split (`part`) clones take arguments in GCC's own
+# layout (parameters removed, replaced by constants or by the values they pointed to, or the
+# split-off part's live values): no C function has their calling convention.
+PRIVATE_ABI_KINDS = frozenset({"isra", "constprop", "part"})
+
+
+def has_private_abi(symbol: str) -> bool:
+    """True for a GCC clone whose calling convention is not the C function's."""
+    return bool(PRIVATE_ABI_KINDS & set(parse_clone_name(symbol).kinds))

@@ -120,8 +120,14 @@ def is_abi_clone(clone_kinds: Iterable[str]) -> bool:
     return bool(_ABI_CLONE_KINDS & set(clone_kinds))
 
 
+# Parameter locations at a copy's entry that are not a register (binary/dwarf.py): "removed"
+# is GCC's DW_OP_GNU_parameter_ref (IPA-SRA replaced the parameter by what callers pass
+# instead), "constant" a value IPA-CP fixed.
+_NOT_A_REGISTER = frozenset(("stack", "optimized-out", "unknown", "removed", "constant"))
+
+
 def _is_register(location: str) -> bool:
-    return location not in ("stack", "optimized-out", "unknown")
+    return location not in _NOT_A_REGISTER
 
 
 def compare_parameters(
@@ -210,12 +216,13 @@ def compare_parameters(
                     )
                 )
                 continue
-            if o.location in ("optimized-out", "unknown") and clone:
-                how = "dropped" if o.location == "optimized-out" else "replaced"
-                what = (
-                    "dropped it (its callers do not pass it)"
-                    if how == "dropped"
-                    else "replaced it by a constant or a derived value (DWARF expression)"
+            if o.location in ("optimized-out", "unknown", "removed", "constant") and clone:
+                how, what = {
+                    "optimized-out": ("dropped", "dropped it (its callers do not pass it)"),
+                    "constant": ("constant", "fixed it to a constant (its callers do not pass it)"),
+                }.get(
+                    o.location,
+                    ("replaced", "replaced it by a value its callers pass instead (IPA-SRA)"),
                 )
                 out.append(
                     AbiDifference(

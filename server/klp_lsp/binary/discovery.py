@@ -100,3 +100,36 @@ def iter_module_files(directory: Path) -> Iterator[Path]:
         p for p in directory.rglob("*.ko*") if p.name.endswith(MODULE_SUFFIXES) and p.is_file()
     ]
     yield from sorted(found)
+
+
+def module_dependencies(module: Path, tree: Path | None = None) -> list[Path]:
+    """The modules `module` needs loaded first (its `depends=` modinfo, recursively), in load
+    order, found in `tree` or else in the module tree it belongs to (the `kernel/` directory
+    above it, as in /lib/modules/R/kernel and Debian's -dbg packages)."""
+    if tree is None:
+        tree = next((p for p in module.resolve().parents if p.name == "kernel"), None)
+    if tree is None:
+        return []
+    files: dict[str, Path] | None = None
+    out: list[Path] = []
+
+    def visit(path: Path, depth: int) -> None:
+        nonlocal files
+        try:
+            with ElfBinary.open(path) as binary:
+                depends = binary.get_modinfo().get("depends", "")
+        except KlpError:
+            return
+        for name in filter(None, depends.split(",")):
+            if files is None:
+                files = {}
+                for f in iter_module_files(tree):
+                    files.setdefault(f.name.split(".ko")[0].replace("-", "_"), f)
+            dep = files.get(name.replace("-", "_"))
+            if dep is not None and dep not in out and depth < 16:
+                visit(dep, depth + 1)
+                if dep not in out:
+                    out.append(dep)
+
+    visit(module, 0)
+    return out

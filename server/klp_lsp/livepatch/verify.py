@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from klp_lsp.analysis.clones import is_cold_part
+from klp_lsp.analysis.clones import has_private_abi, is_cold_part
 from klp_lsp.analysis.livepatch import (
     AbiDifference,
     compare_parameters,
@@ -699,6 +699,23 @@ class Verifier:
                 continue
             if not entry.patchable:
                 continue  # check lists it for the record; no klp_func can name it
+            callers = {(entry.object, c.caller_address) for c in o.callers_of([key[1]])}
+            if has_private_abi(entry.symbol) and callers and callers <= replaced.keys():
+                # No C function has the clone's calling convention; with every caller replaced
+                # no patched code reaches it, and a task inside it has a replaced caller on its
+                # stack, so the transition waits for it (how `generate` handles clones).
+                out.append(
+                    self._finding(
+                        module,
+                        "coverage",
+                        "information",
+                        f"{entry.symbol} of {entry.object} is not replaced, but every caller of"
+                        " it is: patched code never reaches it",
+                        function=entry.symbol,
+                        object=entry.object,
+                    )
+                )
+                continue
             out.append(
                 self._finding(
                     module,

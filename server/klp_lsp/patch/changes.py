@@ -767,3 +767,58 @@ def _macro_users(macro: str, path: str, text: str, smap: SourceMap) -> Iterable[
             if word.search(lines[i]):
                 yield MacroUser(f.name, path, i + 1)
                 break
+
+
+def post_images(
+    patches: Sequence[Patch], source_root: Path
+) -> tuple[dict[str, str | None], tuple[Problem, ...]]:
+    """The text of every file a patch series touches, after the series (None: deleted).
+
+    Hunks apply as in `ChangeMapper.changes_from_patch` (offsets found like patch(1)); a
+    livepatch module is written from these texts.
+    """
+    texts: dict[str, str | None] = {}
+    problems: list[Problem] = []
+    root = source_root.resolve()
+    for patch in patches:
+        for fd in patch.files:
+            path = fd.path
+            if fd.status == "binary":
+                continue
+            if fd.status == "added":
+                pre = ""
+            elif path in texts:
+                got = texts[path]
+                if got is None:
+                    problems.append(
+                        Problem(patch.patch_file, fd.patch_line, f"{path} was deleted earlier")
+                    )
+                    continue
+                pre = got
+            else:
+                file = source_root / path
+                if not file.resolve().is_relative_to(root):
+                    problems.append(
+                        Problem(
+                            patch.patch_file,
+                            fd.patch_line,
+                            f"{path}: outside the source tree {source_root}",
+                        )
+                    )
+                    continue
+                try:
+                    pre = file.read_text(encoding="utf-8", errors="surrogateescape")
+                except OSError:
+                    problems.append(
+                        Problem(
+                            patch.patch_file,
+                            fd.patch_line,
+                            f"{path}: pre-image not found in {source_root}",
+                        )
+                    )
+                    continue
+            post, _edits = _apply(pre, fd.hunks, path, patch.patch_file, problems)
+            texts[path] = None if fd.status == "deleted" else post
+            if fd.status == "renamed" and fd.new_path:
+                texts[fd.new_path] = post
+    return texts, tuple(problems)

@@ -33,9 +33,11 @@ from klp_lsp.patch.changes import (
     FileNote,
     FunctionChange,
     MacroChange,
+    post_images,
 )
 from klp_lsp.patch.diff import Patch, parse_patch_text
 from klp_lsp.patch.render import render_replace_set, render_skeleton
+from klp_lsp.patch.unsupported import find_unsupported
 from klp_lsp.report import host_text, signature_text
 
 __all__ = [
@@ -61,6 +63,11 @@ SEVERITIES: dict[str, Severity] = {
     "init-code": "warning",
     "static-local": "warning",
     "unknown-function": "warning",
+    # Added or changed definitions are errors, uses of the file's own warnings (unsupported.py).
+    "export-symbol": "error",
+    "per-cpu": "error",
+    "static-key": "error",
+    "tracepoint": "error",
 }
 
 # How far the replace set climbs from an unpatchable function to patchable callers.
@@ -152,7 +159,52 @@ class Checker:
         changes, problems = self._mapper.changes_from_patch(parsed, root, macro_search=search)
         out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in problems)
         self._evaluate(changes, out, in_patch=True)
+        if root is not None:
+            self._unsupported_in_patch(parsed, root, changes, out)
         return out.result()
+
+    def _unsupported_in_patch(
+        self, parsed: Sequence[Patch], root: Path, changes: Sequence[Change], out: _Collector
+    ) -> None:
+        """Exports, per-CPU variables, static keys and tracepoints the patch adds or uses."""
+        post, _problems = post_images(parsed, root)
+        where: dict[str, tuple[str, int]] = {}
+        for patch in parsed:
+            for fd in patch.files:
+                where.setdefault(fd.path, (patch.patch_file, fd.patch_line))
+        for path, text in post.items():
+            if text is None or not path.endswith((".c", ".h")):
+                continue
+            try:
+                pre = (root / path).read_text(encoding="utf-8", errors="surrogateescape")
+            except OSError:
+                pre = ""
+            self._add_unsupported(path, pre, text, changes, out, where.get(path))
+
+    def _add_unsupported(
+        self,
+        path: str,
+        pre: str,
+        post: str,
+        changes: Sequence[Change],
+        out: _Collector,
+        patch_where: tuple[str, int] | None,
+    ) -> None:
+        names = [c.name for c in changes if isinstance(c, FunctionChange) and c.source_file == path]
+        for u in find_unsupported(path, pre, post, names):
+            out.findings.append(
+                Finding(
+                    u.kind,
+                    u.severity,
+                    u.function,
+                    None,
+                    u.message,
+                    patch_file=patch_where[0] if patch_where else None,
+                    patch_line=patch_where[1] if patch_where else None,
+                    source_file=path,
+                    source_line=u.line,
+                )
+            )
 
     def check_source_edit(
         self, source_root: Path, rel_path: str, old_text: str, new_text: str
@@ -163,6 +215,8 @@ class Checker:
         self._note_partial(out)
         changes = self._mapper.changes_between(rel_path, old_text, new_text)
         self._evaluate(changes, out, in_patch=False)
+        if rel_path.endswith((".c", ".h")):
+            self._add_unsupported(rel_path, old_text, new_text, changes, out, None)
         return out.result()
 
     def _note_partial(self, out: _Collector) -> None:

@@ -220,18 +220,42 @@ def render_skeleton(
             out.append(f"\t/* TODO: copy the patched body of {e.symbol} */")
             out.append("}")
             out.append("")
+    entries_by_object = {
+        obj: [KlpFuncSource(e.symbol, skeleton_function_name(e.symbol), e.sympos) for e in group]
+        for obj, group in objects.items()
+    }
+    out.extend(klp_patch_source(entries_by_object))
+    return "\n".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class KlpFuncSource:
+    """One `klp_func` initializer of a generated livepatch module."""
+
+    old_name: str
+    new_func: str
+    old_sympos: int
+    comment: str = ""
+
+
+def klp_patch_source(
+    objects: Mapping[str, Sequence[KlpFuncSource]], description: str | None = None
+) -> list[str]:
+    """The `klp_func` arrays, `klp_object`s, `klp_patch` and module init of a livepatch module
+    (samples/livepatch/livepatch-sample.c), one object per key ("vmlinux" or a module)."""
+    out: list[str] = []
     for obj, group in objects.items():
         out.append(f"static struct klp_func funcs_{_c_ident(obj)}[] = {{")
-        for e in group:
+        for f in group:
             out.append("\t{")
-            out.append(f'\t\t.old_name = "{e.symbol}",')
-            out.append(f"\t\t.new_func = {skeleton_function_name(e.symbol)},")
-            if e.sympos:
-                out.append(f"\t\t.old_sympos = {e.sympos},")
+            if f.comment:
+                out.append(f"\t\t/* {f.comment} */")
+            out.append(f'\t\t.old_name = "{f.old_name}",')
+            out.append(f"\t\t.new_func = {f.new_func},")
+            if f.old_sympos:
+                out.append(f"\t\t.old_sympos = {f.old_sympos},")
             out.append("\t},")
-        out.append("\t{ }")
-        out.append("};")
-        out.append("")
+        out.extend(["\t{ }", "};", ""])
     out.append("static struct klp_object objs[] = {")
     for obj in objects:
         out.append("\t{")
@@ -241,11 +265,11 @@ def render_skeleton(
             out.append(f'\t\t.name = "{obj}",')
         out.append(f"\t\t.funcs = funcs_{_c_ident(obj)},")
         out.append("\t},")
-    out.append("\t{ }")
-    out.append("};")
-    out.append("")
     out.extend(
         [
+            "\t{ }",
+            "};",
+            "",
             "static struct klp_patch patch = {",
             "\t.mod = THIS_MODULE,",
             "\t.objs = objs,",
@@ -264,7 +288,9 @@ def render_skeleton(
             "module_exit(livepatch_exit);",
             'MODULE_LICENSE("GPL");',
             'MODULE_INFO(livepatch, "Y");',
-            "",
         ]
     )
-    return "\n".join(out)
+    if description is not None:
+        out.append(f'MODULE_DESCRIPTION("{description}");')
+    out.append("")
+    return out

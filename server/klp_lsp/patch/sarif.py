@@ -26,6 +26,10 @@ _RULE_TEXT = {
     "init-code": "The patch changes __init code that already ran",
     "static-local": "The patch adds or removes static local variables",
     "unknown-function": "The changed function is not in the indexed binaries",
+    "export-symbol": "The patch adds or removes an EXPORT_SYMBOL",
+    "per-cpu": "The patch defines or uses a per-CPU variable of its file",
+    "static-key": "The patch defines or uses a static key of its file",
+    "tracepoint": "The patch defines or uses a tracepoint of its file",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from klp_lsp.binary.discovery import module_dependencies
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import KlpError, UsageError
 from klp_lsp.session import Session, is_module_file
@@ -22,6 +23,7 @@ def try_in_session(
     transition_timeout: float = 15.0,
     accel: AccelChoice = "auto",
     busybox: Path | None = None,
+    guest_files: Sequence[Path] = (),
     pvh: bool = False,
 ) -> TryResult:
     """Boot the image of the kernel `session` selects with `modules` (see `try_modules`).
@@ -54,6 +56,7 @@ def try_in_session(
         accel=accel,
         busybox=busybox,
         cache_dir=session.index_dir,
+        files=guest_files,
     )
 
 
@@ -84,5 +87,8 @@ def _with_targets(modules: list[Path], available: Sequence[Path]) -> list[Path]:
             target = names.get(f.object)
             if f.object != "vmlinux" and f.object not in listed and target is not None:
                 listed.add(f.object)
+                for dep in module_dependencies(target):
+                    if dep not in first:
+                        first.append(dep)
                 first.append(target)
     return [*first, *modules]

@@ -197,7 +197,12 @@ def _init_script(token: str, modules: Sequence[_Module], run: str | None, wait: 
 
 
 def _initramfs(
-    busybox: Path, token: str, modules: Sequence[_Module], run: str | None, wait: float
+    busybox: Path,
+    token: str,
+    modules: Sequence[_Module],
+    run: str | None,
+    wait: float,
+    files: Sequence[Path] = (),
 ) -> bytes:
     entries: list[Entry] = [directory(d) for d in ("bin", "dev", "proc", "sys", "tmp", "modules")]
     entries.append(file("bin/busybox", busybox.read_bytes(), executable=True))
@@ -207,6 +212,11 @@ def _initramfs(
         entries.append(file(f"modules/{i}.ko", m.path.read_bytes()))
     if run is not None:
         entries.append(file("run.sh", (run + "\n").encode()))
+    if files:
+        # Programs and data for `run` (a test program the fix changes the result of).
+        entries.append(directory("files"))
+        for f in files:
+            entries.append(file(f"files/{f.name}", f.read_bytes(), executable=True))
     return build_initramfs(entries)
 
 
@@ -338,6 +348,7 @@ def try_modules(
     busybox: Path | None = None,
     cache_dir: Path | None = None,
     append: str = "",
+    files: Sequence[Path] = (),
 ) -> TryResult:
     """Boot `image` with `modules` loaded in order and report what happened.
 
@@ -357,7 +368,7 @@ def try_modules(
     cache = AccelCache(cache_dir) if cache_dir is not None else None
     with tempfile.TemporaryDirectory(prefix="klp-try-") as tmp:
         initrd = Path(tmp) / "initrd.gz"
-        initrd.write_bytes(_initramfs(box, token, facts, run, transition_timeout))
+        initrd.write_bytes(_initramfs(box, token, facts, run, transition_timeout, files))
         guest = Guest(arch, image, initrd, cmdline)
         deadline = time.monotonic() + timeout
         marker = f"@@KLP-{token} BOOTED"

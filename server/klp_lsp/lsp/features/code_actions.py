@@ -1,6 +1,8 @@
-"""Code actions on a patch document: generate the livepatch module skeleton, show the replace set.
+"""Code actions on a patch document: generate the livepatch module (after the user confirms),
+its skeleton, and the replace set.
 
-Both run a command that returns text; the client opens it. The server never writes a file.
+The skeleton and the replace set are text for the client to open. "Generate livepatch module"
+writes a directory, and only once the user has confirmed it in a `window/showMessageRequest`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from klp_lsp.lsp.documents import document_kind
 if TYPE_CHECKING:
     from klp_lsp.lsp.server import KlpServer
 
+GENERATE_MODULE = "klp-lsp.generateModule"
 GENERATE_SKELETON = "klp-lsp.generateSkeleton"
 SHOW_REPLACE_SET = "klp-lsp.showReplaceSet"
 
@@ -38,6 +41,11 @@ def register(server: KlpServer) -> None:
             return None
         args = [{"uri": uri}]
         commands = [
+            types.Command(
+                title="Generate livepatch module",
+                command=GENERATE_MODULE,
+                arguments=args,
+            ),
             types.Command(
                 title="Generate livepatch module skeleton",
                 command=GENERATE_SKELETON,

@@ -1,6 +1,7 @@
 """`workspace/executeCommand`: reindex, the full report of a function, a patch's skeleton and
-replace set, the verification of a built livepatch module. Each takes one object argument and
-returns text for the client to show.
+replace set, the verification of a built livepatch module, and the livepatch module of a patch.
+Each takes one object argument and returns text (or an object with `content`) for the client
+to show.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from lsprotocol import types
 from klp_lsp.errors import UsageError
 from klp_lsp.lsp import convert
 from klp_lsp.lsp.documents import uri_to_path
-from klp_lsp.lsp.features.code_actions import GENERATE_SKELETON, SHOW_REPLACE_SET
+from klp_lsp.lsp.features.code_actions import (
+    GENERATE_MODULE,
+    GENERATE_SKELETON,
+    SHOW_REPLACE_SET,
+)
 from klp_lsp.lsp.features.diagnostics import open_cu_names, patch_display_name
 from klp_lsp.lsp.features.hover import reports_for, word_at_position
 from klp_lsp.model import CheckResult
@@ -38,17 +43,19 @@ def _argument(args: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def register(server: KlpServer) -> None:
-    async def check_document(args: tuple[Any, ...]) -> CheckResult:
+    def document_text(args: tuple[Any, ...]) -> tuple[str, str]:
         uri = _argument(args).get("uri")
         if not isinstance(uri, str):
             raise UsageError('this command needs {"uri": <patch document>}')
         if uri in server.open_documents:
-            text = server.workspace.get_text_document(uri).source
-        else:
-            path = uri_to_path(uri)
-            if path is None or not path.is_file():
-                raise UsageError(f"{uri}: not an open document or a readable file")
-            text = path.read_text(encoding="utf-8", errors="replace")
+            return uri, server.workspace.get_text_document(uri).source
+        path = uri_to_path(uri)
+        if path is None or not path.is_file():
+            raise UsageError(f"{uri}: not an open document or a readable file")
+        return uri, path.read_text(encoding="utf-8", errors="replace")
+
+    async def check_document(args: tuple[Any, ...]) -> CheckResult:
+        uri, text = document_text(args)
         if server.index.interactive is None:
             raise UsageError(server.index.status.describe().removeprefix("klp-lsp: "))
         source_root = server.source_root()
@@ -148,3 +155,70 @@ def register(server: KlpServer) -> None:
         from klp_lsp.patch.render import render_replace_set
 
         return render_replace_set(await check_document(args))
+
+    @server.command(GENERATE_MODULE)
+    @server.guard(GENERATE_MODULE, default=None)
+    async def generate_module(*args: Any) -> dict[str, Any]:
+        """Write the patch's livepatch module to `outdir` once the user confirms it.
+
+        Arguments: {"uri": <patch>, "outdir"?: <directory>, "build"?: bool}. Without `outdir`
+        the module goes to `livepatch-<patch name>` beside the patch (or in the workspace). The
+        answer says whether anything was written, and what.
+        """
+        from klp_lsp.generate.pipeline import GenerateOptions, Generator
+        from klp_lsp.generate.render import result_to_json, result_to_text
+
+        arg = _argument(args)
+        uri, text = document_text(args)
+        source_root = server.source_root()
+        if source_root is None:
+            raise UsageError("set klp-lsp.sourceRoot: generating a module needs the kernel source")
+        if server.index.interactive is None:
+            raise UsageError(server.index.status.describe().removeprefix("klp-lsp: "))
+        name = patch_display_name(uri)
+        outdir = _module_dir(arg.get("outdir"), uri, server.workspace.root_path)
+        answer = await server.window_show_message_request_async(
+            types.ShowMessageRequestParams(
+                type=types.MessageType.Info,
+                message=f"klp-lsp: write the livepatch module for {Path(name).name} to {outdir}?",
+                actions=[types.MessageActionItem(title=t) for t in (_CONFIRM, "Cancel")],
+            )
+        )
+        if answer is None or answer.title != _CONFIRM:
+            return {"written": False, "outdir": str(outdir), "content": "Nothing was written."}
+        options = GenerateOptions(
+            outdir=outdir, source_root=source_root, build=bool(arg.get("build"))
+        )
+
+        def run(checker: Any) -> Any:
+            gen = Generator(checker.indexes, options)
+            try:
+                result = gen.generate([(name, text)])
+                if options.build and not result.has_errors:
+                    gen.build(result)
+                return result
+            finally:
+                gen.close()
+
+        result = await server.index.run_check(run)
+        if result is None:
+            raise UsageError("no index is open")
+        return {
+            "written": True,
+            "outdir": str(outdir),
+            "content": result_to_text(result),
+            "result": result_to_json(result),
+        }
+
+
+_CONFIRM = "Generate"
+
+
+def _module_dir(given: object, uri: str, workspace: str | None) -> Path:
+    """Where "Generate livepatch module" writes: the argument, else beside the patch."""
+    if isinstance(given, str) and given:
+        return Path(given).expanduser()
+    path = uri_to_path(uri)
+    stem = path.stem if path is not None else "patch"
+    base = path.parent if path is not None else Path(workspace or ".")
+    return base / f"livepatch-{stem}"
