@@ -28,6 +28,8 @@ from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import DebugInfoMissing, IndexError_
 from klp_lsp.index.locate import index_path
 from klp_lsp.index.store import (
+    CU_ANALYSED,
+    CU_LISTED,
     CuRow,
     FactRows,
     Index,
@@ -46,9 +48,6 @@ if TYPE_CHECKING:
 
     from klp_lsp.binary.dwarf import DwarfData
     from klp_lsp.index import regfacts
-
-# Scan state of a CU in the `cus` table.
-CU_LISTED, CU_SCANNED, CU_ANALYSED = 0, 1, 2
 
 # CUs per task sent to a worker: large enough to amortise pickling, small enough to balance.
 _BATCH_BYTES = 2_000_000
