@@ -373,6 +373,7 @@ class HunkImpact:
     end_line: int  # its last line
     section: str  # what follows the second `@@` (git's function-name heuristic)
     functions: tuple[FunctionImpact, ...] = ()
+    header: str = ""  # `@@ -141,7 +141,7 @@`
     data: tuple[str, ...] = ()  # changed data definitions, e.g. "struct nameidata"
     macros: tuple[str, ...] = ()  # changed macros
     macro_users: int = 0  # functions found to expand those macros

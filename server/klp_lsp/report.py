@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from klp_lsp.model import FunctionReport, SymbolFact
+from klp_lsp.model import CompilerFlags, FunctionReport, SymbolFact
 
 _INLINE_PREVIEW = 8
 _DEPENDENT_PREVIEW = 12
@@ -113,7 +113,11 @@ def _sym_line(s: SymbolFact) -> str:
 
 
 def compiler_line(r: FunctionReport) -> str:
-    c = r.compiler
+    return flags_line(r.compiler)
+
+
+def flags_line(c: CompilerFlags | None) -> str:
+    """`compiler: -O2, -pg -mfentry, IPA-RA off`: what a CU's compiler guarantees callers."""
     if c is None:
         return "compiler: unknown (no DWARF for this code)"
     ipa = "IPA-RA on: same-CU callers may rely on actual register use" if c.ipa_ra else "IPA-RA off"

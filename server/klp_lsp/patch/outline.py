@@ -22,13 +22,16 @@ def outline_patches(
     impacts: Sequence[FunctionImpact],
     problems: Sequence[Problem],
     units_of: Callable[[str], tuple[CompileUnitRef, ...]],
+    *,
+    mapped: bool = True,
 ) -> tuple[FileImpact, ...]:
     """One `FileImpact` per file of every patch, in patch order, with one `HunkImpact` per hunk.
 
     `impacts` are the evaluated changed functions; those with no patch lines (the users of a
     changed macro) belong to no hunk. `units_of(path)` names the compile units a file is built
     as. A hunk that maps to no definition and has no problem changes only comments or white
-    space, or code whose tokens stay the same.
+    space, or code whose tokens stay the same. With `mapped=False` (files and hunks of a patch
+    not mapped to C yet) no hunk is said to change only comments.
     """
     blocking = [p for p in problems if p.blocking]
     # Changes and functions by the patch lines they cover: a hunk looks up only its own lines.
@@ -55,7 +58,8 @@ def outline_patches(
                 )
             )
             hunks = tuple(
-                _hunk(h, fd, by_line, blocking, file_notes, bool(file_problems)) for h in fd.hunks
+                _hunk(h, fd, by_line, blocking, file_notes, bool(file_problems) or not mapped)
+                for h in fd.hunks
             )
             units = units_of(fd.path) if fd.path.endswith((".c", ".S")) else ()
             out.append(
@@ -111,6 +115,7 @@ def _hunk(
         line=h.patch_line,
         end_line=h.end_line,
         section=h.section,
+        header=f"@@ -{h.old_start},{h.old_count} +{h.new_start},{h.new_count} @@",
         functions=tuple(functions),
         data=tuple(dict.fromkeys(data)),
         macros=tuple(dict.fromkeys(macros)),

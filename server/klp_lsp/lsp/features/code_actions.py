@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from klp_lsp.lsp.convert import SHOW_REPLACE_SET
 from klp_lsp.lsp.documents import document_kind
 
 if TYPE_CHECKING:
     from klp_lsp.lsp.server import KlpServer
 
 GENERATE_SKELETON = "klp-lsp.generateSkeleton"
-SHOW_REPLACE_SET = "klp-lsp.showReplaceSet"
 
 
 def register(server: KlpServer) -> None:
