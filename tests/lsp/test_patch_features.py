@@ -251,6 +251,7 @@ async def test_inlay_hints_in_c_files(client: LanguageClient, tmp_path: Path) ->
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(settings={"klp-lsp": changed})
     )
+
     # The setting applies once the server has pulled the new configuration.
     async def off() -> None:
         while await inlay_hints(client, uri):
