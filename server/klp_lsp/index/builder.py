@@ -179,6 +179,15 @@ def _default_jobs(jobs: int) -> int:
     return jobs if jobs > 0 else max(1, min(os.cpu_count() or 1, 8))
 
 
+def progress_title(object_name: str, cu_names: Sequence[str] | None) -> str:
+    """`indexing vmlinux`, or for the CUs indexed first `indexing kernel/sched/rt.c` (`and N
+    more` after the first)."""
+    if not cu_names:
+        return f"indexing {object_name}"
+    more = f" and {len(cu_names) - 1} more" if len(cu_names) > 1 else ""
+    return f"indexing {cu_names[0]}{more}"
+
+
 def _select_units(units: Sequence[CuRow], cu_names: Sequence[str] | None) -> list[CuRow]:
     if cu_names is None:
         return list(units)
@@ -343,7 +352,16 @@ def build_index(
                 if dwarf is None:
                     dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
                 build = _Build(binary, path, dwarf, units, known_callees)
-                _index_units(build, writer, todo, jobs, progress, executor, write_symbols)
+                # A first pass for some CUs says which (the editor shows it while waiting).
+                title = progress_title(
+                    binary.object_name,
+                    None
+                    if cu_names is None
+                    else [source_name(u.unit.name, u.unit.comp_dir) for u in todo],
+                )
+                _index_units(
+                    build, writer, todo, jobs, progress, executor, write_symbols, title=title
+                )
             elif write_symbols is not None:
                 write_symbols()
             if cu_names is None or len(todo) == len(units):
@@ -416,6 +434,8 @@ def _index_units(
     progress: Progress | None,
     executor: Executor | None,
     first: Callable[[], None] | None = None,
+    *,
+    title: str,
 ) -> None:
     """Scan and analyse `todo`, writing each batch in its own transaction (in batch order).
 
@@ -425,7 +445,7 @@ def _index_units(
     binary = build.binary
     all_units = build.units
     if progress is not None:
-        progress.begin(f"indexing {binary.object_name}", len(todo))
+        progress.begin(title, len(todo))
     sizes = {u.unit.offset: s for u, s in zip(all_units, _unit_sizes(all_units), strict=True)}
     batches = _batches(todo, sizes)
     workers = _default_jobs(jobs)

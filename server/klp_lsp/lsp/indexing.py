@@ -229,9 +229,13 @@ class IndexManager:
         if old_checks is not None:
             self.check_executor.submit(old_checks.close)
         self.complete = complete
+        names = ", ".join(self.objects)
         if complete:
-            names = ", ".join(self.objects)
             self._set_status(IndexStatus("ready", 100, names, f"indexed {names}"))
+        else:
+            # The first compile units answer now; the rest is still to come.
+            message = "the open files' compile units are indexed; indexing the rest"
+            self._set_status(IndexStatus("building", None, names, message))
         for callback in self._on_ready:
             callback()
 
@@ -350,6 +354,7 @@ class IndexManager:
         theirs.close()
         self._child = child
         cancel_sent = False
+        finished = False
         try:
             while True:
                 if not cancel_sent and progress.cancelled():
@@ -373,6 +378,7 @@ class IndexManager:
                 elif kind == "end":
                     progress.end(*payload)
                 elif kind == "done":
+                    finished = True
                     return list(payload)
                 elif kind == "cancelled":
                     raise Cancelled(payload)
@@ -382,6 +388,9 @@ class IndexManager:
                     log.error("indexing process failed:\n%s", payload)
                     raise IndexError_(f"indexing failed: {payload.splitlines()[-1]}")
         finally:
+            if not finished:
+                # A cancelled, failed or dead child: the progress the client shows ends too.
+                progress.end("cancelled" if cancel_sent else "stopped")
             ours.close()
             child.join(timeout=5)
             if child.is_alive():
