@@ -37,11 +37,17 @@ function M.root_dir(bufnr)
   return vim.fn.getcwd()
 end
 
---- A text for statuslines: empty when the index is ready.
+--- A text for statuslines, as VS Code's status bar says it: `klp-lsp: indexing vmlinux 40%`,
+--- `klp-lsp: indexing kernel/sched/rt.c` (a file's compile unit indexed on demand), `klp-lsp:
+--- ready`; empty before the server said anything.
 function M.status()
   local s = M.index_state
   if s.state == 'building' then
-    return string.format('klp-lsp: indexing %s %s%%', s.object or 'kernel', s.percent or 0)
+    local percent = s.percent ~= nil and s.percent ~= vim.NIL and string.format(' %d%%', s.percent) or ''
+    local object = (s.object ~= nil and s.object ~= vim.NIL) and s.object or 'kernel'
+    return 'klp-lsp: indexing ' .. object .. percent
+  elseif s.state == 'ready' then
+    return 'klp-lsp: ready'
   elseif s.state == 'error' then
     return 'klp-lsp: ' .. (s.message or 'index error')
   end

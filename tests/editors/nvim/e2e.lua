@@ -194,6 +194,7 @@ local ok, err = pcall(function()
     error('no diagnostics from klp-lsp within 45 s; index state: ' .. vim.inspect(klp.index_state))
   end
   result.index_state = klp.index_state.state
+  result.status = klp.status()
   result.diagnostics = {}
   for _, d in ipairs(vim.diagnostic.get(buf)) do
     local lsp = d.user_data and d.user_data.lsp or {}

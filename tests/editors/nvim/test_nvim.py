@@ -130,6 +130,8 @@ def test_patch_diagnostics_and_hover(version: str, tmp_path: Path) -> None:
     # Neovim names a `git format-patch` mail "gitsendemail"; older versions say "diff".
     assert result["nvim"] == version and result["filetype"] in ("diff", "gitsendemail")
     assert result["client"] == "klp_lsp"
+    # Diagnostics come once the fixture kernel is indexed whole: the statusline says so.
+    assert (result["index_state"], result["status"]) == ("ready", "klp-lsp: ready")
     codes = {d["code"] for d in result["diagnostics"]}
     assert {"register-dependents", "inlined", "has-clones"} <= codes
     assert all(d["source"] == "klp-lsp" for d in result["diagnostics"])
