@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 PATCH_LENS_WAIT = 5.0
 
 
+def refresh_code_lenses(server: KlpServer) -> None:
+    """`workspace/codeLens/refresh`, when the client supports it (lenses have new answers)."""
+    ws = server.client_capabilities.workspace
+    if ws is not None and ws.code_lens is not None and ws.code_lens.refresh_support:
+        server.workspace_code_lens_refresh(None)
+
+
 def lens_command(server: KlpServer, data: dict[str, Any]) -> types.Command:
     """The resolved command of one lens: its summary, and a click shows the full report."""
     names = [n for n in data.get("names", []) if isinstance(n, str)]
@@ -95,9 +102,4 @@ def register(server: KlpServer) -> None:
         lens.command = lens_command(server, data)
         return lens
 
-    def refresh() -> None:
-        ws = server.client_capabilities.workspace
-        if ws is not None and ws.code_lens is not None and ws.code_lens.refresh_support:
-            server.workspace_code_lens_refresh(None)
-
-    server.index.on_ready(refresh)
+    server.index.on_ready(lambda: refresh_code_lenses(server))

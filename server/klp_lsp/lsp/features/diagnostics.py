@@ -135,10 +135,10 @@ class DiagnosticsScheduler:
             types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
         )
         if kind == "patch":
+            from klp_lsp.lsp.features.code_lens import refresh_code_lenses
+
             # The patch's lenses come from this result: clients that can, ask for them again.
-            ws = server.client_capabilities.workspace
-            if ws is not None and ws.code_lens is not None and ws.code_lens.refresh_support:
-                server.workspace_code_lens_refresh(None)
+            refresh_code_lenses(server)
 
     async def _check_patch(
         self, uri: str, text: str, version: int
