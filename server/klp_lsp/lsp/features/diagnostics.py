@@ -27,6 +27,7 @@ from klp_lsp.lsp.documents import (
     word_range,
 )
 from klp_lsp.lsp.features.call_hierarchy import c_name, definition_site
+from klp_lsp.lsp.features.code_lens import refresh_code_lenses
 from klp_lsp.model import CheckResult, Finding, Related
 
 if TYPE_CHECKING:
@@ -135,8 +136,6 @@ class DiagnosticsScheduler:
             types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
         )
         if kind == "patch":
-            from klp_lsp.lsp.features.code_lens import refresh_code_lenses
-
             # The patch's lenses come from this result: clients that can, ask for them again.
             refresh_code_lenses(server)
 
