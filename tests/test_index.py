@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from klp_fixtures import fixture_binary
 
-from klp_lsp.index.builder import build_index, progress_title
+from klp_lsp.index.builder import build_index
 from klp_lsp.index.query import IndexSet
 from klp_lsp.index.store import Index
 from klp_lsp.model import FunctionReport
+from klp_lsp.progress import progress_title
 
 # Addresses from tests/fixtures/README.md ("Call sites").
 IPA_RA_SITE = {"x86_64": 0xFFFFFFFF810007C4, "arm64": 0xFFFF800008000908}

@@ -390,6 +390,9 @@ class CompileUnitRef:
     name: str  # DW_AT_name, as the compiler saw it
     compiler: CompilerFlags | None
     analysed: bool  # its facts are in the index (a partial index may not have them yet)
+    # The file is #included into this CU rather than compiled on its own (kernel/sched/rt.c in
+    # kernel/sched/build_policy.c).
+    included: bool = False
 
 
 @dataclass(frozen=True, slots=True)

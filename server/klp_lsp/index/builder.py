@@ -39,7 +39,7 @@ from klp_lsp.index.store import (
     source_name,
 )
 from klp_lsp.model import Arch, ElfSymbol
-from klp_lsp.progress import Cancelled, Progress
+from klp_lsp.progress import Cancelled, Progress, progress_title
 
 if TYPE_CHECKING:
     # Imported where used instead: the DWARF scanner, the register analysis (capstone) and the
@@ -177,15 +177,6 @@ def _index_batch(
 
 def _default_jobs(jobs: int) -> int:
     return jobs if jobs > 0 else max(1, min(os.cpu_count() or 1, 8))
-
-
-def progress_title(object_name: str, cu_names: Sequence[str] | None) -> str:
-    """`indexing vmlinux`, or for the CUs indexed first `indexing kernel/sched/rt.c` (`and N
-    more` after the first)."""
-    if not cu_names:
-        return f"indexing {object_name}"
-    more = f" and {len(cu_names) - 1} more" if len(cu_names) > 1 else ""
-    return f"indexing {cu_names[0]}{more}"
 
 
 def _select_units(units: Sequence[CuRow], cu_names: Sequence[str] | None) -> list[CuRow]:

@@ -500,7 +500,8 @@ def file_markdown(file: FileImpact, objects: Sequence[str]) -> str:
         state = (
             "" if u.analysed else " (not indexed yet: its facts come with the rest of the index)"
         )
-        lines.append(f"- built into **{u.object}** as CU `{u.name}`{state}")
+        how = f"inside CU `{u.name}`, which #includes it" if u.included else f"as CU `{u.name}`"
+        lines.append(f"- built into **{u.object}** {how}{state}")
         lines.append(f"  - {flags_line(u.compiler)}")
     if not file.units:
         indexed = ", ".join(objects) or "no binary"

@@ -38,6 +38,7 @@ from klp_lsp.patch.changes import (
 )
 from klp_lsp.patch.diff import Patch, parse_patch_text
 from klp_lsp.patch.diff import Problem as DiffProblem
+from klp_lsp.patch.includes import with_including_files
 from klp_lsp.patch.outline import outline_patches
 from klp_lsp.patch.render import render_replace_set, render_skeleton
 
@@ -157,13 +158,25 @@ class Checker:
         }
 
     def units_of(self, path: str) -> tuple[CompileUnitRef, ...]:
-        """The compile units the source file `path` is built as, in every indexed object."""
-        return tuple(
+        """The compile units the source file `path` is built as, in every indexed object; for a
+        `.c` file other files #include, the CUs its functions were compiled in."""
+        own = tuple(
             CompileUnitRef(o.object, cu.unit.name, cu.flags, cu.state >= CU_ANALYSED)
             for o in self.indexes.objects
             for cu in o.cus().values()
             if source_name(cu.unit.name, cu.unit.comp_dir) == path
         )
+        if own or not path.endswith(".c"):
+            return own
+        found = []
+        for o in self.indexes.objects:
+            cus = o.cus()
+            for cu_id in o.cus_declaring(path):
+                cu = cus.get(cu_id)
+                if cu is not None:
+                    analysed = cu.state >= CU_ANALYSED
+                    found.append(CompileUnitRef(o.object, cu.unit.name, cu.flags, analysed, True))
+        return tuple(found)
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -259,7 +272,7 @@ class Checker:
             return
         found = self._find(c)
         if not found:
-            if not c.is_header and c.source_file not in built:
+            if not c.is_header and c.source_file not in built and not self.units_of(c.source_file):
                 out.notes.append(
                     f"{c.patch_file}:{c.patch_line}: {c.source_file} is not built into this"
                     f" kernel; {c.name} changes nothing here"
@@ -665,8 +678,12 @@ def check_source_edit(
     return Checker(indexes).check_source_edit(source_root, rel_path, old_text, new_text)
 
 
-def cu_names_for_patch(text: str) -> list[str] | None:
-    """The CUs a patch needs indexed first; None when it touches a header (all CUs)."""
+def cu_names_for_patch(text: str, source_root: Path | None = None) -> list[str] | None:
+    """The CUs a patch needs indexed first; None when it touches a header (all CUs).
+
+    With the source tree, a `.c` file that other `.c` files #include brings those in too
+    (`including_files`): its code is compiled there.
+    """
     patches, _problems = parse_patch_text(text, "<patch>")
     names: list[str] = []
     for p in patches:
@@ -676,4 +693,4 @@ def cu_names_for_patch(text: str) -> list[str] | None:
                 return None
             if path.endswith(".c"):
                 names.append(path)
-    return names
+    return with_including_files(names, source_root)

@@ -48,6 +48,7 @@ def patch_display_name(uri: str) -> str:
 
 def open_cu_names(server: KlpServer) -> list[str] | None:
     """The compile units the open documents touch (indexed first); None when none is known."""
+    root = server.config.source_root
     names: list[str] = []
     for uri, kind in server.open_documents.items():
         doc = server.workspace.get_text_document(uri)
@@ -61,7 +62,7 @@ def open_cu_names(server: KlpServer) -> list[str] | None:
                 wanted = None
             names.extend(wanted or ())
         elif kind == "c":
-            rel = relative_to_root(uri_to_path(uri), server.config.source_root)
+            rel = relative_to_root(uri_to_path(uri), root)
             if rel is not None:
                 names.append(rel)
     return list(dict.fromkeys(names)) or None
