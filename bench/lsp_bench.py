@@ -2,7 +2,9 @@
 
 Drives `python -m klp_lsp serve` through a real LSP client (pygls) over stdio and measures:
 server start to first hover card, hover p50/p99 over 1,000 function names, diagnostics latency
-for a 50-hunk patch, and the server's RSS. Prints a table and writes JSON.
+for a 50-hunk patch, then on that patch the code lenses, the outline and the hover at each
+diagnostic's start (p50/p99 over `--lens-requests` requests after the first diagnostics), inlay
+hints on a large C file, and the server's RSS. Prints a table and writes JSON.
 
     python bench/lsp_bench.py [--corpus DIR] [--index-dir DIR] [--starts N] [--json FILE]
 
@@ -50,8 +52,11 @@ GOALS = {
     "start_to_first_hover_s": 0.5,
     "hover_p99_ms": 10.0,
     "diagnostics_50_hunks_s": 1.0,
+    "code_lens_50_hunks_p99_ms": 50.0,
     "server_rss_mib": 250.0,
 }
+# A large C file of the kernel for the inlay hints (hundreds of function definitions).
+INLAY_FILE = "kernel/sched/core.c"
 DEFAULT_CORPUS = Path.home() / ".cache" / "klp-corpus" / "debian-6.1.192-2"
 
 
@@ -186,6 +191,10 @@ def bench_client(settings: dict[str, Any]) -> LanguageClient:
 
     @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
     def progress_create(params: types.WorkDoneProgressCreateParams) -> None:
+        return None
+
+    @client.feature(types.WORKSPACE_INLAY_HINT_REFRESH)
+    def inlay_hint_refresh(params: None) -> None:
         return None
 
     return client
@@ -362,6 +371,58 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     while patch_uri not in diagnostics_at and time.perf_counter() - opened < 120:
         await asyncio.sleep(0.002)
     diag_latency = diagnostics_at.get(patch_uri, float("nan")) - opened
+    patch_doc = types.TextDocumentIdentifier(uri=patch_uri)
+
+    # From the first diagnostics on: what the editor asks for next on the same patch.
+    lens_ms: list[float] = []
+    lenses: list[types.CodeLens] = []
+    for _ in range(args.lens_requests):
+        t = time.perf_counter()
+        lenses = (
+            await client.text_document_code_lens_async(
+                types.CodeLensParams(text_document=patch_doc)
+            )
+            or []
+        )
+        lens_ms.append((time.perf_counter() - t) * 1000)
+    symbol_ms: list[float] = []
+    for _ in range(args.lens_requests):
+        t = time.perf_counter()
+        await client.text_document_document_symbol_async(
+            types.DocumentSymbolParams(text_document=patch_doc)
+        )
+        symbol_ms.append((time.perf_counter() - t) * 1000)
+    diag_hover_ms: list[float] = []
+    for d in diagnostics.get(patch_uri, []):
+        t = time.perf_counter()
+        await client.text_document_hover_async(
+            types.HoverParams(text_document=patch_doc, position=d.range.start)
+        )
+        diag_hover_ms.append((time.perf_counter() - t) * 1000)
+
+    # Inlay hints on a large C file: the whole file (as Neovim asks) and one screen (VS Code).
+    c_file = src / INLAY_FILE
+    c_uri = c_file.as_uri()
+    c_text = c_file.read_text(encoding="utf-8", errors="replace")
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=c_uri, language_id="c", version=1, text=c_text)
+        )
+    )
+    n_lines = c_text.count("\n")
+
+    async def inlay(first: int, last: int) -> tuple[float, int]:
+        t = time.perf_counter()
+        hints = await client.text_document_inlay_hint_async(
+            types.InlayHintParams(
+                text_document=types.TextDocumentIdentifier(uri=c_uri),
+                range=types.Range(types.Position(first, 0), types.Position(last, 0)),
+            )
+        )
+        return (time.perf_counter() - t) * 1000, len(hints or ())
+
+    inlay_whole = [await inlay(0, n_lines) for _ in range(3)]
+    inlay_screen = [await inlay(s, s + 60) for s in range(0, n_lines, 60)]
     rss, hwm = rss_mib(server.pid)
 
     await client.shutdown_async(None)
@@ -394,6 +455,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "diagnostics_50_hunks_s": diag_latency,
         "diagnostics": len(diagnostics.get(patch_uri, [])),
         "diagnostic_kinds": kinds,
+        "code_lens_requests": len(lens_ms),
+        "code_lenses": len(lenses),
+        "code_lens_first_ms": lens_ms[0],
+        "code_lens_50_hunks_p50_ms": statistics.median(lens_ms),
+        "code_lens_50_hunks_p99_ms": percentile(lens_ms, 99),
+        "code_lens_max_ms": max(lens_ms),
+        "document_symbol_p50_ms": statistics.median(symbol_ms),
+        "document_symbol_p99_ms": percentile(symbol_ms, 99),
+        "diagnostic_hover_count": len(diag_hover_ms),
+        "diagnostic_hover_p50_ms": statistics.median(diag_hover_ms) if diag_hover_ms else None,
+        "diagnostic_hover_p99_ms": percentile(diag_hover_ms, 99) if diag_hover_ms else None,
+        "inlay_file": INLAY_FILE,
+        "inlay_file_lines": n_lines,
+        "inlay_whole_file_first_ms": inlay_whole[0][0],
+        "inlay_whole_file_ms": statistics.median(ms for ms, _ in inlay_whole[1:]),
+        "inlay_whole_file_hints": inlay_whole[0][1],
+        "inlay_screen_p50_ms": statistics.median(ms for ms, _ in inlay_screen),
+        "inlay_screen_p99_ms": percentile([ms for ms, _ in inlay_screen], 99),
         "server_rss_mib": rss,
         "server_rss_after_hovers_mib": rss_after_hovers[0],
         "server_peak_rss_mib": hwm,
@@ -413,6 +492,13 @@ def print_table(result: dict[str, Any]) -> None:
         ("hover p50", "hover_p50_ms", "ms"),
         ("hover p99", "hover_p99_ms", "ms"),
         (f"diagnostics, {result['patch_hunks']}-hunk patch", "diagnostics_50_hunks_s", "s"),
+        ("  then codeLens p50", "code_lens_50_hunks_p50_ms", "ms"),
+        ("  then codeLens p99", "code_lens_50_hunks_p99_ms", "ms"),
+        ("  then documentSymbol p99", "document_symbol_p99_ms", "ms"),
+        ("  then hover at each diagnostic p99", "diagnostic_hover_p99_ms", "ms"),
+        (f"inlay hints, whole {result['inlay_file']}", "inlay_whole_file_first_ms", "ms"),
+        ("  asked again (labels kept)", "inlay_whole_file_ms", "ms"),
+        ("inlay hints, 60-line screens p99", "inlay_screen_p99_ms", "ms"),
         ("server RSS", "server_rss_mib", "MiB"),
     ]
     print(f"{'measure':36} {'value':>10} {'goal':>10}  ok")
@@ -425,6 +511,12 @@ def print_table(result: dict[str, Any]) -> None:
         print(
             f"{label:36} {shown:>7} {unit:<3}{'' if goal is None else f'{goal:>7} {unit:<3}'} {ok}"
         )
+    print(
+        f"({result['code_lens_requests']} codeLens requests after the first diagnostics,"
+        f" {result['code_lenses']} lenses, first {result['code_lens_first_ms']:.1f} ms, max"
+        f" {result['code_lens_max_ms']:.1f} ms; {result['inlay_whole_file_hints']} inlay hints"
+        f" in {result['inlay_file_lines']} lines)"
+    )
     print(
         f"({result['hover_count']} hovers, {result['hover_empty']} empty, max"
         f" {result['hover_max_ms']:.1f} ms; {result['diagnostics']} diagnostics"
@@ -444,6 +536,9 @@ def main() -> int:
     parser.add_argument("--index-dir", type=Path, default=default_index_dir())
     parser.add_argument("--hovers", type=int, default=1000)
     parser.add_argument("--hunks", type=int, default=50)
+    parser.add_argument(
+        "--lens-requests", type=int, default=200, help="codeLens/documentSymbol requests"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--starts", type=int, default=5, help="fresh-start rounds (median)")
     parser.add_argument("--json", type=Path, help="write the results here")

@@ -15,6 +15,7 @@ if not configs.klp_lsp then
       root_dir = util.root_pattern(unpack(klp.root_markers)),
       single_file_support = true,
       handlers = base.handlers,
+      on_attach = base.on_attach, -- code lenses and inlay hints
     },
     docs = {
       description = 'klp-lsp: compiled ABI facts of a built Linux kernel for live-patch authors.',
@@ -33,6 +34,7 @@ local settings = {
   sourceRoot = '',        -- kernel source tree; '' = from DWARF DW_AT_comp_dir
   indexDir = '',          -- '' = $KLP_LSP_INDEX_DIR or ~/.cache/klp-lsp
   severityOverrides = {}, -- e.g. { ['has-clones'] = 'hint', inlined = 'off' }
+  inlayHints = true,      -- facts after function names in C files (Neovim 0.10+)
 }
 
 lspconfig.klp_lsp.setup({

@@ -11,6 +11,7 @@ vim.lsp.config('klp_lsp', klp.config({
     sourceRoot = '',        -- kernel source tree; '' = from DWARF DW_AT_comp_dir
     indexDir = '',          -- '' = $KLP_LSP_INDEX_DIR or ~/.cache/klp-lsp
     severityOverrides = {}, -- e.g. { ['has-clones'] = 'hint', inlined = 'off' }
+    inlayHints = true,      -- facts after function names in C files (Neovim 0.10+)
   },
 }))
 vim.lsp.enable('klp_lsp')

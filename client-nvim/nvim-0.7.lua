@@ -12,6 +12,7 @@ local opts = {
     sourceRoot = '',        -- kernel source tree; '' = from DWARF DW_AT_comp_dir
     indexDir = '',          -- '' = $KLP_LSP_INDEX_DIR or ~/.cache/klp-lsp
     severityOverrides = {}, -- e.g. { ['has-clones'] = 'hint', inlined = 'off' }
+    inlayHints = true,      -- facts after function names in C files (Neovim 0.10+)
   },
 }
 

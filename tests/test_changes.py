@@ -382,6 +382,9 @@ DEBIAN_EXPECTED: dict[str, list[tuple[object, ...]]] = {
     "comment-dqput.patch": [
         ("note", "comment-only", "fs/quota/dquot.c", 18),
     ],
+    "rt-find_lock_lowest_rq.patch": [
+        ("function", "changed", "kernel/sched/rt.c", "find_lock_lowest_rq", 1996, 2052, 19),
+    ],
     "series-quota-sched.mbox": [
         ("function", "changed", "fs/quota/dquot.c", "dqput", 888, 923, 18, "+static warned"),
         ("function", "changed", "kernel/sched/core.c", "find_process_by_pid", 7382, 7385, 51),

@@ -55,7 +55,7 @@ def run_check(
 ) -> tuple[Checker, CheckResult]:
     assert CORPUS is not None
     text = (PATCHES / name).read_text()
-    cus = cu_names_for_patch(text)
+    cus = cu_names_for_patch(text, CORPUS / "src")
     if cus is not None:
         cus = [*cus, *extra_cus]
     given = os.environ.get("KLP_CORPUS_INDEX_DIR")
@@ -80,6 +80,28 @@ def test_function_with_clones(tmp_path: Path) -> None:
     assert changed == ["getname_flags"]
     assert findings == {("has-clones", "getname_flags"), ("inlined", "getname_flags")}
     assert replace == {"getname_flags", "getname_flags.part.0"} | GETNAME_CALLERS
+
+
+def test_function_of_a_file_included_into_another(tmp_path: Path) -> None:
+    # kernel/sched/rt.c is compiled inside kernel/sched/build_policy.c: the patch's files to
+    # index first name that CU too, and the file maps to it.
+    assert cu_names_for_patch((PATCHES / "rt-find_lock_lowest_rq.patch").read_text(), None) == [
+        "kernel/sched/rt.c"
+    ]
+    _c, result = run_check(tmp_path, "rt-find_lock_lowest_rq.patch")
+    changed, findings, replace = summary(result)
+    assert (changed, findings, replace) == (["find_lock_lowest_rq"], set(), {"find_lock_lowest_rq"})
+    [file] = result.files
+    assert [(u.object, u.name, u.included, u.analysed) for u in file.units] == [
+        ("vmlinux", "kernel/sched/build_policy.c", True, True)
+    ]
+    [impact] = file.hunks[0].functions
+    assert (impact.status, impact.patchable, [s.sympos for s in impact.symbols]) == (
+        "changed",
+        True,
+        [0],
+    )
+    assert impact.inlined_into == () and impact.clones == ()
 
 
 def test_static_function_inlined_in_several_places(tmp_path: Path) -> None:

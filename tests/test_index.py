@@ -14,6 +14,7 @@ from klp_lsp.index.builder import build_index
 from klp_lsp.index.query import IndexSet
 from klp_lsp.index.store import Index
 from klp_lsp.model import FunctionReport
+from klp_lsp.progress import progress_title
 
 # Addresses from tests/fixtures/README.md ("Call sites").
 IPA_RA_SITE = {"x86_64": 0xFFFFFFFF810007C4, "arm64": 0xFFFF800008000908}
@@ -163,9 +164,39 @@ def test_reindex_is_a_noop(fixture_index_dir: Path) -> None:
     assert again.reused and again.complete
 
 
+class _Titles:
+    """A `Progress` that keeps the titles it is given."""
+
+    def __init__(self) -> None:
+        self.titles: list[str] = []
+
+    def begin(self, title: str, total: int) -> None:
+        self.titles.append(title)
+
+    def advance(self, done: int, message: str = "") -> None:
+        pass
+
+    def end(self, message: str = "") -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+
+def test_progress_title_names_the_compile_units_indexed_first() -> None:
+    assert progress_title("vmlinux", None) == "indexing vmlinux"
+    assert progress_title("vmlinux", ["kernel/sched/rt.c"]) == "indexing kernel/sched/rt.c"
+    assert progress_title("vmlinux", ["a.c", "b.c", "c.c"]) == "indexing a.c and 2 more"
+
+
 def test_subset_first_then_the_rest(tmp_path: Path) -> None:
-    first = build_index(fixture_binary("x86_64"), tmp_path, cu_names=["lib/demo_lib.c"])
+    progress = _Titles()
+    first = build_index(
+        fixture_binary("x86_64"), tmp_path, cu_names=["lib/demo_lib.c"], progress=progress
+    )
     assert not first.reused and not first.complete
+    # The editor's status shows which file is being indexed on demand.
+    assert progress.titles == ["indexing lib/demo_lib.c"]
     idx = Index(first.index_path)
     states = {c.unit.name: c.state for c in idx.iter_cus()}
     idx.close()
@@ -173,8 +204,9 @@ def test_subset_first_then_the_rest(tmp_path: Path) -> None:
     assert states["kernel/demo_core.c"] == 0
     again = build_index(fixture_binary("x86_64"), tmp_path, cu_names=["lib/demo_lib.c"])
     assert again.reused
-    rest = build_index(fixture_binary("x86_64"), tmp_path)
+    rest = build_index(fixture_binary("x86_64"), tmp_path, progress=progress)
     assert rest.complete and not rest.reused
+    assert progress.titles[-1] == "indexing vmlinux"
     # The same facts as an index built in one go.
     whole = build_index(fixture_binary("x86_64"), tmp_path / "whole")
     assert _dump(rest.index_path) == _dump(whole.index_path)

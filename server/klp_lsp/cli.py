@@ -241,7 +241,7 @@ def _check(
     # Index the CUs the patch touches first: a first answer must not wait for the whole kernel.
     needed: list[str] | None = []
     for _name, text in patches:
-        names = cu_names_for_patch(text)
+        names = cu_names_for_patch(text, args.source)
         if names is None or needed is None:
             needed = None
         else:

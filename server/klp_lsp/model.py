@@ -449,6 +449,81 @@ class Problem:
     message: str
 
 
+# --- what each hunk of a patch changes (for editors: lenses, outline, hovers) -----------------
+
+ImpactStatus = Literal["changed", "added", "removed", "not-built", "not-found"]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionImpact:
+    """One changed C function in one object, and what a live patch must do about it."""
+
+    name: str
+    source_file: str
+    # "added": new code that comes with the patch module; "not-built": its file is not built
+    # into the indexed binaries; "not-found": built, but no such function was found.
+    status: ImpactStatus
+    patch_lines: tuple[int, ...] = ()  # the patch lines that change it (1-based)
+    object: str | None = None
+    symbols: tuple[SymbolFact, ...] = ()  # its own out-of-line copies (no .cold parts)
+    clones: tuple[SymbolFact, ...] = ()  # GCC clones holding a copy of it (no .cold parts)
+    inlined_into: tuple[str, ...] = ()  # out-of-line functions holding an inlined copy
+    inline_sites: int = 0  # how many inlined copies
+    out_of_line: bool = True
+    patchable: bool = True
+    not_patchable_reasons: tuple[str, ...] = ()
+    register_callers: tuple[str, ...] = ()  # callers relying on registers it leaves untouched
+    # Every klp_func entry it brings into the replace set: its own copies, the functions holding
+    # it, callers relying on its registers, and the patchable callers of unpatchable ones.
+    replace: tuple[ReplaceEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HunkImpact:
+    """What one `@@` hunk of a patch changes in C terms."""
+
+    line: int  # its `@@` line in the patch file (1-based)
+    end_line: int  # its last line
+    section: str  # what follows the second `@@` (git's function-name heuristic)
+    functions: tuple[FunctionImpact, ...] = ()
+    header: str = ""  # `@@ -141,7 +141,7 @@`
+    data: tuple[str, ...] = ()  # changed data definitions, e.g. "struct nameidata"
+    macros: tuple[str, ...] = ()  # changed macros
+    macro_users: int = 0  # functions found to expand those macros
+    # Why it changes no function: "comment-only", "outside-definitions", "not-c", "new-file"...
+    notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # why it could not be mapped (it does not apply, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class CompileUnitRef:
+    """A compile unit that a patched file is built as, in one indexed object."""
+
+    object: str
+    name: str  # DW_AT_name, as the compiler saw it
+    compiler: CompilerFlags | None
+    analysed: bool  # its facts are in the index (a partial index may not have them yet)
+    # The file is #included into this CU rather than compiled on its own (kernel/sched/rt.c in
+    # kernel/sched/build_policy.c).
+    included: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FileImpact:
+    """One file of a patch: where it is built and what each of its hunks changes."""
+
+    patch_file: str
+    path: str  # tree path (the pre-image path; the new path for a new file)
+    status: str  # "modified", "added", "deleted", "renamed", "binary"
+    line: int  # its `diff` (or `---`) line in the patch file
+    end_line: int
+    hunks: tuple[HunkImpact, ...]
+    units: tuple[CompileUnitRef, ...] = ()  # empty: a header, or not built into these objects
+    problems: tuple[str, ...] = ()  # why its hunks could not be mapped (no pre-image, ...)
+    patch_subject: str | None = None  # the subject of the mbox message holding it
+    patch_start: int = 1  # the first line of that message
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """The outcome of checking one or more patches (or an edited buffer) against a kernel."""
@@ -458,6 +533,7 @@ class CheckResult:
     replace: tuple[ReplaceEntry, ...]
     problems: tuple[Problem, ...]
     notes: tuple[str, ...] = ()  # e.g. "source tree: /usr/src/linux (from DW_AT_comp_dir)"
+    files: tuple[FileImpact, ...] = ()  # per file and hunk of the patches (empty for a buffer)
 
     @property
     def has_errors(self) -> bool:

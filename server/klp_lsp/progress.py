@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Protocol, TextIO
 
 
@@ -20,6 +21,15 @@ class Progress(Protocol):
 
 class Cancelled(Exception):
     """Raised by a builder when its `Progress` asks to stop."""
+
+
+def progress_title(object_name: str, cu_names: Sequence[str] | None) -> str:
+    """`indexing vmlinux`, or for the source files indexed first `indexing kernel/sched/rt.c`
+    (`and N more` after the first)."""
+    if not cu_names:
+        return f"indexing {object_name}"
+    more = f" and {len(cu_names) - 1} more" if len(cu_names) > 1 else ""
+    return f"indexing {cu_names[0]}{more}"
 
 
 class TerminalProgress:

@@ -12,6 +12,7 @@ from typing import Any
 from klp_lsp.binary.abi import get_abi
 from klp_lsp.model import (
     CompiledSignature,
+    CompilerFlags,
     DependentFact,
     FunctionReport,
     InlinedInto,
@@ -208,7 +209,11 @@ def _sym_line(s: SymbolFact) -> str:
 
 
 def compiler_line(r: FunctionReport) -> str:
-    c = r.compiler
+    return flags_line(r.compiler)
+
+
+def flags_line(c: CompilerFlags | None) -> str:
+    """`compiler: -O2, -pg -mfentry, IPA-RA off`: what a CU's compiler guarantees callers."""
     if c is None:
         return "compiler: unknown (no DWARF for this code)"
     ipa = "IPA-RA on: same-CU callers may rely on actual register use" if c.ipa_ra else "IPA-RA off"

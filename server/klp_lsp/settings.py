@@ -26,6 +26,11 @@ SETTINGS: Final[dict[str, tuple[Any, str]]] = {
         {},
         'Finding kind -> "error" | "warning" | "information" | "hint" | "off"',
     ),
+    "inlayHints": (
+        True,
+        "Show ABI facts after function names in C files (inlined ×N, .isra, not patchable,"
+        " sympos N) as inlay hints",
+    ),
 }
 
 

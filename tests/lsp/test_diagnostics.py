@@ -192,6 +192,24 @@ async def test_indexing_reports_progress(client: LanguageClient, tmp_path: Path)
         if isinstance(v, types.WorkDoneProgressBegin)
     )
     assert begin.cancellable and begin.title.startswith("klp-lsp: indexing")
+    # Every progress the client was shown has ended.
+    for token, reports in client.progress_reports.items():
+        assert isinstance(reports[-1], types.WorkDoneProgressEnd), token
+
+
+async def test_a_restarted_build_ends_its_progress(client: LanguageClient, tmp_path: Path) -> None:
+    await start(client, options(tmp_path), wait="building")
+    # Rebuild while the first build runs: the first is cancelled (or has just finished).
+    await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="klp-lsp.reindex", arguments=[])
+    )
+    # The new build joins the cancelled one first: its "ready" comes after all the old one said.
+    states = client.index_states  # type: ignore[attr-defined]
+    await states.wait_for_new("ready", len(states.seen))
+    assert states.seen[-1]["state"] == "ready"
+    assert client.progress_reports
+    for token, reports in client.progress_reports.items():
+        assert isinstance(reports[-1], types.WorkDoneProgressEnd), token
 
 
 async def test_no_index_hover_says_why(client: LanguageClient, tmp_path: Path) -> None:

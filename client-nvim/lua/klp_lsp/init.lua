@@ -4,6 +4,7 @@
 --   require('klp_lsp').config(opts)  -> a table for vim.lsp.start / vim.lsp.config / lspconfig
 --   require('klp_lsp').start(opts)   -> start or reuse the client for the current buffer
 --   require('klp_lsp').status()      -> "klp-lsp: indexing vmlinux 40%" (for a statusline)
+--   require('klp_lsp').on_attach     -> code lenses (all versions) and inlay hints (0.10+)
 local M = {}
 
 M.name = 'klp_lsp'
@@ -36,11 +37,17 @@ function M.root_dir(bufnr)
   return vim.fn.getcwd()
 end
 
---- A text for statuslines: empty when the index is ready.
+--- A text for statuslines, as VS Code's status bar says it: `klp-lsp: indexing vmlinux 40%`,
+--- `klp-lsp: indexing kernel/sched/rt.c` (a file's compile unit indexed on demand), `klp-lsp:
+--- ready`; empty before the server said anything.
 function M.status()
   local s = M.index_state
   if s.state == 'building' then
-    return string.format('klp-lsp: indexing %s %s%%', s.object or 'kernel', s.percent or 0)
+    local percent = s.percent ~= nil and s.percent ~= vim.NIL and string.format(' %d%%', s.percent) or ''
+    local object = (s.object ~= nil and s.object ~= vim.NIL) and s.object or 'kernel'
+    return 'klp-lsp: indexing ' .. object .. percent
+  elseif s.state == 'ready' then
+    return 'klp-lsp: ready'
   elseif s.state == 'error' then
     return 'klp-lsp: ' .. (s.message or 'index error')
   end
@@ -110,21 +117,69 @@ M.commands = {
   end,
 }
 
+-- Buffers whose code lenses klp-lsp keeps fresh.
+local lens_buffers = {}
+
+--- Ask for a buffer's code lenses again (they are drawn at the end of their lines).
+function M.refresh_lenses(bufnr)
+  if not vim.api.nvim_buf_is_loaded(bufnr) then
+    lens_buffers[bufnr] = nil
+    return
+  end
+  if has('nvim-0.10') then
+    vim.lsp.codelens.refresh({ bufnr = bufnr })
+  elseif bufnr == vim.api.nvim_get_current_buf() then
+    -- Before 0.10, refresh() asks for the current buffer only.
+    vim.lsp.codelens.refresh()
+  end
+end
+
+--- Code lenses and inlay hints for a buffer klp-lsp attached to. Neovim asks for code lenses only
+--- when told: on entering the buffer, after an edit, a save, a pause of the cursor, and when
+--- klp-lsp publishes diagnostics (a patch's lenses come from the same check). Inlay hints
+--- (0.10+) are Neovim's own once enabled for the buffer.
+function M.on_attach(client, bufnr)
+  local caps = client.server_capabilities or client.resolved_capabilities or {}
+  if caps.codeLensProvider and not lens_buffers[bufnr] then
+    lens_buffers[bufnr] = true
+    local group = vim.api.nvim_create_augroup('klp_lsp_codelens_' .. bufnr, { clear = true })
+    vim.api.nvim_create_autocmd({ 'BufEnter', 'InsertLeave', 'BufWritePost', 'CursorHold', 'DiagnosticChanged' }, {
+      group = group,
+      buffer = bufnr,
+      callback = function()
+        M.refresh_lenses(bufnr)
+      end,
+    })
+    M.refresh_lenses(bufnr)
+  end
+  if caps.inlayHintProvider and vim.lsp.inlay_hint ~= nil and vim.lsp.inlay_hint.enable ~= nil then
+    vim.lsp.inlay_hint.enable(true, { bufnr = bufnr })
+  end
+end
+
 M.handlers = {
   ['klp-lsp/indexState'] = function(_, params)
     M.index_state = params or { state = 'none' }
     if M.index_state.state == 'error' and M.index_state.message then
       vim.notify('klp-lsp: ' .. M.index_state.message, vim.log.levels.WARN)
     end
+    if M.index_state.state == 'ready' then
+      -- Lenses asked for while indexing said so; ask again now.
+      for bufnr in pairs(lens_buffers) do
+        M.refresh_lenses(bufnr)
+      end
+    end
     vim.cmd('redrawstatus')
   end,
 }
 
 --- The server definition. `opts.settings` are klp-lsp's settings (see docs/editors.md):
---- binaries, kernelRelease, sourceRoot, indexDir, severityOverrides.
+--- binaries, kernelRelease, sourceRoot, indexDir, severityOverrides, inlayHints.
+--- `opts.on_attach` runs after klp-lsp's own (code lenses, inlay hints).
 function M.config(opts)
   opts = opts or {}
   local settings = opts.settings or {}
+  local user_on_attach = opts.on_attach
   return {
     name = M.name,
     cmd = opts.cmd or { 'klp-lsp', 'serve' },
@@ -134,7 +189,12 @@ function M.config(opts)
     settings = { ['klp-lsp'] = settings },
     handlers = vim.tbl_extend('force', M.handlers, opts.handlers or {}),
     commands = M.commands,
-    on_attach = opts.on_attach,
+    on_attach = function(client, bufnr)
+      M.on_attach(client, bufnr)
+      if user_on_attach then
+        user_on_attach(client, bufnr)
+      end
+    end,
   }
 end
 

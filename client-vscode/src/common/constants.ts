@@ -12,6 +12,7 @@ export const SERVER_SETTING_NAMES = [
     'sourceRoot',
     'indexDir',
     'severityOverrides',
+    'inlayHints',
 ] as const;
 
 /** Commands the server executes through workspace/executeCommand. */

@@ -28,6 +28,8 @@ from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import DebugInfoMissing, IndexError_
 from klp_lsp.index.locate import index_path
 from klp_lsp.index.store import (
+    CU_ANALYSED,
+    CU_LISTED,
     CuRow,
     FactRows,
     Index,
@@ -37,7 +39,7 @@ from klp_lsp.index.store import (
     source_name,
 )
 from klp_lsp.model import Arch, ElfSymbol
-from klp_lsp.progress import Cancelled, Progress
+from klp_lsp.progress import Cancelled, Progress, progress_title
 
 if TYPE_CHECKING:
     # Imported where used instead: the DWARF scanner, the register analysis (capstone) and the
@@ -46,9 +48,6 @@ if TYPE_CHECKING:
 
     from klp_lsp.binary.dwarf import DwarfData
     from klp_lsp.index import regfacts
-
-# Scan state of a CU in the `cus` table.
-CU_LISTED, CU_SCANNED, CU_ANALYSED = 0, 1, 2
 
 # CUs per task sent to a worker: large enough to amortise pickling, small enough to balance.
 _BATCH_BYTES = 2_000_000
@@ -344,7 +343,16 @@ def build_index(
                 if dwarf is None:
                     dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
                 build = _Build(binary, path, dwarf, units, known_callees)
-                _index_units(build, writer, todo, jobs, progress, executor, write_symbols)
+                # A first pass for some CUs says which (the editor shows it while waiting).
+                title = progress_title(
+                    binary.object_name,
+                    None
+                    if cu_names is None
+                    else [source_name(u.unit.name, u.unit.comp_dir) for u in todo],
+                )
+                _index_units(
+                    build, writer, todo, jobs, progress, executor, write_symbols, title=title
+                )
             elif write_symbols is not None:
                 write_symbols()
             if cu_names is None or len(todo) == len(units):
@@ -417,6 +425,8 @@ def _index_units(
     progress: Progress | None,
     executor: Executor | None,
     first: Callable[[], None] | None = None,
+    *,
+    title: str,
 ) -> None:
     """Scan and analyse `todo`, writing each batch in its own transaction (in batch order).
 
@@ -426,7 +436,7 @@ def _index_units(
     binary = build.binary
     all_units = build.units
     if progress is not None:
-        progress.begin(f"indexing {binary.object_name}", len(todo))
+        progress.begin(title, len(todo))
     sizes = {u.unit.offset: s for u, s in zip(all_units, _unit_sizes(all_units), strict=True)}
     batches = _batches(todo, sizes)
     workers = _default_jobs(jobs)

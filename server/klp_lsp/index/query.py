@@ -654,6 +654,13 @@ class ObjectIndex:
             for r in rows
         ]
 
+    def cus_declaring(self, path: str) -> list[int]:
+        """The CUs (ids) holding functions declared in source file `path`: for a `.c` file that
+        another `.c` file #includes (kernel/sched/build_policy.c includes rt.c), the CUs it
+        is really compiled in."""
+        rows = self.index.query("SELECT DISTINCT cu_id FROM functions WHERE decl_file = ?", (path,))
+        return sorted(int(r[0]) for r in rows)
+
     def count_inline_cus(self, name: str, decl_file: str | None, decl_line: int | None) -> int:
         """In how many CUs a function (e.g. a header inline) was inlined somewhere."""
         rows = self.index.query(

@@ -88,6 +88,10 @@ class SymbolRow:
     cu_id: int | None
 
 
+# Scan state of a CU in the `cus` table.
+CU_LISTED, CU_SCANNED, CU_ANALYSED = 0, 1, 2
+
+
 @dataclass(frozen=True, slots=True)
 class CuRow:
     """A compile unit and its compiler guarantees."""
@@ -95,7 +99,7 @@ class CuRow:
     unit: CompileUnit
     flags: CompilerFlags
     ranges: tuple[tuple[int, int], ...]
-    state: int
+    state: int  # CU_LISTED, CU_SCANNED or CU_ANALYSED
 
 
 Row = tuple[object, ...]

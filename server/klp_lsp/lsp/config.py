@@ -30,6 +30,7 @@ class Config:
     source_root: Path | None = None
     index_dir: Path = field(default_factory=default_index_dir)
     severity_overrides: tuple[tuple[str, str], ...] = ()
+    inlay_hints: bool = True
 
     def severity(self, kind: str, default: Severity) -> Severity | None:
         """The severity of a finding kind after `severityOverrides`; None when turned off."""
@@ -139,12 +140,18 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
             else:
                 overrides.append((kind, level))
 
+    inlay_hints = values["inlayHints"]
+    if not isinstance(inlay_hints, bool):
+        errors.append("inlayHints must be true or false")
+        inlay_hints = True
+
     config = Config(
         binaries=tuple(binaries),
         kernel_release=kernel or None,
         source_root=source_root,
         index_dir=index_dir,
         severity_overrides=tuple(overrides),
+        inlay_hints=inlay_hints,
     )
     return config, errors
 

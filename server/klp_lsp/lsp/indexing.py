@@ -29,7 +29,8 @@ from klp_lsp.index.locate import index_path
 from klp_lsp.index.query import IndexSet
 from klp_lsp.index.store import Index
 from klp_lsp.lsp.config import Config
-from klp_lsp.progress import Cancelled
+from klp_lsp.patch.includes import with_including_files
+from klp_lsp.progress import Cancelled, progress_title
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -87,12 +88,15 @@ class LspProgress:
         self._server = manager.server
         self._generation = generation
         self._token: str | None = None
+        # What the editor shows instead of the builder's title (the files the user opened).
+        self.title: str | None = None
         self._total = 1
         self._object = ""
         self._last_percent = -1
         self._last_time = 0.0
 
     def begin(self, title: str, total: int) -> None:
+        title = self.title or title
         self._total = max(total, 1)
         self._object = title.removeprefix("indexing ")
         self._last_percent, self._last_time = -1, 0.0
@@ -229,9 +233,13 @@ class IndexManager:
         if old_checks is not None:
             self.check_executor.submit(old_checks.close)
         self.complete = complete
+        names = ", ".join(self.objects)
         if complete:
-            names = ", ".join(self.objects)
             self._set_status(IndexStatus("ready", 100, names, f"indexed {names}"))
+        else:
+            # The first compile units answer now; the rest is still to come.
+            message = "the open files' compile units are indexed; indexing the rest"
+            self._set_status(IndexStatus("building", None, names, message))
         for callback in self._on_ready:
             callback()
 
@@ -309,7 +317,12 @@ class IndexManager:
             if ready is None:
                 progress = LspProgress(self, generation)
                 if cu_names:
-                    first = self._run_child(progress, files, config, cu_names)
+                    # The open files by name, though a file the kernel #includes into another
+                    # (kernel/sched/rt.c in build_policy.c) is indexed as that CU.
+                    progress.title = progress_title("", cu_names)
+                    wanted = with_including_files(cu_names, config.source_root)
+                    first = self._run_child(progress, files, config, wanted)
+                    progress.title = None
                     if not all(r.complete for r in first):
                         self.server.post(lambda: self._opened(generation, first, False))
                 ready = self._run_child(progress, files, config, None)
@@ -350,6 +363,7 @@ class IndexManager:
         theirs.close()
         self._child = child
         cancel_sent = False
+        finished = False
         try:
             while True:
                 if not cancel_sent and progress.cancelled():
@@ -373,6 +387,7 @@ class IndexManager:
                 elif kind == "end":
                     progress.end(*payload)
                 elif kind == "done":
+                    finished = True
                     return list(payload)
                 elif kind == "cancelled":
                     raise Cancelled(payload)
@@ -382,6 +397,9 @@ class IndexManager:
                     log.error("indexing process failed:\n%s", payload)
                     raise IndexError_(f"indexing failed: {payload.splitlines()[-1]}")
         finally:
+            if not finished:
+                # A cancelled, failed or dead child: the progress the client shows ends too.
+                progress.end("cancelled" if cancel_sent else "stopped")
             ours.close()
             child.join(timeout=5)
             if child.is_alive():

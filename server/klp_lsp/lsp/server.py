@@ -20,6 +20,7 @@ from pygls.lsp.server import LanguageServer
 
 from klp_lsp import __version__
 from klp_lsp.errors import KlpError, UsageError
+from klp_lsp.lsp.checked import CheckedDocuments
 from klp_lsp.lsp.config import Config
 from klp_lsp.lsp.documents import DocumentKind
 from klp_lsp.lsp.indexing import IndexManager, source_root_from_dwarf
@@ -44,6 +45,8 @@ class KlpServer(LanguageServer):
         self.index = IndexManager(self)
         # uri as the client spells it -> kind; diagnostics are published only for these.
         self.open_documents: dict[str, DocumentKind] = {}
+        # The last check of each open document (diagnostics store it; lenses, hovers read it).
+        self.checked = CheckedDocuments()
         self._config_listeners: list[Callable[[], None]] = []
         self._shown: set[str] = set()
         self._dwarf_root: tuple[int, Path | None] | None = None
@@ -147,7 +150,9 @@ def _features() -> list[Callable[[KlpServer], None]]:
         code_lens,
         commands,
         diagnostics,
+        document_symbols,
         hover,
+        inlay_hints,
         lifecycle,
         symbols,
     )
@@ -158,6 +163,8 @@ def _features() -> list[Callable[[KlpServer], None]]:
         diagnostics.register,
         hover.register,
         code_lens.register,
+        document_symbols.register,
+        inlay_hints.register,
         call_hierarchy.register,
         code_actions.register,
         symbols.register,

@@ -25,6 +25,7 @@ from klp_lsp.patch.source_map import (
     SourceParser,
     SourceText,
     code_tokens,
+    code_tokens_by_line,
 )
 
 Status = Literal["changed", "added", "removed"]
@@ -67,6 +68,8 @@ class FunctionChange:
     signature_changed: bool  # the tokens before the body's brace differ
     static_locals_added: tuple[str, ...]
     static_locals_removed: tuple[str, ...]
+    # Every changed line inside the function (patch lines, or buffer lines for an edit).
+    patch_lines: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,7 @@ class DataChange:
     patch_line: int
     status: Status
     is_header: bool
+    patch_lines: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,7 @@ class MacroChange:
     status: Status
     is_header: bool
     users: tuple[MacroUser, ...]
+    patch_lines: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,8 @@ class FileNote:
     patch_file: str
     patch_line: int
     message: str
+    # The changed lines it is about; empty when it is about the whole file.
+    patch_lines: tuple[int, ...] = ()
 
 
 Change = FunctionChange | DataChange | MacroChange | FileNote
@@ -366,25 +373,25 @@ class ChangeMapper:
         sides = _Sides(edits, pre_lines, post_lines, covered)
 
         fns = _pair([(f.name, f) for f in pre.functions], [(f.name, f) for f in post.functions])
-        for old, new, line in sides.changed(fns):
-            out.append(_function_change(path, patch_file, line, old, new, is_header))
+        for old, new, lines in sides.changed(fns):
+            out.append(_function_change(path, patch_file, lines, old, new, is_header))
 
         data_pairs = _pair(
             [((d.kind, d.name), d) for d in pre.data], [((d.kind, d.name), d) for d in post.data]
         )
-        for old_d, new_d, line in sides.changed(data_pairs):
+        for old_d, new_d, lines in sides.changed(data_pairs):
             d = old_d or new_d
             assert d is not None
             status = _status(old_d, new_d)
             out.append(
                 DataChange(
-                    d.name, d.kind, path, d.start_line, d.end_line, patch_file, line, status,
-                    is_header,
+                    d.name, d.kind, path, d.start_line, d.end_line, patch_file, lines[0], status,
+                    is_header, lines,
                 )
             )  # fmt: skip
 
         macro_pairs = _pair([(m.name, m) for m in pre.macros], [(m.name, m) for m in post.macros])
-        for old_m, new_m, line in sides.changed(macro_pairs):
+        for old_m, new_m, lines in sides.changed(macro_pairs):
             m = old_m or new_m
             assert m is not None
             # Only functions in chunks that name the macro can use it.
@@ -398,19 +405,23 @@ class ChangeMapper:
                 users += self._search_users(m.name, source_root, macro_search)
             out.append(
                 MacroChange(
-                    m.name, path, m.start_line, m.end_line, patch_file, line,
-                    _status(old_m, new_m), is_header, tuple(users),
+                    m.name, path, m.start_line, m.end_line, patch_file, lines[0],
+                    _status(old_m, new_m), is_header, tuple(users), lines,
                 )
             )  # fmt: skip
 
         rest_removed = [(line, p) for line, _, p in edits.removed if p not in covered]
         rest_added = [(line, p) for line, _, p in edits.added if p not in covered]
-        if (rest_removed or rest_added) and _outside_tokens(
-            pre_lines, sides.pre_spans
-        ) != _outside_tokens(post_lines, sides.post_spans):
-            first = min(p for _, p in (*rest_removed, *rest_added))
+        outside = (
+            _outside_changes(
+                pre_lines, sides.pre_spans, post_lines, sides.post_spans, rest_removed, rest_added
+            )
+            if rest_removed or rest_added
+            else ()
+        )
+        if outside:
             msg = f"{path}: a change outside any function, data or macro definition"
-            out.append(FileNote("outside-definitions", path, patch_file, first, msg))
+            out.append(FileNote("outside-definitions", path, patch_file, outside[0], msg, outside))
         if not out:
             msg = f"{path}: only comments or white space change; no function changes"
             out.append(FileNote("comment-only", path, patch_file, first_line, msg))
@@ -603,8 +614,8 @@ class _Sides:
 
     def changed(
         self, pairs: list[tuple[Definition | None, Definition | None]]
-    ) -> Iterable[tuple[Definition | None, Definition | None, int]]:
-        """The pairs whose code tokens differ, with the first patch line that touches them."""
+    ) -> Iterable[tuple[Definition | None, Definition | None, tuple[int, ...]]]:
+        """The pairs whose code tokens differ, with the patch lines that touch them, in order."""
         for old, new in pairs:
             found = (self.hits(old, True) if old else []) + (self.hits(new, False) if new else [])
             if not found:
@@ -620,7 +631,7 @@ class _Sides:
                 and _span_tokens(self.pre_lines, old) == _span_tokens(self.post_lines, new)
             ):
                 continue
-            yield old, new, min(found)
+            yield old, new, tuple(sorted(set(found)))
 
 
 def _apply(
@@ -642,7 +653,10 @@ def _apply(
         if at != want:
             problems.append(
                 Problem(
-                    patch_file, h.patch_line, f"hunk applies to {path} at offset {at - want:+d}"
+                    patch_file,
+                    h.patch_line,
+                    f"hunk applies to {path} at offset {at - want:+d}",
+                    blocking=False,
                 )
             )
         out.extend(pre[pos:at])
@@ -697,16 +711,55 @@ def _pair(old: list[tuple[K, T]], new: list[tuple[K, T]]) -> list[tuple[T | None
     return pairs
 
 
-def _outside_tokens(lines: list[str], spans: list[tuple[int, int]]) -> tuple[str, ...]:
-    """The code tokens of a text without the lines of the given definitions.
+def _outside_tokens(lines: list[str], spans: list[tuple[int, int]]) -> list[tuple[str, int]]:
+    """The code tokens of a text without the lines of the given definitions, with their lines.
 
-    Comparing whole texts, not changed lines, keeps a comment line from looking like code when
-    it is read without its `/*`.
+    Tokenising the whole text, not the changed lines, keeps a comment line from looking like
+    code when it is read without its `/*`.
     """
     inside: set[int] = set()
     for start, end in spans:
         inside.update(range(start, end + 1))
-    return code_tokens("\n".join(x for i, x in enumerate(lines, 1) if i not in inside))
+    kept = [i for i in range(1, len(lines) + 1) if i not in inside]
+    text = "\n".join(lines[i - 1] for i in kept)
+    return [(token, kept[line - 1]) for token, line in code_tokens_by_line(text)]
+
+
+def _outside_changes(
+    pre_lines: list[str],
+    pre_spans: list[tuple[int, int]],
+    post_lines: list[str],
+    post_spans: list[tuple[int, int]],
+    removed: list[tuple[int, int]],
+    added: list[tuple[int, int]],
+) -> tuple[int, ...]:
+    """The patch lines of `removed`/`added` (line, patch line) outside every touched definition
+    whose code tokens change; empty when only comments and white space change there."""
+    old, new = _outside_tokens(pre_lines, pre_spans), _outside_tokens(post_lines, post_spans)
+    a, b = [t for t, _ in old], [t for t, _ in new]
+    if a == b:
+        return ()
+    # Only what lies between the common head and tail can differ (see `changes_between`).
+    head = 0
+    limit = min(len(a), len(b))
+    while head < limit and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
+        tail += 1
+    old_changed: set[int] = set()
+    new_changed: set[int] = set()
+    matcher = difflib.SequenceMatcher(
+        None, a[head : len(a) - tail], b[head : len(b) - tail], autojunk=False
+    )
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            old_changed.update(old[head + i][1] for i in range(i1, i2))
+            new_changed.update(new[head + j][1] for j in range(j1, j2))
+    lines = {p for line, p in removed if line in old_changed}
+    lines |= {p for line, p in added if line in new_changed}
+    # Tokens matched against an unchanged line: the change is there, but not on one line.
+    return tuple(sorted(lines or {p for _, p in (*removed, *added)}))
 
 
 def _status(old: object | None, new: object | None) -> Status:
@@ -726,7 +779,7 @@ def _span_tokens(
 def _function_change(
     path: str,
     patch_file: str,
-    patch_line: int,
+    patch_lines: tuple[int, ...],
     old: FunctionExtent | None,
     new: FunctionExtent | None,
     is_header: bool,
@@ -744,7 +797,7 @@ def _function_change(
         end_line=f.end_line,
         name_line=f.name_line,
         patch_file=patch_file,
-        patch_line=patch_line,
+        patch_line=patch_lines[0],
         status=_status(old, new),
         is_header=is_header,
         # A function that is `__init` before or after the patch is init code either way.
@@ -756,6 +809,7 @@ def _function_change(
         signature_changed=old is not None and new is not None and old.signature != new.signature,
         static_locals_added=tuple(sorted(new_locals - old_locals)) if both else (),
         static_locals_removed=tuple(sorted(old_locals - new_locals)) if both else (),
+        patch_lines=patch_lines,
     )
 
 

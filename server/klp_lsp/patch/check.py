@@ -9,16 +9,18 @@ closes the set of functions a live patch must replace. The CLI and the language 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from klp_lsp.binary.abi import sort_registers
 from klp_lsp.index.query import IndexSet, ObjectIndex
-from klp_lsp.index.store import source_name
+from klp_lsp.index.store import CU_ANALYSED, source_name
 from klp_lsp.model import (
     ChangedFunction,
     CheckResult,
+    CompileUnitRef,
     Finding,
+    FunctionImpact,
     FunctionReport,
     Problem,
     Related,
@@ -36,6 +38,9 @@ from klp_lsp.patch.changes import (
     post_images,
 )
 from klp_lsp.patch.diff import Patch, parse_patch_text
+from klp_lsp.patch.diff import Problem as DiffProblem
+from klp_lsp.patch.includes import with_including_files
+from klp_lsp.patch.outline import outline_patches
 from klp_lsp.patch.render import render_replace_set, render_skeleton
 from klp_lsp.patch.unsupported import find_unsupported
 from klp_lsp.report import host_text, signature_text
@@ -76,16 +81,23 @@ _MAX_CALLERS = 64
 _PREVIEW = 6
 
 
+_Key = tuple[str, str, int]  # (object, symbol, sympos) of a replace entry
+
+
 @dataclass(slots=True)
 class _Collector:
     """Accumulates the result of one check."""
 
     changed: list[ChangedFunction] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    replace: dict[tuple[str, str, int], ReplaceEntry] = field(default_factory=dict)
+    replace: dict[_Key, ReplaceEntry] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    climbed: set[tuple[str, str, int]] = field(default_factory=set)
+    climbed: set[_Key] = field(default_factory=set)
+    # Each evaluated function, with the replace entries it needs directly.
+    impacts: list[tuple[FunctionImpact, list[_Key]]] = field(default_factory=list)
+    # An unpatchable entry -> the callers the climb added for it.
+    climbed_to: dict[_Key, list[_Key]] = field(default_factory=dict)
 
     def add_replace(self, entry: ReplaceEntry) -> bool:
         key = (entry.object, entry.symbol, entry.sympos)
@@ -93,6 +105,20 @@ class _Collector:
             return False
         self.replace[key] = entry
         return True
+
+    def function_impacts(self) -> list[FunctionImpact]:
+        """The evaluated functions, each with every replace entry it leads to."""
+        out = []
+        for impact, direct in self.impacts:
+            seen: dict[_Key, None] = {}
+            pending = list(direct)
+            while pending:
+                key = pending.pop(0)
+                if key not in seen and key in self.replace:
+                    seen[key] = None
+                    pending.extend(self.climbed_to.get(key, ()))
+            out.append(replace(impact, replace=tuple(self.replace[k] for k in seen)))
+        return out
 
     def result(self) -> CheckResult:
         return CheckResult(
@@ -139,6 +165,27 @@ class Checker:
             for cu in o.cus().values()
         }
 
+    def units_of(self, path: str) -> tuple[CompileUnitRef, ...]:
+        """The compile units the source file `path` is built as, in every indexed object; for a
+        `.c` file other files #include, the CUs its functions were compiled in."""
+        own = tuple(
+            CompileUnitRef(o.object, cu.unit.name, cu.flags, cu.state >= CU_ANALYSED)
+            for o in self.indexes.objects
+            for cu in o.cus().values()
+            if source_name(cu.unit.name, cu.unit.comp_dir) == path
+        )
+        if own or not path.endswith(".c"):
+            return own
+        found = []
+        for o in self.indexes.objects:
+            cus = o.cus()
+            for cu_id in o.cus_declaring(path):
+                cu = cus.get(cu_id)
+                if cu is not None:
+                    analysed = cu.state >= CU_ANALYSED
+                    found.append(CompileUnitRef(o.object, cu.unit.name, cu.flags, analysed, True))
+        return tuple(found)
+
     # --- entry points ----------------------------------------------------------------------
 
     def check_patches(
@@ -147,21 +194,26 @@ class Checker:
         """Check patch texts, given as (display name, text), applied in order."""
         out = _Collector()
         parsed: list[Patch] = []
+        problems: list[DiffProblem] = []
         for name, text in patches:
-            ps, problems = parse_patch_text(text, name)
+            ps, found = parse_patch_text(text, name)
             parsed.extend(ps)
-            out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in problems)
+            problems.extend(found)
+            out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in found)
         root, note = self.find_source_root(source_root)
         out.notes.append(note)
         self._note_partial(out)
         # Users of a changed header macro are searched in every C file built into the kernel.
         search = [Path(f) for f in sorted(self.built_files()) if f.endswith(".c")] if root else []
-        changes, problems = self._mapper.changes_from_patch(parsed, root, macro_search=search)
-        out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in problems)
+        changes, mapped = self._mapper.changes_from_patch(parsed, root, macro_search=search)
+        out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in mapped)
         self._evaluate(changes, out, in_patch=True)
         if root is not None:
             self._unsupported_in_patch(parsed, root, changes, out)
-        return out.result()
+        files = outline_patches(
+            parsed, changes, out.function_impacts(), (*problems, *mapped), self.units_of
+        )
+        return replace(out.result(), files=files)
 
     def _unsupported_in_patch(
         self, parsed: Sequence[Patch], root: Path, changes: Sequence[Change], out: _Collector
@@ -254,27 +306,35 @@ class Checker:
                 break
         return found
 
-    def _function(self, c: FunctionChange, out: _Collector, built: set[str]) -> None:
+    def _function(
+        self, c: FunctionChange, out: _Collector, built: set[str], *, in_hunks: bool = True
+    ) -> None:
+        """Evaluate one changed function; `in_hunks` is False for the users of a changed macro,
+        which the patch changes without a line of theirs in it."""
         where = {
             "patch_file": c.patch_file,
             "patch_line": c.patch_line,
             "source_file": c.source_file,
             "source_line": c.name_line,
         }
+        lines = c.patch_lines if in_hunks else ()
         if c.status == "added":
             out.notes.append(
                 f"{c.patch_file}:{c.patch_line}: {c.name} is new code in {c.source_file};"
                 " nothing to replace, it comes with the patch module"
             )
+            out.impacts.append((FunctionImpact(c.name, c.source_file, "added", lines), []))
             return
         found = self._find(c)
         if not found:
-            if not c.is_header and c.source_file not in built:
+            if not c.is_header and c.source_file not in built and not self.units_of(c.source_file):
                 out.notes.append(
                     f"{c.patch_file}:{c.patch_line}: {c.source_file} is not built into this"
                     f" kernel; {c.name} changes nothing here"
                 )
+                out.impacts.append((FunctionImpact(c.name, c.source_file, "not-built", lines), []))
                 return
+            out.impacts.append((FunctionImpact(c.name, c.source_file, "not-found", lines), []))
             out.changed.append(
                 ChangedFunction(
                     c.name, c.source_file, None, c.patch_file, c.patch_line, c.name_line
@@ -298,7 +358,23 @@ class Checker:
                     r.name, c.source_file, r.object, c.patch_file, c.patch_line, c.name_line
                 )
             )
-            self._report_findings(c, o, r, out, where)
+            needs = self._report_findings(c, o, r, out, where)
+            impact = FunctionImpact(
+                name=r.name,
+                source_file=c.source_file,
+                status=c.status,
+                patch_lines=lines,
+                object=r.object,
+                symbols=tuple(s for s in r.symbols if "cold" not in s.clone_kinds),
+                clones=tuple(s for s in r.clones if "cold" not in s.clone_kinds),
+                inlined_into=tuple(dict.fromkeys(i.function for i in r.inlined_into)),
+                inline_sites=len(r.inlined_into),
+                out_of_line=r.out_of_line,
+                patchable=r.patchable,
+                not_patchable_reasons=r.not_patchable_reasons,
+                register_callers=tuple(dict.fromkeys(d.caller for d in r.register_dependents)),
+            )
+            out.impacts.append((impact, needs))
 
     def _finding(
         self,
@@ -325,13 +401,21 @@ class Checker:
         r: FunctionReport,
         out: _Collector,
         where: dict[str, object],
-    ) -> None:
+    ) -> list[_Key]:
+        """Add the findings and replace entries of one changed function; return the keys of
+        the entries it needs."""
+        needs: list[_Key] = []
+
+        def need(entry: ReplaceEntry) -> None:
+            out.add_replace(entry)
+            needs.append((entry.object, entry.symbol, entry.sympos))
+
         reason = f"changed ({c.source_file}:{c.name_line})"
         # The changed function's own out-of-line copies and clones.
         for s in (*r.symbols, *r.clones):
             if "cold" in s.clone_kinds:
                 continue  # A .cold part is replaced with the function it belongs to.
-            out.add_replace(ReplaceEntry(r.object, s.name, s.sympos, reason, s.patchable))
+            need(ReplaceEntry(r.object, s.name, s.sympos, reason, s.patchable))
 
         if r.register_dependents:
             callers = {d.caller: d for d in r.register_dependents}
@@ -369,7 +453,7 @@ class Checker:
             for d in r.register_dependents:
                 sym = self._symbol_at(o, d.caller_address)
                 if sym is not None:
-                    out.add_replace(
+                    need(
                         ReplaceEntry(
                             d.object,
                             sym.name,
@@ -433,7 +517,7 @@ class Checker:
             for i in live:
                 sym = self._symbol_at(o, i.address, i.function)
                 if sym is not None:
-                    out.add_replace(
+                    need(
                         ReplaceEntry(
                             i.object, sym.name, sym.sympos, f"inlines {r.name}", sym.patchable
                         )
@@ -543,6 +627,7 @@ class Checker:
                     where,
                 )
             )
+        return needs
 
     def _data(self, d: DataChange, out: _Collector) -> None:
         out.findings.append(
@@ -588,6 +673,7 @@ class Checker:
                 ),
                 out,
                 built,
+                in_hunks=False,
             )
         out.findings.append(
             Finding(
@@ -640,11 +726,13 @@ class Checker:
                     "; ".join(dict.fromkeys(r for s in symbols for r in s.not_patchable_reasons))
                     or "not patchable"
                 )
-                out.climbed.add((entry.object, entry.symbol, entry.sympos))
+                key = (entry.object, entry.symbol, entry.sympos)
+                out.climbed.add(key)
                 for call in callers:
                     sym = self._symbol_at(o, call.caller_address)
                     if sym is None:
                         continue
+                    out.climbed_to.setdefault(key, []).append((o.object, sym.name, sym.sympos))
                     grew |= out.add_replace(
                         ReplaceEntry(
                             o.object,
@@ -672,8 +760,12 @@ def check_source_edit(
     return Checker(indexes).check_source_edit(source_root, rel_path, old_text, new_text)
 
 
-def cu_names_for_patch(text: str) -> list[str] | None:
-    """The CUs a patch needs indexed first; None when it touches a header (all CUs)."""
+def cu_names_for_patch(text: str, source_root: Path | None = None) -> list[str] | None:
+    """The CUs a patch needs indexed first; None when it touches a header (all CUs).
+
+    With the source tree, a `.c` file that other `.c` files #include brings those in too
+    (`including_files`): its code is compiled there.
+    """
     patches, _problems = parse_patch_text(text, "<patch>")
     names: list[str] = []
     for p in patches:
@@ -683,4 +775,4 @@ def cu_names_for_patch(text: str) -> list[str] | None:
                 return None
             if path.endswith(".c"):
                 names.append(path)
-    return names
+    return with_including_files(names, source_root)

@@ -38,6 +38,8 @@ class Problem:
     patch_file: str
     line: int
     message: str
+    # False when the input was still understood (a hunk found at an offset).
+    blocking: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class Hunk:
     """One `@@` hunk; `old_lines`/`new_lines` are its pre- and post-image texts (no newlines)."""
 
     patch_line: int  # the line of the `@@` header in the patch file
+    end_line: int  # the last line of its body in the patch file
     old_start: int
     old_count: int
     new_start: int
@@ -80,6 +83,7 @@ class FileDiff:
     status: FileStatus
     patch_line: int  # first line of this file's header in the patch file
     hunks: tuple[Hunk, ...]
+    end_line: int = 0  # last line of its section (its last hunk's last line), 0 if unknown
 
     @property
     def path(self) -> str:
@@ -303,7 +307,8 @@ def _parse_file(
     else:
         status = "modified"
     hunks = tuple(_hunk(h, line_map) for h in pf)
-    return FileDiff(old_path, new_path, status, start + 1, hunks)
+    end_line = hunks[-1].end_line if hunks else line_map[-1] + 1
+    return FileDiff(old_path, new_path, status, start + 1, hunks, end_line)
 
 
 def _hunk(h: UnidiffHunk, line_map: list[int]) -> Hunk:
@@ -314,6 +319,7 @@ def _hunk(h: UnidiffHunk, line_map: list[int]) -> Hunk:
     last_old = h.source_start if h.source_length == 0 else h.source_start - 1
     new_no = h.target_start if h.target_length == 0 else h.target_start - 1
     header_line = 0
+    patch_line = 0
     for ln in h:
         patch_line = line_map[(ln.diff_line_no or 1) - 1] + 1
         if not header_line:
@@ -334,6 +340,7 @@ def _hunk(h: UnidiffHunk, line_map: list[int]) -> Hunk:
             changes.append(LineChange("added", last_old, new_no, patch_line, text))
     return Hunk(
         patch_line=header_line,
+        end_line=max(patch_line, header_line),
         old_start=h.source_start,
         old_count=h.source_length,
         new_start=h.target_start,

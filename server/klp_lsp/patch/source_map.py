@@ -360,6 +360,18 @@ _TOKEN = re.compile(
 )
 
 
+def code_tokens_by_line(text: str) -> list[tuple[str, int]]:
+    """The C tokens of a text, as `code_tokens` finds them, each with its 1-based line."""
+    out: list[tuple[str, int]] = []
+    line, pos = 1, 0
+    for m in _TOKEN.finditer(text):
+        if m.lastgroup in ("token", "string"):
+            line += text.count("\n", pos, m.start())
+            pos = m.start()
+            out.append((m.group(), line))
+    return out
+
+
 def code_tokens(text: str) -> tuple[str, ...]:
     """The C tokens of a text, without comments, white space and line splices."""
     out: list[str] = []

@@ -26,7 +26,8 @@ trap 'exit 143' TERM INT
 # klp-lsp.sourceRoot says where it really is) with the demo patches beside it.
 cp -r "$FIXTURES/kernel/." "$WORKSPACE/"
 mkdir -p "$WORKSPACE/patches"
-cp "$FIXTURES/patches/demo.patch" "$FIXTURES/patches/pitfalls.mbox" "$WORKSPACE/patches/"
+cp "$FIXTURES/patches/demo.patch" "$FIXTURES/patches/clean.patch" "$FIXTURES/patches/pitfalls.mbox" \
+    "$WORKSPACE/patches/"
 
 start=$SECONDS
 bash "$HERE/setup.sh"
@@ -44,6 +45,14 @@ export KLP_E2E_HOVER_EXPECT="${KLP_E2E_HOVER_EXPECT:-NOT patchable}"
 # The squiggle checked first is the not-patchable error on demo_account.
 export KLP_E2E_SQUIGGLE_EXPECT="${KLP_E2E_SQUIGGLE_EXPECT:-not-patchable}"
 export KLP_E2E_SKELETON_EXPECT="${KLP_E2E_SKELETON_EXPECT:-struct klp_patch}"
+# The server of this checkout, whatever `klp-lsp` the editor's login-shell PATH would find (on a
+# shared machine that may be another checkout's).
+PYTHON="$(python3 -c 'import sys; print(sys.executable)')"
+export KLP_E2E_SERVER_COMMAND="${KLP_E2E_SERVER_COMMAND:-[\"$PYTHON\", \"-m\", \"klp_lsp\", \"serve\"]}"
+# What each patch must show: its lenses (summary first), the hover at the start of its first
+# diagnostic, and its outline (Go to Symbol in Editor). Facts: tests/fixtures/README.md.
+KLP_E2E_PATCH_CHECKS="$(cat "$HERE/fixture-patch-checks.json")"
+export KLP_E2E_PATCH_CHECKS
 
 session=$SECONDS
 bash "$HERE/run.sh" "$@"
@@ -57,6 +66,6 @@ if ((SECONDS - start > 520)); then
 fi
 session=$SECONDS
 KLP_E2E_EXPECT_START_FAILURE=1 KLP_E2E_SERVER_COMMAND='["/nonexistent/klp-lsp", "serve"]' \
-    KLP_E2E_UPDATE_SCREENSHOT=0 KLP_E2E_ARTIFACTS_DIR="$REPO/test-artifacts/vscode/start-failure" \
+    KLP_E2E_UPDATE_SCREENSHOT=0 KLP_E2E_UPDATE_DOCS=0 KLP_E2E_ARTIFACTS_DIR="$REPO/test-artifacts/vscode/start-failure" \
     bash "$HERE/run.sh"
 log "start-failure session took $((SECONDS - session)) s; total $((SECONDS - start)) s"

@@ -1,6 +1,8 @@
 // Drives a running code-server in headless Chromium: opens the fixture patch, waits for
-// klp-lsp's squiggle, hovers a function, opens a C file and waits for a code lens, runs the
-// skeleton command. Every wait polls with a timeout; screenshots go to KLP_E2E_ARTIFACTS.
+// klp-lsp's squiggle and the status bar's "ready", hovers a function, opens a C file and waits for
+// a code lens, runs the skeleton command; then, for each patch of KLP_E2E_PATCH_CHECKS, checks its
+// code lenses, the hover at the start of a diagnostic and its outline. Every wait polls with a
+// timeout; screenshots go to KLP_E2E_ARTIFACTS.
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -28,6 +30,10 @@ const CFILE = relative(env('KLP_E2E_CFILE'));
 // Optional: text the Problems panel must show for the patch, and text the skeleton must contain.
 const SQUIGGLE_EXPECT = process.env.KLP_E2E_SQUIGGLE_EXPECT ?? '';
 const SKELETON_EXPECT = process.env.KLP_E2E_SKELETON_EXPECT ?? '';
+// Optional: JSON list of {patch, lenses: [texts], diagnosticLine, hover: [texts], symbols: [names],
+// screenshot}: each patch must show those lenses (in order), the hover at column 1 of
+// diagnosticLine must contain the texts, and Go to Symbol must list the names in order.
+const PATCH_CHECKS = JSON.parse(process.env.KLP_E2E_PATCH_CHECKS || '[]');
 
 const results = { checks: [] };
 const started = Date.now();
@@ -66,6 +72,9 @@ try {
     const squiggle = activeEditor.locator('.squiggly-error, .squiggly-warning, .squiggly-info, .squiggly-hint');
     await squiggle.first().waitFor({ state: 'attached', timeout: TIMEOUT });
     note('squiggle on the patch', `${await squiggle.count()} decoration(s)`);
+    // Diagnostics come once the index is open; the fixture kernel is then indexed whole.
+    await waitFor(async () => (await statusText()) === 'klp-lsp: ready', 'the status bar to say klp-lsp: ready');
+    note('status bar once diagnostics show', await statusText());
     await shot('1-patch-squiggle');
     if (SQUIGGLE_EXPECT) {
         results.problems = await problems(SQUIGGLE_EXPECT);
@@ -120,6 +129,15 @@ try {
     results.report = (await rendered.innerText()).trim();
     note('code lens opened the function report', results.report.replace(/\s+/g, ' ').slice(0, 200));
     await shot('5-function-report');
+
+    results.patches = {};
+    if (PATCH_CHECKS.length > 0) {
+        // One column for the patches: their lenses are long.
+        await runCommand('View: Single Column Editor Layout');
+    }
+    for (const check of PATCH_CHECKS) {
+        results.patches[check.patch] = await checkPatch(check);
+    }
 } catch (error) {
     if (error === Symbol.for('done')) {
         // The start-failure scenario ends early on purpose.
@@ -170,6 +188,133 @@ async function checkStartFailure() {
     await shot('start-failure-log');
 }
 
+/** A patch's code lenses, the hover at the start of a diagnostic, and its outline. */
+async function checkPatch(check) {
+    const seen = {};
+    await page.keyboard.press('Escape');
+    await openFile(check.patch);
+    const editor = page.locator('.editor-group-container.active').first();
+    const lenses = editor.locator('.codelens-decoration a, .codelens-decoration span');
+    let texts = [];
+    await waitFor(async () => {
+        // Lenses are drawn for the lines on screen only, and the one above line 1 only when the
+        // editor is scrolled right to the top (a lens added later does not scroll it into view):
+        // read them at the top, then page by page down to the end.
+        await page.keyboard.press('Control+Home');
+        const box = await editor.locator('.view-lines').first().boundingBox();
+        if (box) {
+            await page.mouse.move(box.x + 50, box.y + 50);
+            await page.mouse.wheel(0, -5000);
+        }
+        const found = [];
+        for (let screen = 0; screen < 20; screen += 1) {
+            for (const t of await lenses.allInnerTexts()) {
+                const text = t.replace(/\u00a0/g, ' ').trim();
+                if (text && text !== '|' && !found.includes(text)) {
+                    found.push(text);
+                }
+            }
+            // Page down until the last line on screen stays the same (the end of the file).
+            const numbers = editor.locator('.line-numbers');
+            const before = await numbers.last().innerText();
+            await page.keyboard.press('PageDown');
+            const moved = await numbers.last()
+                .evaluate((e, b) => new Promise((resolve) => {
+                    const end = Date.now() + 2000;
+                    const poll = () => (e.isConnected && e.textContent.trim() === b && Date.now() < end
+                        ? requestAnimationFrame(poll) : resolve(!e.isConnected || e.textContent.trim() !== b));
+                    poll();
+                }), before.trim())
+                .catch(() => true);
+            if (!moved && (await numbers.last().innerText()) === before) {
+                break;
+            }
+        }
+        texts = found;
+        return check.lenses.every((expected) => texts.includes(expected));
+    }, () => `the code lenses of ${check.patch}: ${JSON.stringify(check.lenses)} (seen ${JSON.stringify(texts)})`);
+    await page.keyboard.press('Control+Home');
+    const top = await editor.locator('.view-lines').first().boundingBox();
+    if (top) {
+        await page.mouse.move(top.x + 50, top.y + 50);
+        await page.mouse.wheel(0, -5000);
+    }
+    const order = check.lenses.map((l) => texts.indexOf(l));
+    if (order.some((i, k) => k > 0 && i < order[k - 1])) {
+        throw new Error(`the lenses of ${check.patch} are out of order: ${JSON.stringify(texts)}`);
+    }
+    seen.lenses = texts;
+    note(`code lenses on ${check.patch}`, texts.join(' | ').slice(0, 200));
+    await waitFor(async () => (await statusText()) === 'klp-lsp: ready', 'the status bar to say klp-lsp: ready');
+    await shot(check.screenshot);
+
+    seen.hover = await hoverLineStart(editor, check.diagnosticLine);
+    for (const expected of check.hover) {
+        if (!seen.hover.includes(expected)) {
+            throw new Error(`the hover at ${check.patch}:${check.diagnosticLine}:1 lacks "${expected}": ${seen.hover}`);
+        }
+    }
+    note(`hover at the start of ${check.patch}:${check.diagnosticLine}`, seen.hover.replace(/\s+/g, ' ').slice(0, 200));
+    await shot(`${check.screenshot}-hover`);
+    await page.mouse.move(5, 400);
+    await page.keyboard.press('Escape');
+
+    // Go to Symbol in Editor: Quick Open with "@" lists the document symbols, parents first.
+    await page.keyboard.press('Control+P');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ timeout: TIMEOUT });
+    await input.fill('@');
+    const rows = page.locator('.quick-input-list .monaco-list-row .label-name');
+    let names = [];
+    await waitFor(async () => {
+        names = (await rows.allInnerTexts()).map((t) => t.replace(/\u00a0/g, ' ').trim());
+        let at = 0;
+        for (const name of names) {
+            if (name === check.symbols[at]) {
+                at += 1;
+            }
+        }
+        return at === check.symbols.length;
+    }, `the symbols of ${check.patch}: ${JSON.stringify(check.symbols)}`);
+    seen.symbols = names;
+    note(`outline of ${check.patch}`, names.join(', ').slice(0, 200));
+    await shot(`${check.screenshot}-symbols`);
+    await page.keyboard.press('Escape');
+    return seen;
+}
+
+/** Hover the first column of a (1-based) line of the active editor; return the hover's text. */
+async function hoverLineStart(editor, line) {
+    await page.keyboard.press('Control+G');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ timeout: TIMEOUT });
+    await input.fill(`:${line}`);
+    await page.keyboard.press('Enter');
+    await input.waitFor({ state: 'hidden', timeout: TIMEOUT });
+    const box = await editor.evaluate((root, n) => {
+        const number = [...root.querySelectorAll('.line-numbers')].find((e) => e.textContent.trim() === String(n));
+        const lines = root.querySelector('.view-lines');
+        if (!number || !lines) {
+            return null;
+        }
+        const r = number.getBoundingClientRect();
+        return { x: lines.getBoundingClientRect().x + 3, y: r.y + r.height / 2 };
+    }, line);
+    if (!box) {
+        throw new Error(`line ${line} is not on screen`);
+    }
+    const widget = page.locator('.monaco-hover:not(.hidden)').filter({ hasText: /\S/ });
+    let text = '';
+    await waitFor(async () => {
+        await page.mouse.move(box.x + 40, box.y - 40);
+        await page.mouse.move(box.x, box.y);
+        await widget.first().waitFor({ state: 'visible', timeout: 3000 });
+        text = (await widget.first().innerText()).trim();
+        return text.length > 0 && !/^Loading/.test(text);
+    }, `a hover at line ${line}, column 1`);
+    return text;
+}
+
 /** Poll `predicate` until it holds or the timeout passes. */
 async function waitFor(predicate, what) {
     const deadline = Date.now() + TIMEOUT;
@@ -182,7 +327,7 @@ async function waitFor(predicate, what) {
             // The element may be re-rendering: try again.
         }
         if (Date.now() > deadline) {
-            throw new Error(`timed out after ${TIMEOUT} ms waiting for ${what}`);
+            throw new Error(`timed out after ${TIMEOUT} ms waiting for ${typeof what === 'function' ? what() : what}`);
         }
         await page.waitForTimeout(250);
     }
@@ -201,15 +346,22 @@ async function runCommand(title) {
 
 /** Open a workspace file with Quick Open and wait for its tab. */
 async function openFile(rel) {
-    await page.locator('.monaco-workbench').click({ position: { x: 700, y: 300 } }).catch(() => undefined);
-    await page.keyboard.press('Control+P');
-    const input = page.locator('.quick-input-widget input');
-    await input.waitFor({ timeout: TIMEOUT });
-    await input.fill(rel);
     const base = path.basename(rel);
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: base }).first().waitFor({ timeout: TIMEOUT });
-    await page.keyboard.press('Enter');
-    await page.locator('.tab.active', { hasText: base }).waitFor({ timeout: TIMEOUT });
+    const input = page.locator('.quick-input-widget input');
+    const tab = page.locator('.editor-group-container.active .tab.active', { hasText: base });
+    // Quick Open's list can still be filling when Enter lands (then nothing opens): try again.
+    await waitFor(async () => {
+        await page.keyboard.press('Escape');
+        await page.locator('.monaco-workbench').click({ position: { x: 700, y: 300 } }).catch(() => undefined);
+        await page.keyboard.press('Control+P');
+        await input.waitFor({ timeout: 10000 });
+        await input.fill(rel);
+        const focused = page.locator('.quick-input-list .monaco-list-row.focused', { hasText: base });
+        await focused.first().waitFor({ timeout: 10000 });
+        await page.keyboard.press('Enter');
+        await tab.waitFor({ timeout: 10000 });
+        return true;
+    }, `${rel} to open`);
     await page.locator('.editor-group-container.active .monaco-editor .view-lines').first().waitFor({ timeout: TIMEOUT });
 }
 

@@ -14,7 +14,10 @@
 #                       extension's own resolution: klp-lsp on PATH, else python3 -m klp_lsp)
 #   KLP_E2E_HOVER_EXPECT  regular expression the hover text must match (default: the word)
 #   KLP_E2E_TIMEOUT_MS  how long to wait for each check (default 120000)
+#   KLP_E2E_PATCH_CHECKS  JSON list of patches to check for lenses, a hover and the outline
+#                       (see e2e.mjs; ci.sh passes fixture-patch-checks.json)
 #   KLP_E2E_UPDATE_SCREENSHOT=1  copy the README screenshot into client-vscode/images/
+#   KLP_E2E_UPDATE_DOCS=1  copy the screenshots docs/editors.md shows into docs/images/
 #   KLP_E2E_ARTIFACTS_DIR  where screenshots and logs go (default: test-artifacts/vscode; emptied first)
 # Exits non-zero when a check fails.
 set -euo pipefail
@@ -77,6 +80,7 @@ cat >"$USER_DATA/User/settings.json" <<'JSON'
   "update.mode": "none",
   "editor.hover.delay": 200,
   "editor.codeLens": true,
+  "editor.stickyScroll.enabled": false,
   "window.commandCenter": false,
   "workbench.secondarySideBar.defaultVisibility": "hidden"
 }
@@ -156,4 +160,15 @@ KLP_E2E_URL="http://127.0.0.1:$PORT/?folder=$WORKSPACE" \
 if [[ "${KLP_E2E_UPDATE_SCREENSHOT:-}" == 1 ]]; then
     cp "$ARTIFACTS/readme.png" "$REPO/client-vscode/images/screenshot.png"
     log "updated client-vscode/images/screenshot.png"
+fi
+if [[ "${KLP_E2E_UPDATE_DOCS:-}" == 1 ]]; then
+    cp "$ARTIFACTS/1-problems.png" "$REPO/docs/images/vscode-problems.png"
+    cp "$ARTIFACTS/2-hover.png" "$REPO/docs/images/vscode-hover.png"
+    cp "$ARTIFACTS/4-codelens.png" "$REPO/docs/images/vscode-codelens.png"
+    cp "$ARTIFACTS/5-function-report.png" "$REPO/docs/images/vscode-function-report.png"
+    for name in vscode-patch-lenses vscode-patch-lenses-hover vscode-patch-lenses-symbols \
+        vscode-patch-clean vscode-patch-clean-hover; do
+        [[ -f "$ARTIFACTS/$name.png" ]] && cp "$ARTIFACTS/$name.png" "$REPO/docs/images/"
+    done
+    log "updated docs/images/"
 fi

@@ -15,13 +15,14 @@ PLAYWRIGHT_PREFIX="$CACHE/playwright-core-$PLAYWRIGHT_VERSION"
 log() { printf '[setup] %s\n' "$*" >&2; }
 mkdir -p "$CACHE"
 
-# Chromium drives code-server's web UI; code-server's kerberos module compiles against libkrb5;
-# Debian's npm installs Node 24 and the rest; run.sh polls code-server with curl.
+# Chromium drives code-server's web UI; code-server's native modules (kerberos, deviceid...)
+# compile with g++ and make, kerberos against libkrb5; Debian's npm installs Node 24 and the rest;
+# run.sh polls code-server with curl.
 missing=()
 for pkg in chromium libkrb5-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
-for cmd in npm curl; do
+for cmd in npm curl g++ make; do
     command -v "$cmd" >/dev/null || missing+=("$cmd")
 done
 if ((${#missing[@]})); then

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from klp_lsp.lsp.convert import SHOW_REPLACE_SET
 from klp_lsp.lsp.documents import document_kind
 
 if TYPE_CHECKING:
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
 GENERATE_MODULE = "klp-lsp.generateModule"
 GENERATE_SKELETON = "klp-lsp.generateSkeleton"
-SHOW_REPLACE_SET = "klp-lsp.showReplaceSet"
 
 
 def register(server: KlpServer) -> None:

@@ -1,7 +1,9 @@
-"""A code lens above every function definition in a C file, resolved lazily.
+"""Code lenses: above every function definition in a C file, and above every hunk of a patch.
 
-`textDocument/codeLens` only parses the buffer (tree-sitter); `codeLens/resolve` asks the index,
-so a file with hundreds of functions costs index queries only for the lenses on screen.
+In a C file, `textDocument/codeLens` only parses the buffer (tree-sitter); `codeLens/resolve`
+asks the index, so a file with hundreds of functions costs index queries only for the lenses on
+screen. In a patch, the lenses come resolved from the diagnostics' check of the same version
+(`server.checked`): what each hunk changes and what must be replaced, and a summary on line 1.
 """
 
 from __future__ import annotations
@@ -17,6 +19,17 @@ from klp_lsp.lsp.features.hover import reports_for
 if TYPE_CHECKING:
     from klp_lsp.lsp.server import KlpServer
     from klp_lsp.patch.source_map import SourceParser
+
+# How long a patch's lens request waits for the check in flight (diagnostics) before answering
+# with a status lens; a `workspace/codeLens/refresh` follows the check.
+PATCH_LENS_WAIT = 5.0
+
+
+def refresh_code_lenses(server: KlpServer) -> None:
+    """`workspace/codeLens/refresh`, when the client supports it (lenses have new answers)."""
+    ws = server.client_capabilities.workspace
+    if ws is not None and ws.code_lens is not None and ws.code_lens.refresh_support:
+        server.workspace_code_lens_refresh(None)
 
 
 def lens_command(server: KlpServer, data: dict[str, Any]) -> types.Command:
@@ -45,12 +58,25 @@ def register(server: KlpServer) -> None:
             parsers.append(SourceParser())
         return parsers[0]
 
+    async def patch_lenses(uri: str, version: int) -> list[types.CodeLens]:
+        checked = await server.checked.wait_for(uri, version, PATCH_LENS_WAIT)
+        if checked is None:
+            index = server.index
+            busy = index.interactive is None or index.status.state != "ready"
+            return [convert.status_lens(index.status.describe() if busy else "klp-lsp: checking…")]
+        return convert.patch_code_lenses(
+            checked.result, uri, checked.count("error"), checked.count("warning")
+        )
+
     @server.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=True))
     @server.guard("codeLens", default=[])
-    def code_lens(params: types.CodeLensParams) -> list[types.CodeLens]:
+    async def code_lens(params: types.CodeLensParams) -> list[types.CodeLens]:
         uri = params.text_document.uri
         doc = server.workspace.get_text_document(uri)
-        if document_kind(uri, doc.language_id) != "c":
+        kind = document_kind(uri, doc.language_id)
+        if kind == "patch":
+            return await patch_lenses(uri, doc.version or 0)
+        if kind != "c":
             return []
         lines = doc.lines
         out = []
@@ -70,13 +96,10 @@ def register(server: KlpServer) -> None:
     @server.feature(types.CODE_LENS_RESOLVE)
     @server.guard("codeLens/resolve")
     def resolve(lens: types.CodeLens) -> types.CodeLens:
+        if lens.command is not None:
+            return lens  # A patch's lenses come resolved.
         data = lens.data if isinstance(lens.data, dict) else {}
         lens.command = lens_command(server, data)
         return lens
 
-    def refresh() -> None:
-        ws = server.client_capabilities.workspace
-        if ws is not None and ws.code_lens is not None and ws.code_lens.refresh_support:
-            server.workspace_code_lens_refresh(None)
-
-    server.index.on_ready(refresh)
+    server.index.on_ready(lambda: refresh_code_lenses(server))

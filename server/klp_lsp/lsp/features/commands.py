@@ -14,12 +14,9 @@ from lsprotocol import types
 
 from klp_lsp.errors import UsageError
 from klp_lsp.lsp import convert
+from klp_lsp.lsp.convert import SHOW_FUNCTION_REPORT, SHOW_REPLACE_SET
 from klp_lsp.lsp.documents import uri_to_path
-from klp_lsp.lsp.features.code_actions import (
-    GENERATE_MODULE,
-    GENERATE_SKELETON,
-    SHOW_REPLACE_SET,
-)
+from klp_lsp.lsp.features.code_actions import GENERATE_MODULE, GENERATE_SKELETON
 from klp_lsp.lsp.features.diagnostics import open_cu_names, patch_display_name
 from klp_lsp.lsp.features.hover import reports_for, word_at_position
 from klp_lsp.model import CheckResult
@@ -30,7 +27,6 @@ if TYPE_CHECKING:
     from klp_lsp.patch.render import Prototype
 
 REINDEX = "klp-lsp.reindex"
-SHOW_FUNCTION_REPORT = "klp-lsp.showFunctionReport"
 VERIFY_MODULE = "klp-lsp.verifyModule"
 
 
@@ -75,6 +71,7 @@ def register(server: KlpServer) -> None:
     @server.command(SHOW_FUNCTION_REPORT)
     @server.guard(SHOW_FUNCTION_REPORT, default="")
     def show_function_report(*args: Any) -> str:
+        """{"name"}, or {"uri", "position"}; "file" and "object" pick one definition."""
         arg = _argument(args)
         name = arg.get("name")
         uri = arg.get("uri")
@@ -89,6 +86,13 @@ def register(server: KlpServer) -> None:
                 'showFunctionReport needs {"name": ...} or {"uri": ..., "position": ...}'
             )
         reports = reports_for(server, name, uri if isinstance(uri, str) else None)
+        # A patch's lens names the definition it changes: that file's copy in that object.
+        chosen = [
+            r
+            for r in reports
+            if arg.get("file") in (None, r.decl_file) and arg.get("object") in (None, r.object)
+        ]
+        reports = chosen or reports
         if not reports:
             if server.index.interactive is None or not server.index.complete:
                 return f"{server.index.status.describe()}\n\n`{name}` is not indexed yet."

@@ -1,7 +1,9 @@
 """Push diagnostics: the findings of `check` on patch documents and on edited C files.
 
 Checks run on the check thread (see `indexing.py`), debounced while typing; a result is
-published only if its document is still open and unchanged since the check started.
+published only if its document is still open and unchanged since the check started, and kept in
+`server.checked` for the lenses, hovers and outline of the same version. On a patch, a changed
+function without findings gets a hint, so "checked, nothing to worry about" shows too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from klp_lsp.lsp import convert
+from klp_lsp.lsp.checked import Checked, Placed
 from klp_lsp.lsp.documents import (
     document_kind,
     pre_image,
@@ -24,6 +27,7 @@ from klp_lsp.lsp.documents import (
     word_range,
 )
 from klp_lsp.lsp.features.call_hierarchy import c_name, definition_site
+from klp_lsp.lsp.features.code_lens import refresh_code_lenses
 from klp_lsp.model import CheckResult, Finding, Related
 
 if TYPE_CHECKING:
@@ -44,6 +48,7 @@ def patch_display_name(uri: str) -> str:
 
 def open_cu_names(server: KlpServer) -> list[str] | None:
     """The compile units the open documents touch (indexed first); None when none is known."""
+    root = server.config.source_root
     names: list[str] = []
     for uri, kind in server.open_documents.items():
         doc = server.workspace.get_text_document(uri)
@@ -57,7 +62,7 @@ def open_cu_names(server: KlpServer) -> list[str] | None:
                 wanted = None
             names.extend(wanted or ())
         elif kind == "c":
-            rel = relative_to_root(uri_to_path(uri), server.config.source_root)
+            rel = relative_to_root(uri_to_path(uri), root)
             if rel is not None:
                 names.append(rel)
     return list(dict.fromkeys(names)) or None
@@ -76,6 +81,7 @@ class DiagnosticsScheduler:
             old.cancel()
         task = asyncio.ensure_future(self._run(uri, delay))
         self._tasks[uri] = task
+        self.server.checked.running(uri, task)
         task.add_done_callback(lambda t: self._forget(uri, t))
 
     def _forget(self, uri: str, task: asyncio.Task[None]) -> None:
@@ -90,6 +96,7 @@ class DiagnosticsScheduler:
         task = self._tasks.pop(uri, None)
         if task is not None:
             task.cancel()
+        self.server.checked.forget(uri)
         self.server.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, diagnostics=[])
         )
@@ -102,12 +109,12 @@ class DiagnosticsScheduler:
         if kind is None or server.index.interactive is None:
             return
         doc = server.workspace.get_text_document(uri)
-        version, text = doc.version, doc.source
+        version, text = doc.version or 0, doc.source
         try:
             if kind == "patch":
-                diagnostics = await self._check_patch(uri, text)
+                checked = await self._check_patch(uri, text, version)
             elif kind == "c":
-                diagnostics = await self._check_source(uri, text)
+                checked = await self._check_source(uri, text, version)
             else:
                 return
         except asyncio.CancelledError:
@@ -119,15 +126,23 @@ class DiagnosticsScheduler:
                 types.MessageType.Error,
             )
             return
-        if diagnostics is None or uri not in server.open_documents:
+        if checked is None or uri not in server.open_documents:
             return
-        if server.workspace.get_text_document(uri).version != version:
+        if (server.workspace.get_text_document(uri).version or 0) != version:
             return
+        diagnostics, stored = checked
+        if stored is not None:
+            server.checked.store(uri, stored)
         server.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
         )
+        if kind == "patch":
+            # The patch's lenses come from this result: clients that can, ask for them again.
+            refresh_code_lenses(server)
 
-    async def _check_patch(self, uri: str, text: str) -> list[types.Diagnostic] | None:
+    async def _check_patch(
+        self, uri: str, text: str, version: int
+    ) -> tuple[list[types.Diagnostic], Checked | None] | None:
         source_root = self.server.source_root()
         name = patch_display_name(uri)
         result = await self.server.index.run_check(
@@ -146,9 +161,25 @@ class DiagnosticsScheduler:
                 return convert.line_range(line, start, end)
             return convert.line_range(line, 0, len(content))
 
-        return self._diagnostics(result, uri, lines, place)
+        diagnostics, placed = self._diagnostics(result, uri, lines, place)
+        # A hint on each changed function without findings: checked, nothing to worry about.
+        with_findings = {(p.finding.function, p.finding.object) for p in placed}
+        seen: set[tuple[str, str | None]] = set()
+        for file in result.files:
+            for hunk in file.hunks:
+                for impact in hunk.functions:
+                    key = (impact.name, impact.object)
+                    if key in with_findings or key in seen or not impact.patch_lines:
+                        continue
+                    seen.add(key)
+                    line = min(impact.patch_lines[0] - 1, max(len(lines) - 1, 0))
+                    rng = convert.line_range(line, 0, len(lines[line]) if lines else 0)
+                    diagnostics.append(convert.impact_to_diagnostic(impact, rng))
+        return diagnostics, Checked(version, result, placed)
 
-    async def _check_source(self, uri: str, text: str) -> list[types.Diagnostic] | None:
+    async def _check_source(
+        self, uri: str, text: str, version: int
+    ) -> tuple[list[types.Diagnostic], Checked | None] | None:
         from klp_lsp.patch.source_map import parse_source
 
         root = self.server.source_root()
@@ -164,7 +195,7 @@ class DiagnosticsScheduler:
 
         result = await self.server.index.run_check(job)
         if result is None:
-            return []
+            return [], None
         lines = text.splitlines()
         functions = parse_source(text).functions
 
@@ -180,7 +211,8 @@ class DiagnosticsScheduler:
             line = min(max((f.source_line or 1) - 1, 0), max(len(lines) - 1, 0))
             return convert.line_range(line, 0, len(lines[line]) if lines else 0)
 
-        return self._diagnostics(result, uri, lines, place)
+        diagnostics, placed = self._diagnostics(result, uri, lines, place)
+        return diagnostics, Checked(version, result, placed)
 
     def _diagnostics(
         self,
@@ -188,10 +220,11 @@ class DiagnosticsScheduler:
         uri: str,
         lines: list[str],
         place: Callable[[Finding], types.Range],
-    ) -> list[types.Diagnostic]:
+    ) -> tuple[list[types.Diagnostic], tuple[Placed, ...]]:
         config = self.server.config
         root = self.server.source_root()
         out: list[types.Diagnostic] = []
+        placed: list[Placed] = []
         for f in result.findings:
             severity = config.severity(f.kind, f.severity)
             if severity is None:
@@ -199,10 +232,11 @@ class DiagnosticsScheduler:
             rng = place(f)
             related = functools.partial(self._related_location, uri=uri, fallback=rng, root=root)
             out.append(convert.finding_to_diagnostic(f, rng, severity, related))
+            placed.append(Placed(f, rng, severity))
         for p in result.problems:
             line = min(max((p.line or 1) - 1, 0), max(len(lines) - 1, 0))
             out.append(convert.problem_to_diagnostic(p, convert.line_range(line, 0, None)))
-        return out
+        return out, tuple(placed)
 
     def _related_location(
         self, r: Related, uri: str, fallback: types.Range, root: Path | None
