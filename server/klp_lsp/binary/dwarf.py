@@ -115,7 +115,7 @@ from klp_lsp.binary.dwarf_lists import (
     line_file_table,
     loc_v4_at,
     loclist_at,
-    normalise_path,
+    normalise_paths,
     ranges_v4,
     read_addr,
     rnglist,
@@ -739,15 +739,10 @@ class _UnitScan:
                         return v[a]
             return None
 
-        paths: dict[int, str | None] = {}
+        paths = normalise_paths(comp_dir, files)
 
         def path(index: Any) -> str | None:
-            if index in paths:
-                return paths[index]
-            entry = files[index] if isinstance(index, int) and 0 <= index < len(files) else None
-            p = None if entry is None else normalise_path(comp_dir, *entry)
-            paths[index] = p
-            return p
+            return paths[index] if isinstance(index, int) and 0 <= index < len(paths) else None
 
         subprograms = []
         for die, vals, param_dies in self.subs:
@@ -805,6 +800,7 @@ class _UnitScan:
             unit=self.header.to_compile_unit(),
             subprograms=tuple(subprograms),
             inline_sites=tuple(sites),
+            files=tuple(dict.fromkeys(p for p in paths if p is not None)),
         )
 
     def param_location(self, loc: Any, pc: int | None) -> str:
