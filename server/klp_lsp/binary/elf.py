@@ -422,6 +422,10 @@ class ElfBinary:
         s = self._section_by_name.get(name)
         return None if s is None else self._section_bytes(s)
 
+    def get_section_bytes(self, section: Section) -> memoryview | bytes:
+        """The contents of `section` (decompressed; zeros for SHT_NOBITS)."""
+        return self._section_bytes(section)
+
     def find_section_at(self, address: int) -> Section | None:
         """The allocated section whose [address, address + size) holds `address`, or None."""
         lo = bisect.bisect_right(self._alloc_starts, address)
@@ -776,6 +780,19 @@ class ElfBinary:
                 v for (v,) in _U64.iter_unpack(buf[: len(buf) // 8 * 8]) if v or keep_zero
             )
         return frozenset(records)
+
+    def get_relocations(self, target: Section) -> list[tuple[int, int, int, int]]:
+        """ET_REL: (offset in `target`, type, symbol index, addend) of every relocation applied
+        to `target`, sorted by offset."""
+        out: list[tuple[int, int, int, int]] = []
+        for rela in self._iter_rela_for(target):
+            data = self._data[rela.offset : rela.offset + rela.size - rela.size % _RELA.size]
+            out.extend(
+                (offset, info & 0xFFFFFFFF, info >> 32, addend)
+                for offset, info, addend in _RELA.iter_unpack(data)
+            )
+        out.sort()
+        return out
 
     def iter_relocations_at(self, address: int, size: int) -> list[tuple[int, int, str, int]]:
         """ET_REL only: (address, type, symbol name, S + A) of relocations in a code range.

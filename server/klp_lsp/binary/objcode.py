@@ -1,0 +1,341 @@
+"""Relocatable objects (`.o`) as `check --compile` compares them.
+
+Each function's code is decoded and normalised so that two compilations of the same source give
+equal records wherever the object's layout put things: a relocation becomes the name of what it
+points at (a symbol, a string literal's text, or an anonymous `section+?`), a direct branch out
+of the function becomes the symbol it lands in (x86 `call` to a static function of the same
+section carries no relocation), and immediates are kept apart from the instruction text so a
+caller can tell a `__LINE__` argument from a real change. The object's DWARF adds, per function,
+the C function it is a copy of, its declaration, and the functions inlined into it.
+
+Local data symbols are renamed the way kpatch's `kpatch_mangled_strcmp` treats them: GCC numbers
+static locals (`__already_done.12`, `__func__.3`) per object, so the number is dropped.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from klp_lsp.analysis.clones import parse_clone_name
+from klp_lsp.binary.disasm import Decoder
+from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
+from klp_lsp.binary.elf import STT_FUNC, ElfBinary, RawSymbol, Section
+from klp_lsp.errors import BinaryFormatError
+from klp_lsp.model import Arch, ObjectCode, ObjectFunction, ObjectInsn
+
+__all__ = ["normalise_data_name", "read_object_code"]
+
+_STT_OBJECT = 1
+_STT_SECTION = 3
+_SHF_MERGE = 0x10
+_SHF_STRINGS = 0x20
+# x86-64 PC-relative relocations (R_X86_64_PC32, PLT32, GOTPCREL, PC64, GOTPCRELX,
+# REX_GOTPCRELX): the addend is biased by the distance from the field to the instruction's end
+# (-4 for a call), so the target is S + A + (end - P).
+_X86_PCREL = frozenset((2, 4, 9, 24, 41, 42))
+# Direct branches whose target capstone prints as the last operand.
+_A64_BRANCHES = frozenset(("b", "bl", "cbz", "cbnz", "tbz", "tbnz", "adr"))
+_X86_PREFIXES = ("bnd ", "notrack ")
+# A number as capstone prints an immediate (`0x1c`, `28`; arm64 with a leading `#`).
+_NUMBER = re.compile(r"#?(?<![\w.])(?:0x[0-9a-f]+|\d+)")
+_BRACKETS = re.compile(r"(\[[^\]]*\])")
+_LOCAL_NUMBER = re.compile(r"(?:\.\d+)+$")
+_UNIQUE_ID = re.compile(r"^(__UNIQUE_ID_\w*?)\d+$")
+_MAX_STRING = 400
+
+
+def normalise_data_name(name: str) -> str:
+    """A data symbol's name without the per-object numbers GCC gives static locals."""
+    m = _UNIQUE_ID.match(name)
+    if m:
+        return m.group(1)
+    return _LOCAL_NUMBER.sub("", name) or name
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    start: int  # offset in its section
+    end: int
+    name: str
+
+
+class _Reader:
+    """Reads one open relocatable object."""
+
+    def __init__(self, binary: ElfBinary, source_roots: Sequence[str]) -> None:
+        self.binary = binary
+        self.arch: Arch = binary.arch
+        self.sections = binary.sections
+        self.symbols = binary.iter_symbols()
+        self.roots = [r.rstrip("/") + "/" for r in source_roots if r]
+        # Named code and data symbols of each section, by offset: what a reference lands in.
+        spans: dict[int, list[_Span]] = {}
+        for s in self.symbols:
+            if s.section is None or not s.name or s.type not in (STT_FUNC, _STT_OBJECT):
+                continue
+            sec = self.sections[s.shndx]
+            start = s.address - sec.address
+            name = s.name if s.type == STT_FUNC else normalise_data_name(s.name)
+            spans.setdefault(s.shndx, []).append(_Span(start, start + max(s.size, 1), name))
+        self.spans = {k: sorted(v, key=lambda x: (x.start, -x.end)) for k, v in spans.items()}
+        self.starts = {k: [x.start for x in v] for k, v in self.spans.items()}
+        self.decoder = Decoder(self.arch)
+
+    # --- references ------------------------------------------------------------------------
+
+    def _symbol(self, index: int) -> RawSymbol | None:
+        return self.symbols[index - 1] if 0 < index <= len(self.symbols) else None
+
+    def _in_section(self, sec: Section, offset: int) -> str:
+        """What lies at `offset` of `sec`: a string literal, a named symbol, or `sec+?`."""
+        if sec.flags & _SHF_MERGE and sec.flags & _SHF_STRINGS:
+            data = self.binary.get_section_bytes(sec)
+            raw = bytes(data[offset : offset + _MAX_STRING])
+            text = raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+            return '"' + text.encode("unicode_escape").decode("ascii") + '"'
+        spans = self.spans.get(sec.index, [])
+        i = bisect.bisect_right(self.starts.get(sec.index, []), offset) - 1
+        # Symbols rarely nest; a few predecessors cover an alias at the same start.
+        for span in reversed(spans[max(0, i - 3) : i + 1]):
+            if span.start <= offset < span.end:
+                return _plus(span.name, offset - span.start)
+        # Anonymous data (a constant pool, an arm64 jump table): its offset moves with whatever
+        # the compiler put before it, so only the section is compared.
+        return f"{sec.name}+?"
+
+    def describe(self, rtype: int, symbol: int, addend: int, field: int, insn_end: int) -> str:
+        """The target of one relocation, as a name."""
+        target = addend
+        if self.arch == "x86_64" and rtype in _X86_PCREL:
+            target = addend + (insn_end - field)
+        sym = self._symbol(symbol)
+        if sym is None:
+            return f"?{target:+#x}"
+        if sym.type == _STT_SECTION or (not sym.name and sym.section is not None):
+            sec = self.sections[sym.shndx]
+            return self._in_section(sec, sym.address - sec.address + target)
+        if sym.type == STT_FUNC or sym.section is None:
+            return _plus(sym.name, target)
+        return _plus(normalise_data_name(sym.name), target)
+
+    # --- functions -------------------------------------------------------------------------
+
+    def _branch_target(self, mnemonic: str, op_str: str) -> int | None:
+        if self.arch == "x86_64":
+            for prefix in _X86_PREFIXES:
+                mnemonic = mnemonic.removeprefix(prefix)
+            if not (mnemonic.startswith("j") or mnemonic in ("call", "loop", "loope", "loopne")):
+                return None
+            last = op_str.strip()
+        else:
+            if mnemonic not in _A64_BRANCHES and not mnemonic.startswith("b."):
+                return None
+            last = op_str.rsplit(",", 1)[-1].strip().lstrip("#")
+        try:
+            return int(last, 0)
+        except ValueError:
+            return None  # An indirect branch: `jmp rax`, `br x1`.
+
+    def function_code(
+        self,
+        sec: Section,
+        code: bytes | memoryview,
+        relocs: Sequence[tuple[int, int, int, int]],
+        reloc_offsets: Sequence[int],
+        sym: RawSymbol,
+    ) -> tuple[ObjectInsn, ...]:
+        start = sym.address - sec.address
+        body = bytes(code[start : start + sym.size])
+        out: list[ObjectInsn] = []
+        r = bisect.bisect_left(reloc_offsets, start)
+        end = 0
+        # Decoded at its section offset, so that branch targets are section offsets too.
+        for address, size, mnemonic, op_str in self.decoder.lite(body, start):
+            at = address - start
+            end = at + size
+            refs: list[str] = []
+            while r < len(relocs) and relocs[r][0] < start + end:
+                field, rtype, symbol, addend = relocs[r]
+                refs.append(self.describe(rtype, symbol, addend, field, start + end))
+                r += 1
+            target = self._branch_target(mnemonic, op_str)
+            if target is not None:
+                if not refs and start <= target < start + sym.size:
+                    # Inside the function: its offset, which is part of the instruction.
+                    out.append(ObjectInsn(at, f"{mnemonic} L{target - start:#x}", (), ()))
+                    continue
+                if not refs:
+                    # A branch out of the function without a relocation: the assembler
+                    # resolved it inside the section, so the displacement depends on layout.
+                    refs.append(self._in_section(sec, target))
+                out.append(ObjectInsn(at, f"{mnemonic} @", (), tuple(refs)))
+                continue
+            text, values = _mask_immediates(op_str)
+            out.append(ObjectInsn(at, f"{mnemonic} {text}".rstrip(), values, tuple(refs)))
+        if end < sym.size:
+            # Bytes capstone cannot decode (data in an asm function): compared as bytes, with
+            # relocated fields named instead.
+            rest = bytearray(body[end:])
+            refs = []
+            while r < len(relocs) and relocs[r][0] < start + sym.size:
+                field, rtype, symbol, addend = relocs[r]
+                refs.append(self.describe(rtype, symbol, addend, field, field + 4))
+                for k in range(field - start - end, min(field - start - end + 4, len(rest))):
+                    rest[k] = 0
+                r += 1
+            out.append(ObjectInsn(end, f".bytes {rest.hex()}", (), tuple(refs)))
+        return tuple(out)
+
+    def relative(self, path: str | None) -> str | None:
+        """A DWARF path relative to the source tree it was compiled from."""
+        if path is None:
+            return None
+        for root in self.roots:
+            if path.startswith(root):
+                return path[len(root) :]
+        return path
+
+    def run(self, display_path: str) -> ObjectCode:
+        funcs = [
+            s
+            for s in self.symbols
+            if s.type == STT_FUNC
+            and s.section is not None
+            and s.size > 0
+            and self.sections[s.shndx].is_exec
+        ]
+        dwarf = self._dwarf_facts(funcs)
+        out: list[ObjectFunction] = []
+        by_section: dict[int, list[RawSymbol]] = {}
+        for s in funcs:
+            by_section.setdefault(s.shndx, []).append(s)
+        codes: dict[int, tuple[ObjectInsn, ...]] = {}
+        for shndx, members in by_section.items():
+            sec = self.sections[shndx]
+            data = self.binary.get_section_bytes(sec)
+            relocs = self.binary.get_relocations(sec)
+            offsets = [x[0] for x in relocs]
+            for s in members:
+                codes[s.symtab_index] = self.function_code(sec, data, relocs, offsets, s)
+        for s in funcs:
+            origin, decl_file, decl_line, inlined, nested = dwarf.get(
+                s.symtab_index, (parse_clone_name(s.name).origin, None, None, (), ())
+            )
+            out.append(
+                ObjectFunction(
+                    name=s.name,
+                    section=s.section or "",
+                    size=s.size,
+                    binding="local" if s.binding == 0 else "weak" if s.binding == 2 else "global",
+                    insns=codes[s.symtab_index],
+                    origin=origin,
+                    decl_file=self.relative(decl_file),
+                    decl_line=decl_line,
+                    inlined=inlined,
+                    inlined_nested=nested,
+                )
+            )
+        return ObjectCode(
+            path=display_path,
+            arch=self.arch,
+            functions=tuple(out),
+            definitions=self._definitions,
+        )
+
+    def _dwarf_facts(
+        self, funcs: Sequence[RawSymbol]
+    ) -> dict[int, tuple[str, str | None, int | None, tuple[str, ...], tuple[str, ...]]]:
+        """Per function symbol (by symtab index): C origin, declaration, and the functions
+        inlined into it directly and through other inlined functions."""
+        self._definitions: tuple[tuple[str, str | None, int | None], ...] = ()
+        if not self.binary.has_dwarf:
+            return {}
+        dwarf = DwarfData(
+            self.binary.get_dwarf_sections(DWARF_SECTIONS), self.arch, str(self.binary.path)
+        )
+        ordered = sorted(funcs, key=lambda s: s.address)
+        starts = [s.address for s in ordered]
+
+        def symbol_at(address: int) -> RawSymbol | None:
+            i = bisect.bisect_right(starts, address) - 1
+            # On arm64 DW_AT_low_pc follows the two patchable-entry NOPs: inside the symbol.
+            if i >= 0 and ordered[i].address <= address < ordered[i].address + ordered[i].size:
+                return ordered[i]
+            return None
+
+        facts: dict[int, tuple[str, str | None, int | None]] = {}
+        inlined: dict[int, set[str]] = {}
+        nested: dict[int, set[str]] = {}
+        definitions: dict[tuple[str, str | None, int | None], None] = {}
+        for offset in dwarf.iter_unit_offsets():
+            cu = dwarf.scan_unit(offset)
+            names = {sp.die_offset: sp.name for sp in cu.subprograms}
+            container_symbol: dict[int, RawSymbol] = {}
+            for sp in cu.subprograms:
+                if sp.name and not sp.declaration and sp.abstract_origin is None:
+                    definitions[(sp.name, self.relative(sp.decl_file), sp.decl_line)] = None
+                if not sp.ranges or sp.name is None:
+                    continue
+                sym = symbol_at(sp.ranges[0][0])
+                if sym is None:
+                    continue
+                container_symbol[sp.die_offset] = sym
+                facts[sym.symtab_index] = (sp.name, sp.decl_file, sp.decl_line)
+            for site in cu.inline_sites:
+                sym = container_symbol.get(site.container)
+                name = names.get(site.origin)
+                if sym is not None and name:
+                    into = inlined if site.parent is None else nested
+                    into.setdefault(sym.symtab_index, set()).add(name)
+        self._definitions = tuple(definitions)
+        return {
+            k: (
+                origin,
+                f,
+                line,
+                tuple(sorted(inlined.get(k, ()))),
+                tuple(sorted(nested.get(k, set()) - inlined.get(k, set()))),
+            )
+            for k, (origin, f, line) in facts.items()
+        }
+
+
+def _plus(name: str, offset: int) -> str:
+    if offset == 0:
+        return name
+    return f"{name}+{offset:#x}" if offset > 0 else f"{name}-{-offset:#x}"
+
+
+def _mask_immediates(op_str: str) -> tuple[str, tuple[int, ...]]:
+    """Operands with the numbers outside memory brackets replaced by `#`, and those numbers."""
+    values: list[int] = []
+
+    def take(m: re.Match[str]) -> str:
+        values.append(int(m.group(0).lstrip("#"), 0))
+        return "#"
+
+    parts = _BRACKETS.split(op_str)
+    for i in range(0, len(parts), 2):
+        parts[i] = _NUMBER.sub(take, parts[i])
+    return "".join(parts), tuple(values)
+
+
+def read_object_code(
+    path: Path, display_path: str | None = None, source_roots: Sequence[str] = ()
+) -> ObjectCode:
+    """Read the functions of a relocatable object for comparison.
+
+    `source_roots` are the directories the object was compiled from: DWARF paths below them
+    become tree-relative (`kernel/sched/rt.c`).
+    """
+    with ElfBinary.open(path) as binary:
+        if binary.elf_type != "ET_REL":
+            raise BinaryFormatError(f"{path}: not a relocatable object (.o)")
+        try:
+            return _Reader(binary, source_roots).run(display_path or str(path))
+        except (IndexError, ValueError, KeyError) as e:
+            raise BinaryFormatError(f"{path}: cannot read its code or DWARF: {e!r}") from e
