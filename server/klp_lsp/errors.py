@@ -32,3 +32,7 @@ class IndexError_(KlpError):
 
 class UsageError(KlpError):
     """The command line or a setting asks for something that cannot be done."""
+
+
+class BuildError(KlpError):
+    """A kernel build step (configure, `make prepare`, compiling the original source) failed."""

@@ -108,6 +108,13 @@ class Checker:
     def __init__(self, indexes: IndexSet) -> None:
         self.indexes = indexes
         self._mapper = ChangeMapper()
+        # The changes of the last check, for `check --compile` to explain what the compiler saw.
+        self.changes: list[Change] = []
+
+    @property
+    def images(self) -> dict[str, tuple[str | None, str | None]]:
+        """Each file the last check touched: its text before and after (None: absent)."""
+        return self._mapper.images
 
     # --- source tree -----------------------------------------------------------------------
 
@@ -149,6 +156,7 @@ class Checker:
         # Users of a changed header macro are searched in every C file built into the kernel.
         search = [Path(f) for f in sorted(self.built_files()) if f.endswith(".c")] if root else []
         changes, problems = self._mapper.changes_from_patch(parsed, root, macro_search=search)
+        self.changes = list(changes)
         out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in problems)
         self._evaluate(changes, out, in_patch=True)
         return out.result()
@@ -161,6 +169,7 @@ class Checker:
         out.notes.append(f"source tree: {source_root}")
         self._note_partial(out)
         changes = self._mapper.changes_between(rel_path, old_text, new_text)
+        self.changes = list(changes)
         self._evaluate(changes, out, in_patch=False)
         return out.result()
 

@@ -25,6 +25,8 @@ _RULE_TEXT = {
     "init-code": "The patch changes __init code that already ran",
     "static-local": "The patch adds or removes static local variables",
     "unknown-function": "The changed function is not in the indexed binaries",
+    "compiler-only-change": "The compiled code changes where the source mapping saw no change",
+    "kpatch-preview": "What a binary-diff build would replace, next to the prediction",
 }
 
 
