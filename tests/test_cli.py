@@ -38,7 +38,7 @@ def test_show_json_contract(tmp_path: Path) -> None:
     assert doc["query"] == "demo_lookup"
     (m,) = doc["matches"]
     assert m["object"] == "vmlinux" and m["decl_file"] == "kernel/demo_core.c"
-    assert m["build_id"] == "27e8971b4f1b40bd7c7ec395f0674cbab12b174c"
+    assert m["build_id"] == "79ca733e43c5e0de6645aa764d528dc236aa568e"
     assert m["symbols"][0] == {
         "name": "demo_lookup",
         "address": "0xffffffff81000140",
