@@ -121,7 +121,7 @@ M.handlers = {
 }
 
 --- The server definition. `opts.settings` are klp-lsp's settings (see docs/editors.md):
---- binaries, kernelRelease, sourceRoot, indexDir, severityOverrides.
+--- binaries, kernelRelease, sourceRoot, indexDir, compileCheck, buildTree, severityOverrides.
 function M.config(opts)
   opts = opts or {}
   local settings = opts.settings or {}

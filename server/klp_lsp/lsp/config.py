@@ -30,6 +30,8 @@ class Config:
     source_root: Path | None = None
     index_dir: Path = field(default_factory=default_index_dir)
     severity_overrides: tuple[tuple[str, str], ...] = ()
+    compile_check: bool = False
+    build_tree: Path | None = None
 
     def severity(self, kind: str, default: Severity) -> Severity | None:
         """The severity of a finding kind after `severityOverrides`; None when turned off."""
@@ -125,6 +127,24 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
         else:
             index_dir = path
 
+    compile_check = values["compileCheck"]
+    if not isinstance(compile_check, bool):
+        errors.append("compileCheck must be true or false")
+        compile_check = False
+    build_tree: Path | None = None
+    tree = values["buildTree"]
+    if not isinstance(tree, str):
+        errors.append("buildTree must be a path")
+    elif tree:
+        path = _expand(tree, root)
+        if path.is_dir():
+            build_tree = path
+        else:
+            errors.append(f"buildTree: {path}: not a directory")
+    if compile_check and build_tree is None and not errors:
+        errors.append("compileCheck needs buildTree (a tree made by klp-lsp prepare-build)")
+        compile_check = False
+
     overrides: list[tuple[str, str]] = []
     sev = values["severityOverrides"]
     if not isinstance(sev, Mapping):
@@ -145,6 +165,8 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
         source_root=source_root,
         index_dir=index_dir,
         severity_overrides=tuple(overrides),
+        compile_check=compile_check,
+        build_tree=build_tree,
     )
     return config, errors
 

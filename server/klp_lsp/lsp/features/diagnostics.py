@@ -1,7 +1,10 @@
 """Push diagnostics: the findings of `check` on patch documents and on edited C files.
 
 Checks run on the check thread (see `indexing.py`), debounced while typing; a result is
-published only if its document is still open and unchanged since the check started.
+published only if its document is still open and unchanged since the check started. With the
+`compileCheck` setting, the touched objects are then compiled before and after the change on a
+compile thread (`build/compile_check.py`), and the diagnostics are published again with what
+the compiler showed; a newer edit drops that result.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,8 +32,13 @@ from klp_lsp.lsp.features.call_hierarchy import c_name, definition_site
 from klp_lsp.model import CheckResult, Finding, Related
 
 if TYPE_CHECKING:
+    from klp_lsp.build.compile_check import CompilePlan
+    from klp_lsp.build.tree import BuildTree
     from klp_lsp.lsp.server import KlpServer
     from klp_lsp.patch.check import Checker
+
+# A check's result, how to turn a result into the document's diagnostics, and what to compile.
+_Checked = tuple[CheckResult, Callable[[CheckResult], list[types.Diagnostic]], "CompilePlan | None"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +79,36 @@ class DiagnosticsScheduler:
     def __init__(self, server: KlpServer) -> None:
         self.server = server
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Compiling never runs on the check thread: hovers and other checks go on meanwhile.
+        self._compile_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klp-cc")
+        self._tree: tuple[Path, BuildTree] | None = None
+        self._reported: set[str] = set()
+
+    def _build_tree(self) -> BuildTree | None:
+        """The configured build tree when `compileCheck` is on (loaded once per path)."""
+        config = self.server.config
+        if not config.compile_check or config.build_tree is None:
+            return None
+        if self._tree is None or self._tree[0] != config.build_tree:
+            from klp_lsp.build.tree import BuildTree
+
+            self._tree = (config.build_tree, BuildTree.load(config.build_tree))
+        return self._tree[1]
+
+    def _plan(self, checker: Checker, result: CheckResult) -> CompilePlan | None:
+        """On the check thread: what to compile for the check just made (needs the index)."""
+        from klp_lsp.build.compile_check import plan_compile
+
+        tree = self._build_tree()
+        if tree is None or (not result.changed_functions and not checker.changes):
+            return None
+        plan = plan_compile(checker.indexes, tree, checker.images, checker.changes, result)
+        return plan if plan.targets else None
+
+    def _report_once(self, message: str) -> None:
+        if message not in self._reported:
+            self._reported.add(message)
+            self.server.show_message(message, types.MessageType.Warning)
 
     def schedule(self, uri: str, delay: float) -> None:
         old = self._tasks.pop(uri, None)
@@ -105,9 +145,9 @@ class DiagnosticsScheduler:
         version, text = doc.version, doc.source
         try:
             if kind == "patch":
-                diagnostics = await self._check_patch(uri, text)
+                checked = await self._check_patch(uri, text)
             elif kind == "c":
-                diagnostics = await self._check_source(uri, text)
+                checked = await self._check_source(uri, text)
             else:
                 return
         except asyncio.CancelledError:
@@ -119,21 +159,68 @@ class DiagnosticsScheduler:
                 types.MessageType.Error,
             )
             return
-        if diagnostics is None or uri not in server.open_documents:
+        if checked is None:
             return
+        result, to_diagnostics, plan = checked
+        if not self._publish(uri, version, to_diagnostics(result)) or plan is None:
+            return
+        await self._compile(uri, version, result, to_diagnostics, plan)
+
+    def _publish(self, uri: str, version: int | None, diagnostics: list[types.Diagnostic]) -> bool:
+        """Publish if the document is still open at `version`; False when it is not."""
+        server = self.server
+        if uri not in server.open_documents:
+            return False
         if server.workspace.get_text_document(uri).version != version:
-            return
+            return False
         server.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
         )
+        return True
 
-    async def _check_patch(self, uri: str, text: str) -> list[types.Diagnostic] | None:
+    async def _compile(
+        self,
+        uri: str,
+        version: int | None,
+        result: CheckResult,
+        to_diagnostics: Callable[[CheckResult], list[types.Diagnostic]],
+        plan: CompilePlan,
+    ) -> None:
+        """Compile in the background and publish the diagnostics again with the compiler's."""
+        from klp_lsp.build.compile_check import CompileChecker
+        from klp_lsp.errors import KlpError
+
+        tree = self._build_tree()
+        if tree is None:
+            return
+        stop = threading.Event()
+        checker = CompileChecker(tree, jobs=1)
+        future = self._compile_executor.submit(checker.run, plan, result, stop.is_set)
+        try:
+            merged = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            stop.set()  # A newer edit: the compile thread stops between its steps.
+            raise
+        except KlpError as e:
+            log.warning("compile check of %s failed: %s", uri, e)
+            self._report_once(f"klp-lsp: compile check: {e}")
+            return
+        except Exception as e:
+            log.exception("compile check of %s failed", uri)
+            self._report_once(f"klp-lsp: compile check failed: {type(e).__name__}: {e}")
+            return
+        self._publish(uri, version, to_diagnostics(merged))
+
+    async def _check_patch(self, uri: str, text: str) -> _Checked | None:
         source_root = self.server.source_root()
         name = patch_display_name(uri)
-        result = await self.server.index.run_check(
-            lambda checker: checker.check_patches([(name, text)], source_root)
-        )
-        if result is None:
+
+        def job(checker: Checker) -> tuple[CheckResult, CompilePlan | None]:
+            result = checker.check_patches([(name, text)], source_root)
+            return result, self._plan_safely(checker, result)
+
+        got = await self.server.index.run_check(job)
+        if got is None:
             return None
         lines = text.splitlines()
 
@@ -146,9 +233,22 @@ class DiagnosticsScheduler:
                 return convert.line_range(line, start, end)
             return convert.line_range(line, 0, len(content))
 
-        return self._diagnostics(result, uri, lines, place)
+        return got[0], lambda r: self._diagnostics(r, uri, lines, place), got[1]
 
-    async def _check_source(self, uri: str, text: str) -> list[types.Diagnostic] | None:
+    def _plan_safely(self, checker: Checker, result: CheckResult) -> CompilePlan | None:
+        """`_plan`, with a failure reported once and the first diagnostics kept."""
+        from klp_lsp.errors import KlpError
+
+        try:
+            return self._plan(checker, result)
+        except KlpError as e:
+            message = f"klp-lsp: compile check: {e}"
+            self.server.post(lambda: self._report_once(message))
+        except Exception:
+            log.exception("planning the compile check failed")
+        return None
+
+    async def _check_source(self, uri: str, text: str) -> _Checked | None:
         from klp_lsp.patch.source_map import parse_source
 
         root = self.server.source_root()
@@ -156,16 +256,17 @@ class DiagnosticsScheduler:
         if root is None or rel is None:
             return None
 
-        def job(checker: Checker) -> CheckResult | None:
+        def job(checker: Checker) -> tuple[CheckResult, CompilePlan | None] | None:
             old = pre_image(root, rel)
             if old is None or old == text:
                 return None
-            return checker.check_source_edit(root, rel, old, text)
+            result = checker.check_source_edit(root, rel, old, text)
+            return result, self._plan_safely(checker, result)
 
-        result = await self.server.index.run_check(job)
-        if result is None:
-            return []
+        got = await self.server.index.run_check(job)
         lines = text.splitlines()
+        if got is None:
+            return CheckResult((), (), (), ()), lambda r: [], None
         functions = parse_source(text).functions
 
         def place(f: Finding) -> types.Range:
@@ -180,7 +281,7 @@ class DiagnosticsScheduler:
             line = min(max((f.source_line or 1) - 1, 0), max(len(lines) - 1, 0))
             return convert.line_range(line, 0, len(lines[line]) if lines else 0)
 
-        return self._diagnostics(result, uri, lines, place)
+        return got[0], lambda r: self._diagnostics(r, uri, lines, place), got[1]
 
     def _diagnostics(
         self,
