@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from klp_lsp.analysis.producer import compiler_identity
-from klp_lsp.build.backend import patched_command, read_saved_command
+from klp_lsp.build.backend import commands_from_dry_run, patched_command, read_saved_command
 from klp_lsp.build.cache import ObjectResult, ResultCache, result_key
 from klp_lsp.build.overlay import Overlay
 from klp_lsp.build.tree import BuildTree, compare_symbols, config_changes, object_of_cu
@@ -192,3 +192,17 @@ def test_result_cache_round_trip(tmp_path: Path) -> None:
     ResultCache(tmp_path).put("k2", failed)
     assert ResultCache(tmp_path).get("k2") == failed
     assert ResultCache(tmp_path).get("missing") is None
+
+
+def test_commands_from_a_make_dry_run() -> None:
+    """`make -n` prints kbuild's fixdep call with the command as a `.cmd` file holds it."""
+    printed = (
+        "set -e;  echo '  CC      kernel/fork.o'; gcc-12 -c -o kernel/fork.o /src/kernel/fork.c;"
+        " scripts/basic/fixdep kernel/.fork.o.d kernel/fork.o 'gcc-12 -Wp,-MMD,kernel/.fork.o.d"
+        " -DKBUILD_MODNAME='\\''\"fork\"'\\'' -DX=$$(pound) -c -o kernel/fork.o"
+        " /src/kernel/fork.c' > kernel/.fork.o.cmd; rm -f kernel/.fork.o.d\n"
+    )
+    assert commands_from_dry_run(printed, ["kernel/fork.o", "kernel/exit.o"]) == {
+        "kernel/fork.o": "gcc-12 -Wp,-MMD,kernel/.fork.o.d -DKBUILD_MODNAME='\"fork\"' -DX=$#"
+        " -c -o kernel/fork.o /src/kernel/fork.c"
+    }

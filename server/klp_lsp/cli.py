@@ -215,8 +215,10 @@ def _check(args: argparse.Namespace) -> CheckResult:
     results = session.ensure_indexes(progress=_progress(False), cu_names=needed)
     with session.open() as indexes:
         checker = Checker(indexes)
-        source = args.source or (compile_tree.source if compile_tree is not None else None)
-        result = checker.check_patches(patches, source)
+        if args.source is None and compile_tree is not None:
+            result = checker.check_patches(patches, compile_tree.source, "the build tree's")
+        else:
+            result = checker.check_patches(patches, args.source)
         if compile_tree is not None:
             result = _compile_check(args, compile_tree, indexes, checker, result)
     if any(not r.complete for r in results) and not args.no_background:

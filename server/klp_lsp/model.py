@@ -459,7 +459,8 @@ class PreviewEntry:
     kind: FunctionDiffKind
     origin: str
     reason: str
-    predicted: bool  # in the replace set the source mapping predicted
+    predicted: bool  # in the replace set the source mapping predicted (itself or its old name)
+    old_symbol: str | None = None  # its name in the original, when a clone change renamed it
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,19 +266,20 @@ def _pair_key(f: ObjectFunction) -> str:
 
 def _describe_change(b: ObjectFunction, a: ObjectFunction, bk: list[_Key], ak: list[_Key]) -> str:
     matcher = difflib.SequenceMatcher(None, bk, ak, autojunk=False)
-    changed = 0
     first = ""
+    same = 0
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
+            same += i2 - i1
             continue
-        changed += max(i2 - i1, j2 - j1)
         if not first:
             old = insn_text(b.insns[i1]) if i1 < i2 else "-"
             new = insn_text(a.insns[j1]) if j1 < j2 else "-"
             where = a.insns[j1].offset if j1 < len(a.insns) else a.size
             first = f"; first at +{where:#x}: `{old}` -> `{new}`"
     size = f"{b.size} -> {a.size} bytes" if b.size != a.size else f"{a.size} bytes"
-    return f"{changed} of {max(len(bk), len(ak))} instructions differ ({size}){first}"
+    total = max(len(bk), len(ak))
+    return f"{total - same} of {total} instructions differ ({size}){first}"
 
 
 def _inlined_by_caller(code: ObjectCode) -> dict[str, set[str]]:

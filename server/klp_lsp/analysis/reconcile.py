@@ -161,7 +161,7 @@ def _preview(
             if d.old_name:
                 reason = f"renamed from {d.old_name}; {reason}"
             was = (obj, d.name) in predicted or (obj, d.old_name) in predicted
-            out.append(PreviewEntry(obj, d.name, d.kind, d.origin, reason, was))
+            out.append(PreviewEntry(obj, d.name, d.kind, d.origin, reason, was, d.old_name))
     return out
 
 

@@ -10,6 +10,7 @@ are. Script trees (the fixture kernel's `build.sh`) compile both sides with the 
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 import subprocess
@@ -44,6 +45,11 @@ def _first_errors(text: str, overlay: Path | None) -> str:
     return out or "the compiler failed without a message"
 
 
+def _unescape_make_cmd(value: str) -> str:
+    # scripts/Kbuild.include `make-cmd` escapes `$` as `$$` and `#` as `$(pound)`.
+    return value.replace("$(pound)", "#").replace("$$", "$")
+
+
 def read_saved_command(tree: Path, obj: str) -> str:
     """The command kbuild last ran to build `obj`, from `TREE/dir/.obj.o.cmd`."""
     directory, base = posixpath.split(obj)
@@ -55,8 +61,38 @@ def read_saved_command(tree: Path, obj: str) -> str:
     name, sep, value = first.partition(" := ")
     if not sep or not name.startswith(("cmd_", "savedcmd_")):
         raise BuildError(f"{path}: not a kbuild command file")
-    # scripts/Kbuild.include `make-cmd` escapes `$` as `$$` and `#` as `$(pound)`.
-    return value.replace("$(pound)", "#").replace("$$", "$")
+    return _unescape_make_cmd(value)
+
+
+def commands_from_dry_run(output: str, objects: Sequence[str]) -> dict[str, str]:
+    """The commands `make -n` would run for `objects`, from the text it printed.
+
+    scripts/Kbuild.include `cmd_and_fixdep` passes the command to fixdep in single quotes
+    (`scripts/basic/fixdep DEP OBJ '<make-cmd>' > .OBJ.cmd`), escaped as `.cmd` files hold it
+    and with `'` written `'\\''` for the shell.
+    """
+    out: dict[str, str] = {}
+    for obj in objects:
+        directory, base = posixpath.split(obj)
+        dep = posixpath.join(directory, f".{base}.d")
+        marker = f"fixdep {dep} {obj} '"
+        at = output.find(marker)
+        if at < 0:
+            continue
+        pos = at + len(marker)
+        chunks = []
+        while True:
+            end = output.find("'", pos)
+            if end < 0:
+                break
+            chunks.append(output[pos:end])
+            if output.startswith("'\\''", end):
+                chunks.append("'")
+                pos = end + 4
+                continue
+            out[obj] = _unescape_make_cmd("".join(chunks))
+            break
+    return out
 
 
 def patched_command(command: str, source: Path, overlay: Path, obj: str, output: Path) -> str:
@@ -83,10 +119,11 @@ class Backend(ABC):
         """Build the objects from the original source; a failure is a `BuildError`."""
 
     @abstractmethod
-    def build_patched(
+    def build_both(
         self, objects: Sequence[str], overlay: Path, out: Path, jobs: int
-    ) -> dict[str, Path | CompileFailure]:
-        """Build the objects from `overlay` into `out`; a failure is data."""
+    ) -> tuple[dict[str, Path], dict[str, Path | CompileFailure]]:
+        """Build the objects from the original source (a failure is a `BuildError`) and from
+        `overlay` into `out` (a failure is data), the two sides at the same time."""
 
 
 def _parallel(
@@ -112,28 +149,61 @@ class KbuildBackend(Backend):
             )
         return {o: self.tree.path / o for o in objects}
 
-    def build_patched(
+    def _known_commands(self, objects: Sequence[str]) -> dict[str, str]:
+        """kbuild's command of each object: saved by an earlier build, else from `make -n`."""
+        known: dict[str, str] = {}
+        for obj in objects:
+            with contextlib.suppress(BuildError):
+                known[obj] = read_saved_command(self.tree.path, obj)
+        missing = [o for o in objects if o not in known]
+        if missing:
+            cmd = [*self.tree.make_command(1, *missing), "-n"]
+            try:
+                proc = subprocess.run(
+                    cmd, capture_output=True, text=True, check=False, env=build_env()
+                )
+            except OSError as e:
+                raise BuildError(f"cannot run make: {e}") from e
+            known.update(commands_from_dry_run(proc.stdout, missing))
+        return known
+
+    def _patched(self, command: str, obj: str, overlay: Path, out: Path) -> Path | CompileFailure:
+        output = out / obj
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.unlink(missing_ok=True)
+        cmd = patched_command(command, self.tree.source, overlay, obj, output)
+        proc = subprocess.run(
+            ["sh", "-c", cmd],
+            cwd=self.tree.path,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=build_env(),
+        )
+        if proc.returncode != 0 or not output.exists():
+            return CompileFailure(obj, _first_errors(proc.stderr or proc.stdout, overlay))
+        return output
+
+    def build_both(
         self, objects: Sequence[str], overlay: Path, out: Path, jobs: int
-    ) -> dict[str, Path | CompileFailure]:
-        commands = {o: read_saved_command(self.tree.path, o) for o in objects}
-
-        def work(obj: str) -> Path | CompileFailure:
-            output = out / obj
-            output.parent.mkdir(parents=True, exist_ok=True)
-            cmd = patched_command(commands[obj], self.tree.source, overlay, obj, output)
-            proc = subprocess.run(
-                ["sh", "-c", cmd],
-                cwd=self.tree.path,
-                capture_output=True,
-                text=True,
-                check=False,
-                env=build_env(),
-            )
-            if proc.returncode != 0 or not output.exists():
-                return CompileFailure(obj, _first_errors(proc.stderr or proc.stdout, overlay))
-            return output
-
-        return _parallel(jobs, list(objects), work)
+    ) -> tuple[dict[str, Path], dict[str, Path | CompileFailure]]:
+        # The patched objects compile while make brings the original ones up to date: on a
+        # first check of a file both sides take a full compile.
+        commands = self._known_commands(objects)
+        with ThreadPoolExecutor(max_workers=max(1, jobs) + 1) as pool:
+            original = pool.submit(self.build_original, objects, jobs)
+            patched = {
+                o: pool.submit(self._patched, commands[o], o, overlay, out) for o in commands
+            }
+            originals = original.result()
+            results = {o: f.result() for o, f in patched.items()}
+        for obj in objects:
+            # New flags since the command was read (a changed config), or no command before
+            # make ran: compile the patched side again with the command make just used.
+            saved = read_saved_command(self.tree.path, obj)
+            if commands.get(obj) != saved:
+                results[obj] = self._patched(saved, obj, overlay, out)
+        return originals, results
 
 
 class ScriptBackend(Backend):
@@ -163,10 +233,26 @@ class ScriptBackend(Backend):
             paths[obj] = got
         return paths
 
-    def build_patched(
+    def build_both(
         self, objects: Sequence[str], overlay: Path, out: Path, jobs: int
-    ) -> dict[str, Path | CompileFailure]:
-        return _parallel(jobs, list(objects), lambda o: self._compile(overlay, out, o))
+    ) -> tuple[dict[str, Path], dict[str, Path | CompileFailure]]:
+        keys = [f"o:{o}" for o in objects] + [f"p:{o}" for o in objects]
+        orig_out = self.tree.work_dir / "original"
+
+        def work(key: str) -> Path | CompileFailure:
+            side, obj = key.split(":", 1)
+            return self._compile(
+                self.tree.source if side == "o" else overlay, orig_out if side == "o" else out, obj
+            )
+
+        built = _parallel(jobs, keys, work)
+        originals: dict[str, Path] = {}
+        for obj in objects:
+            got = built[f"o:{obj}"]
+            if isinstance(got, CompileFailure):
+                raise BuildError(f"compiling the original {obj} failed: {got.message}")
+            originals[obj] = got
+        return originals, {o: built[f"p:{o}"] for o in objects}
 
 
 def backend_for(tree: BuildTree) -> Backend:

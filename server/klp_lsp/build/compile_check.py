@@ -327,18 +327,17 @@ class CompileChecker:
         ]
         touched = [p for p in plan.images if p.endswith((".c", ".h"))]
         with _locked(tree):
-            originals = self.backend.build_original(objects, self.jobs)
-            before = {o: read_object_code(p, o, roots) for o, p in originals.items()}
-            if cancelled is not None and cancelled():
-                return out
             tree.work_dir.mkdir(parents=True, exist_ok=True)
             scratch = Path(tempfile.mkdtemp(prefix="check-", dir=tree.work_dir))
             try:
                 files = {p: after for p, (_, after) in plan.images.items()}
                 overlay = Overlay(tree.source, scratch / "src", files)
-                patched = self.backend.build_patched(
+                originals, patched = self.backend.build_both(
                     objects, overlay.root, scratch / "out", self.jobs
                 )
+                if cancelled is not None and cancelled():
+                    return out
+                before = {o: read_object_code(p, o, roots) for o, p in originals.items()}
                 sources = _Sources([overlay.root, tree.source])
                 for obj in objects:
                     got = patched[obj]

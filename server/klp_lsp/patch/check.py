@@ -118,10 +118,12 @@ class Checker:
 
     # --- source tree -----------------------------------------------------------------------
 
-    def find_source_root(self, given: Path | None) -> tuple[Path | None, str]:
+    def find_source_root(
+        self, given: Path | None, why: str = "--source"
+    ) -> tuple[Path | None, str]:
         """The source tree to read pre-images from, and a note saying which and why."""
         if given is not None:
-            return given, f"source tree: {given} (--source)"
+            return given, f"source tree: {given} ({why})"
         for o in self.indexes.objects:
             for cu in o.cus().values():
                 comp_dir = Path(cu.unit.comp_dir)
@@ -141,16 +143,22 @@ class Checker:
     # --- entry points ----------------------------------------------------------------------
 
     def check_patches(
-        self, patches: Sequence[tuple[str, str]], source_root: Path | None
+        self,
+        patches: Sequence[tuple[str, str]],
+        source_root: Path | None,
+        source_why: str = "--source",
     ) -> CheckResult:
-        """Check patch texts, given as (display name, text), applied in order."""
+        """Check patch texts, given as (display name, text), applied in order.
+
+        `source_why` says where `source_root` comes from, for the note naming it.
+        """
         out = _Collector()
         parsed: list[Patch] = []
         for name, text in patches:
             ps, problems = parse_patch_text(text, name)
             parsed.extend(ps)
             out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in problems)
-        root, note = self.find_source_root(source_root)
+        root, note = self.find_source_root(source_root, source_why)
         out.notes.append(note)
         self._note_partial(out)
         # Users of a changed header macro are searched in every C file built into the kernel.

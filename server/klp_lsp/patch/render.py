@@ -130,6 +130,7 @@ def compile_to_json(report: CompileReport) -> dict[str, Any]:
                 "origin": p.origin,
                 "reason": p.reason,
                 "predicted": p.predicted,
+                "old_symbol": p.old_symbol,
             }
             for p in report.kpatch_preview
         ],
@@ -164,12 +165,12 @@ def compile_to_text(result: CheckResult) -> list[str]:
     rows: dict[tuple[str, str], list[str]] = {}
     for e in result.replace:
         rows.setdefault((e.object, e.symbol), ["replace: " + e.reason, "-"])
-    renamed = {d.old_name: d.name for od in report.objects for d in od.functions if d.old_name}
     for p in report.kpatch_preview:
-        rows.setdefault((p.object, p.symbol), ["-", "-"])[1] = p.kind
-    for (_obj, symbol), row in rows.items():
-        if row[1] == "-" and symbol in renamed:
-            row[1] = f"renamed to {renamed[symbol]}"
+        old = (p.object, p.old_symbol) if p.old_symbol else None
+        if old is not None and old in rows:
+            rows[old][1] = f"{p.kind}, renamed to {p.symbol}"
+        else:
+            rows.setdefault((p.object, p.symbol), ["-", "-"])[1] = p.kind
     compiled = {name for od in report.objects for name in od.symbols}
     if rows:
         lines.append("  prediction vs compiler:")
