@@ -464,6 +464,18 @@ class PreviewEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Comparison:
+    """One function of the predicted replace set or of the compiler's changes, side by side."""
+
+    object: str
+    symbol: str
+    predicted: str | None  # why the replace set has it; None when it does not
+    # `changed`, `calls-renamed`, `added`, `removed` (with `, renamed to X` after a clone
+    # change), `same code`, or `not compiled`.
+    compiler: str
+
+
+@dataclass(frozen=True, slots=True)
 class CompileReport:
     """What compiling the touched objects before and after the patch showed."""
 
@@ -474,6 +486,7 @@ class CompileReport:
     not_compiled: tuple[tuple[str, str], ...] = ()  # (object, why)
     cached: tuple[str, ...] = ()  # objects answered from the result cache
     seconds: float = 0.0
+    comparison: tuple[Comparison, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

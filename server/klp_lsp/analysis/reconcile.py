@@ -21,6 +21,7 @@ from typing import Literal
 from klp_lsp.model import (
     ChangedFunction,
     CheckResult,
+    Comparison,
     CompileReport,
     Finding,
     FunctionDiff,
@@ -244,7 +245,11 @@ def reconcile(
     preview = _preview(diffs, predicted)
     if diffs:
         findings.append(_preview_finding(result, preview, diffs))
-    compile_report = replace(report, kpatch_preview=tuple(preview))
+    compile_report = replace(
+        report,
+        kpatch_preview=tuple(preview),
+        comparison=tuple(side_by_side(result, preview, diffs)),
+    )
     # A patch that does not compile is a problem with the input, shown with the others.
     problems = (
         *result.problems,
@@ -260,6 +265,28 @@ def reconcile(
         problems=problems,
         compile=compile_report,
     )
+
+
+def side_by_side(
+    result: CheckResult, preview: Sequence[PreviewEntry], diffs: Sequence[tuple[str, ObjectDiff]]
+) -> list[Comparison]:
+    """The predicted replace set and the compiler's changes, one row per function."""
+    rows: dict[tuple[str, str], list[str | None]] = {}
+    for e in result.replace:
+        rows.setdefault((e.object, e.symbol), [e.reason, None])
+    for p in preview:
+        old = (p.object, p.old_symbol) if p.old_symbol else None
+        if old is not None and old in rows:
+            rows[old][1] = f"{p.kind}, renamed to {p.symbol}"
+        else:
+            rows.setdefault((p.object, p.symbol), [None, None])[1] = p.kind
+    compiled = {(obj, name) for obj, od in diffs for name in od.symbols}
+    out = []
+    for (obj, symbol), (predicted, seen) in rows.items():
+        if seen is None:
+            seen = "same code" if (obj, symbol) in compiled else "not compiled"
+        out.append(Comparison(obj, symbol, predicted, seen))
+    return out
 
 
 def _preview_finding(

@@ -198,10 +198,12 @@ class KbuildBackend(Backend):
             originals = original.result()
             results = {o: f.result() for o, f in patched.items()}
         for obj in objects:
-            # New flags since the command was read (a changed config), or no command before
-            # make ran: compile the patched side again with the command make just used.
+            # Compile the patched side again with the command make just used when the flags
+            # changed since it was read (a changed config) or there was none, and when it
+            # failed: it may have run before make generated a header the object includes
+            # (`crypto/ecrdsa_params.asn1.h` from `ecrdsa_params.asn1`).
             saved = read_saved_command(self.tree.path, obj)
-            if commands.get(obj) != saved:
+            if commands.get(obj) != saved or isinstance(results.get(obj), CompileFailure):
                 results[obj] = self._patched(saved, obj, overlay, out)
         return originals, results
 

@@ -122,6 +122,15 @@ def compile_to_json(report: CompileReport) -> dict[str, Any]:
             }
             for od in report.objects
         ],
+        "comparison": [
+            {
+                "object": c.object,
+                "symbol": c.symbol,
+                "predicted": c.predicted,
+                "compiler": c.compiler,
+            }
+            for c in report.comparison
+        ],
         "kpatch_preview": [
             {
                 "object": p.object,
@@ -161,23 +170,11 @@ def compile_to_text(result: CheckResult) -> list[str]:
             lines.append(f"    inlining: {f.callee} {verb} {f.caller}")
     for obj, why in report.not_compiled:
         lines.append(f"  {obj}: not compiled: {why}")
-    # The prediction and the compiler side by side, per function.
-    rows: dict[tuple[str, str], list[str]] = {}
-    for e in result.replace:
-        rows.setdefault((e.object, e.symbol), ["replace: " + e.reason, "-"])
-    for p in report.kpatch_preview:
-        old = (p.object, p.old_symbol) if p.old_symbol else None
-        if old is not None and old in rows:
-            rows[old][1] = f"{p.kind}, renamed to {p.symbol}"
-        else:
-            rows.setdefault((p.object, p.symbol), ["-", "-"])[1] = p.kind
-    compiled = {name for od in report.objects for name in od.symbols}
-    if rows:
+    if report.comparison:
         lines.append("  prediction vs compiler:")
-        for (obj, symbol), (predicted, seen) in rows.items():
-            if seen == "-":
-                seen = "same code" if symbol in compiled else "not compiled"
-            lines.append(f"    {obj}: {symbol}: {predicted} | compiler: {seen}")
+        for row in report.comparison:
+            predicted = "-" if row.predicted is None else f"replace: {row.predicted}"
+            lines.append(f"    {row.object}: {row.symbol}: {predicted} | compiler: {row.compiler}")
     return lines
 
 
