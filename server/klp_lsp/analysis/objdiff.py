@@ -18,6 +18,7 @@ from klp_lsp.analysis.clones import parse_clone_name
 from klp_lsp.model import (
     CloneChange,
     FunctionDiff,
+    FunctionDiffKind,
     InliningFlip,
     ObjectCode,
     ObjectDiff,
@@ -184,6 +185,25 @@ class _Comparison:
             **common,  # type: ignore[arg-type]
         )
 
+    def _one_side(
+        self, f: ObjectFunction, kind: FunctionDiffKind, other_inlined: Mapping[str, set[str]]
+    ) -> FunctionDiff:
+        """A function with an out-of-line copy on one side only, and where the other side
+        inlined it."""
+        into = sorted(c for c, names in other_inlined.items() if f.origin in names)
+        if kind == "removed":
+            detail = "no longer compiled out of line"
+            where = f"; now inlined into {', '.join(into)}"
+        else:
+            detail, where = "new out-of-line copy", f"; was inlined into {', '.join(into)}"
+        return FunctionDiff(
+            self.object, f.name, f.origin, kind, detail=detail + (where if into else ""),
+            decl_file=f.decl_file, decl_line=f.decl_line,
+            inlined=() if kind == "removed" else tuple(sorted({*f.inlined, *f.inlined_nested})),
+            size_before=f.size if kind == "removed" else None,
+            size_after=f.size if kind == "added" else None,
+        )  # fmt: skip
+
     def run(self) -> ObjectDiff:
         before_by: dict[tuple[str, int], ObjectFunction] = {}
         after_by: dict[tuple[str, int], ObjectFunction] = {}
@@ -219,29 +239,8 @@ class _Comparison:
         still_added = [f for fs in by_origin.values() for f in fs]
         inlined_before = _inlined_by_caller(self.before)
         inlined_after = _inlined_by_caller(self.after)
-        for f in still_removed:
-            into = sorted(c for c, names in inlined_after.items() if f.origin in names)
-            detail = "no longer compiled out of line" + (
-                f"; now inlined into {', '.join(into)}" if into else ""
-            )
-            diffs.append(
-                FunctionDiff(
-                    self.object, f.name, f.origin, "removed", detail=detail,
-                    decl_file=f.decl_file, decl_line=f.decl_line, size_before=f.size,
-                )
-            )  # fmt: skip
-        for f in still_added:
-            into = sorted(c for c, names in inlined_before.items() if f.origin in names)
-            detail = "new out-of-line copy" + (
-                f"; was inlined into {', '.join(into)}" if into else ""
-            )
-            diffs.append(
-                FunctionDiff(
-                    self.object, f.name, f.origin, "added", detail=detail,
-                    decl_file=f.decl_file, decl_line=f.decl_line,
-                    inlined=tuple(sorted({*f.inlined, *f.inlined_nested})), size_after=f.size,
-                )
-            )  # fmt: skip
+        diffs += [self._one_side(f, "removed", inlined_after) for f in still_removed]
+        diffs += [self._one_side(f, "added", inlined_before) for f in still_added]
         diffs.sort(key=lambda d: (_KIND_ORDER[d.kind], d.name))
         return ObjectDiff(
             object=self.object,

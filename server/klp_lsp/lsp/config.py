@@ -59,6 +59,23 @@ def _expand(value: str, root: Path | None) -> Path:
     return path
 
 
+def _directory(
+    values: Mapping[str, Any], key: str, root: Path | None, errors: list[str]
+) -> Path | None:
+    """An optional setting naming an existing directory (empty: None)."""
+    value = values[key]
+    if not isinstance(value, str):
+        errors.append(f"{key} must be a path")
+        return None
+    if not value:
+        return None
+    path = _expand(value, root)
+    if not path.is_dir():
+        errors.append(f"{key}: {path}: not a directory")
+        return None
+    return path
+
+
 def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[str]]:
     """Validate client settings; return the config and one line per wrong setting.
 
@@ -105,16 +122,7 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
         errors.append(f"kernelRelease {kernel!r} is not a release name like 6.1.0-26-amd64")
         kernel = ""
 
-    source_root: Path | None = None
-    src = values["sourceRoot"]
-    if not isinstance(src, str):
-        errors.append("sourceRoot must be a path")
-    elif src:
-        path = _expand(src, root)
-        if path.is_dir():
-            source_root = path
-        else:
-            errors.append(f"sourceRoot: {path}: not a directory")
+    source_root = _directory(values, "sourceRoot", root, errors)
 
     index_dir = default_index_dir()
     idx = values["indexDir"]
@@ -131,16 +139,7 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
     if not isinstance(compile_check, bool):
         errors.append("compileCheck must be true or false")
         compile_check = False
-    build_tree: Path | None = None
-    tree = values["buildTree"]
-    if not isinstance(tree, str):
-        errors.append("buildTree must be a path")
-    elif tree:
-        path = _expand(tree, root)
-        if path.is_dir():
-            build_tree = path
-        else:
-            errors.append(f"buildTree: {path}: not a directory")
+    build_tree = _directory(values, "buildTree", root, errors)
     if compile_check and build_tree is None and not errors:
         errors.append("compileCheck needs buildTree (a tree made by klp-lsp prepare-build)")
         compile_check = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -106,43 +107,13 @@ def compile_to_json(report: CompileReport) -> dict[str, Any]:
                     }
                     for d in od.functions
                 ],
-                "clones": [
-                    {
-                        "origin": c.origin,
-                        "before": list(c.before),
-                        "after": list(c.after),
-                        "message": c.message,
-                    }
-                    for c in od.clones
-                ],
-                "inlining": [
-                    {"callee": f.callee, "caller": f.caller, "inlined_after": f.inlined_after}
-                    for f in od.inlining
-                ],
+                "clones": [asdict(c) for c in od.clones],
+                "inlining": [asdict(f) for f in od.inlining],
             }
             for od in report.objects
         ],
-        "comparison": [
-            {
-                "object": c.object,
-                "symbol": c.symbol,
-                "predicted": c.predicted,
-                "compiler": c.compiler,
-            }
-            for c in report.comparison
-        ],
-        "kpatch_preview": [
-            {
-                "object": p.object,
-                "symbol": p.symbol,
-                "kind": p.kind,
-                "origin": p.origin,
-                "reason": p.reason,
-                "predicted": p.predicted,
-                "old_symbol": p.old_symbol,
-            }
-            for p in report.kpatch_preview
-        ],
+        "comparison": [asdict(c) for c in report.comparison],
+        "kpatch_preview": [asdict(p) for p in report.kpatch_preview],
     }
 
 
