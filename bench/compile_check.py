@@ -59,9 +59,11 @@ def main() -> int:
     binaries = args.binary or [CORPUS / "amd64" / "vmlinux"]
     select = [a for b in binaries for a in ("--binary", str(b))]
     select += ["--index-dir", str(args.index_dir)] if str(args.index_dir) else []
+    manifest = json.loads((args.build_tree / "klp-build-tree.json").read_text())
     rows = []
     for patch in args.patches:
         base = [*KLP, "check", str(patch), *select, "--format", "json", "--no-background"]
+        base += ["--source", manifest["source"]]
         compile_ = [*base, "--compile", "--build-tree", str(args.build_tree), "--jobs"]
         compile_.append(str(args.jobs))
         plain_wall, plain_load, _ = timed(base)

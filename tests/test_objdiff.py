@@ -17,8 +17,9 @@ def fn(
     *insns: ObjectInsn,
     origin: str | None = None,
     inlined: tuple[str, ...] = (),
-    nested: tuple[str, ...] = (),
+    nested: tuple[tuple[str, str], ...] = (),
 ) -> ObjectFunction:
+    """`nested`: (inlined function, what is inlined into its copy)."""
     return ObjectFunction(
         name=name,
         section=".text",
@@ -29,7 +30,8 @@ def fn(
         decl_file="kernel/x.c",
         decl_line=1,
         inlined=inlined,
-        inlined_nested=nested,
+        inlined_nested=tuple(callee for _, callee in nested),
+        inline_edges=tuple(sorted({*((name.split(".")[0], c) for c in inlined), *nested})),
     )
 
 
@@ -122,15 +124,15 @@ def test_renamed_clone_is_compared_with_its_old_self() -> None:
 
 def test_inlining_flip_and_new_out_of_line_copy() -> None:
     """The workqueue case: a function stops being inlined, or starts."""
-    pick = fn("pick", FENTRY, insn("mov eax, #", 1), RET)
-    old = obj(fn("schedule", FENTRY, RET, inlined=("pick",), nested=("mix",)))
+    old = obj(fn("schedule", FENTRY, RET, inlined=("pick",), nested=(("pick", "mix"),)))
+    pick = fn("pick", FENTRY, insn("mov eax, #", 1), RET, inlined=("mix",))
     new = obj(fn("schedule", FENTRY, insn("call @", refs=("pick",)), RET), pick)
     d = compare_objects(old, new)
     assert {f.name: (f.kind, f.detail) for f in d.functions} == {
         "schedule": ("changed", d.functions[0].detail),
         "pick": ("added", "new out-of-line copy; was inlined into schedule"),
     }
-    # Only direct decisions flip: `mix` was inlined into `pick`, which was inlined.
+    # Only decisions that changed flip: `mix` is inlined into `pick` on both sides.
     assert [(f.callee, f.caller, f.inlined_after) for f in d.inlining] == [
         ("pick", "schedule", False)
     ]
@@ -141,6 +143,24 @@ def test_inlining_flip_and_new_out_of_line_copy() -> None:
         ("pick", "no longer compiled out of line; now inlined into schedule")
     ]
     assert back.clones == ()
+
+
+def test_flip_inside_an_inlined_copy() -> None:
+    """`__do_sys_fspick` stops being inlined into `__se_sys_fspick`, itself still inlined into
+    the syscall stub: the stub's direct inlines do not change, the edge inside them does."""
+    edges = (("__se_sys_fspick", "__do_sys_fspick"),)
+    old = obj(fn("__x64_sys_fspick", FENTRY, RET, inlined=("__se_sys_fspick",), nested=edges))
+    new = obj(
+        fn("__x64_sys_fspick", FENTRY, insn("call @", refs=("__do_sys_fspick",)), RET,
+           inlined=("__se_sys_fspick",)),
+        fn("__do_sys_fspick", FENTRY, RET),
+    )  # fmt: skip
+    d = compare_objects(old, new)
+    assert [(f.callee, f.caller, f.inlined_after) for f in d.inlining] == [
+        ("__do_sys_fspick", "__se_sys_fspick", False)
+    ]
+    added = next(f for f in d.functions if f.kind == "added")
+    assert added.detail == "new out-of-line copy; was inlined into __x64_sys_fspick"
 
 
 def test_part_clone_gone() -> None:

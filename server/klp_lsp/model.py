@@ -203,6 +203,9 @@ class ObjectFunction:
     decl_line: int | None
     inlined: tuple[str, ...]  # C functions GCC inlined into it directly, sorted
     inlined_nested: tuple[str, ...] = ()  # inlined through other inlined functions
+    # (caller, callee) of every inlining decision in its code: the caller is this function's
+    # C name, or the inlined function whose copy holds the callee's copy.
+    inline_edges: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,16 +237,16 @@ class _Comparison:
             else:
                 still_removed.append(f)
         still_added = [f for fs in by_origin.values() for f in fs]
-        inlined_before = _inlined_by_caller(self.before)
-        inlined_after = _inlined_by_caller(self.after)
-        diffs += [self._one_side(f, "removed", inlined_after) for f in still_removed]
-        diffs += [self._one_side(f, "added", inlined_before) for f in still_added]
+        anywhere_before = _inlined_anywhere(self.before)
+        anywhere_after = _inlined_anywhere(self.after)
+        diffs += [self._one_side(f, "removed", anywhere_after) for f in still_removed]
+        diffs += [self._one_side(f, "added", anywhere_before) for f in still_added]
         diffs.sort(key=lambda d: (_KIND_ORDER[d.kind], d.name))
         return ObjectDiff(
             object=self.object,
             functions=tuple(diffs),
             clones=tuple(_clone_changes(self.before, self.after)),
-            inlining=tuple(_flips(inlined_before, inlined_after)),
+            inlining=tuple(_flips(_inlined_by_caller(self.before), _inlined_by_caller(self.after))),
             identical=identical,
             symbols=tuple(
                 sorted({f.name for f in (*self.before.functions, *self.after.functions)})
@@ -282,11 +282,24 @@ def _describe_change(b: ObjectFunction, a: ObjectFunction, bk: list[_Key], ak: l
 
 
 def _inlined_by_caller(code: ObjectCode) -> dict[str, set[str]]:
-    """C function -> the C functions GCC inlined directly into any of its out-of-line copies
-    (a function inlined only inside another inlined one follows that one's decision)."""
+    """C function -> the C functions GCC inlined directly into it, in any out-of-line copy:
+    into the function itself, or into a copy of it inlined elsewhere (`__se_sys_fspick`
+    inlines `__do_sys_fspick` inside `__x64_sys_fspick`). A function inlined only inside
+    another inlined one follows that one's decision and is not an edge of the outer one."""
     out: dict[str, set[str]] = {}
     for f in code.functions:
-        out.setdefault(f.origin, set()).update(f.inlined)
+        out.setdefault(f.origin, set())
+        for caller, callee in f.inline_edges:
+            out.setdefault(caller, set()).add(callee)
+            out.setdefault(callee, set())  # Its copies exist, with nothing inlined into them.
+    return out
+
+
+def _inlined_anywhere(code: ObjectCode) -> dict[str, set[str]]:
+    """C function -> every C function inlined into its out-of-line copies, at any depth."""
+    out: dict[str, set[str]] = {}
+    for f in code.functions:
+        out.setdefault(f.origin, set()).update(f.inlined, f.inlined_nested)
     return out
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from klp_lsp.analysis.clones import cold_parent
 from klp_lsp.model import (
     ChangedFunction,
     CheckResult,
@@ -151,7 +152,7 @@ def _preview(
     out = []
     for obj, od in diffs:
         for d in od.functions:
-            if d.kind == "line-only" or d.name.endswith(".cold") or ".cold." in d.name:
+            if d.kind == "line-only" or cold_parent(d.name) is not None:
                 continue
             if d.kind == "removed":
                 reason = f"gone from the patched build ({d.detail})"
@@ -203,7 +204,10 @@ def reconcile(
         for d in od.functions:
             if d.kind not in _changed_kinds() or (obj, d.origin) in source_names:
                 continue
-            was_predicted = (obj, d.name) in predicted or (obj, d.old_name) in predicted
+            # A `.cold` part is replaced with the function it was split from.
+            names = {n for n in (d.name, d.old_name) if n is not None}
+            names |= {p for n in list(names) if (p := cold_parent(n)) is not None}
+            was_predicted = any((obj, n) in predicted for n in names)
             if (obj, d.origin) not in seen:
                 seen.add((obj, d.origin))
                 # Predicted through the replace set (it inlines a changed function, say):
@@ -217,8 +221,8 @@ def reconcile(
                         evidence="both" if was_predicted else "compiler",
                     )
                 )
-            if was_predicted:
-                continue
+            if was_predicted or cold_parent(d.name) is not None:
+                continue  # A changed .cold part speaks through its parent's own difference.
             cause = causes.get((obj, d.name), Cause("unknown", "no cause visible in the source"))
             severity: Severity = "information" if cause.kind in _BINARY_DIFF_ONLY else "warning"
             consequence = (

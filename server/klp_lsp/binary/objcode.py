@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from klp_lsp.analysis.clones import parse_clone_name
@@ -61,6 +61,7 @@ class _Span:
     start: int  # offset in its section
     end: int
     name: str
+    kind: str  # "f": a function, "d": data
 
 
 class _Reader:
@@ -77,10 +78,13 @@ class _Reader:
         for s in self.symbols:
             if s.section is None or not s.name or s.type not in (STT_FUNC, _STT_OBJECT):
                 continue
+            if s.name.startswith(".L"):
+                continue  # An assembler-local label: anonymous, numbered per object.
             sec = self.sections[s.shndx]
             start = s.address - sec.address
             name = s.name if s.type == STT_FUNC else normalise_data_name(s.name)
-            spans.setdefault(s.shndx, []).append(_Span(start, start + max(s.size, 1), name))
+            kind = "f" if s.type == STT_FUNC else "d"
+            spans.setdefault(s.shndx, []).append(_Span(start, start + max(s.size, 1), name, kind))
         self.spans = {k: sorted(v, key=lambda x: (x.start, -x.end)) for k, v in spans.items()}
         self.starts = {k: [x.start for x in v] for k, v in self.spans.items()}
         self.decoder = Decoder(self.arch)
@@ -92,17 +96,23 @@ class _Reader:
 
     def _in_section(self, sec: Section, offset: int) -> str:
         """What lies at `offset` of `sec`: a string literal, a named symbol, or `sec+?`."""
-        if sec.flags & _SHF_MERGE and sec.flags & _SHF_STRINGS:
+        if sec.flags & _SHF_MERGE:
             data = self.binary.get_section_bytes(sec)
-            raw = bytes(data[offset : offset + _MAX_STRING])
-            text = raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
-            return '"' + text.encode("unicode_escape").decode("ascii") + '"'
+            if sec.flags & _SHF_STRINGS:
+                raw = bytes(data[offset : offset + _MAX_STRING])
+                text = raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+                return '"' + text.encode("unicode_escape").decode("ascii") + '"'
+            # A constant of a mergeable pool (`.rodata.cst16`, reached through `.LC3`): its
+            # value, since the label's number and the offset depend on the other constants.
+            size = max(sec.entsize, 1)
+            start = offset - offset % size
+            return f"const:{bytes(data[start : start + size]).hex()}"
         spans = self.spans.get(sec.index, [])
         i = bisect.bisect_right(self.starts.get(sec.index, []), offset) - 1
         # Symbols rarely nest; a few predecessors cover an alias at the same start.
         for span in reversed(spans[max(0, i - 3) : i + 1]):
             if span.start <= offset < span.end:
-                return _plus(span.name, offset - span.start)
+                return self._at(span.name, span.kind, offset - span.start)
         # Anonymous data (a constant pool, an arm64 jump table): its offset moves with whatever
         # the compiler put before it, so only the section is compared.
         return f"{sec.name}+?"
@@ -115,12 +125,24 @@ class _Reader:
         sym = self._symbol(symbol)
         if sym is None:
             return f"?{target:+#x}"
-        if sym.type == _STT_SECTION or (not sym.name and sym.section is not None):
+        anonymous = not sym.name or sym.name.startswith(".L")
+        if sym.section is not None and (sym.type == _STT_SECTION or anonymous):
             sec = self.sections[sym.shndx]
             return self._in_section(sec, sym.address - sec.address + target)
-        if sym.type == STT_FUNC or sym.section is None:
-            return _plus(sym.name, target)
+        if sym.type == STT_FUNC:
+            return self._at(sym.name, "f", target)
+        if sym.section is None:
+            return _plus(sym.name, target)  # An undefined symbol keeps its name as it is.
         return _plus(normalise_data_name(sym.name), target)
+
+    @staticmethod
+    def _at(name: str, kind: str, offset: int) -> str:
+        """A place inside a symbol. Inside another function (a `.cold` part jumping back
+        into its parent) the offset moves with that function's code, which is compared on
+        its own: only the function is named."""
+        if kind == "f" and offset != 0:
+            return f"{name}+?"
+        return _plus(name, offset)
 
     # --- functions -------------------------------------------------------------------------
 
@@ -222,9 +244,7 @@ class _Reader:
             for s in members:
                 codes[s.symtab_index] = self.function_code(sec, data, relocs, offsets, s)
         for s in funcs:
-            origin, decl_file, decl_line, inlined, nested = dwarf.get(
-                s.symtab_index, (parse_clone_name(s.name).origin, None, None, (), ())
-            )
+            f = dwarf.get(s.symtab_index) or _Facts(parse_clone_name(s.name).origin, None, None)
             out.append(
                 ObjectFunction(
                     name=s.name,
@@ -232,11 +252,12 @@ class _Reader:
                     size=s.size,
                     binding="local" if s.binding == 0 else "weak" if s.binding == 2 else "global",
                     insns=codes[s.symtab_index],
-                    origin=origin,
-                    decl_file=self.relative(decl_file),
-                    decl_line=decl_line,
-                    inlined=inlined,
-                    inlined_nested=nested,
+                    origin=f.origin,
+                    decl_file=f.decl_file,
+                    decl_line=f.decl_line,
+                    inlined=tuple(sorted(f.inlined)),
+                    inlined_nested=tuple(sorted(f.nested - f.inlined)),
+                    inline_edges=tuple(sorted(f.edges)),
                 )
             )
         return ObjectCode(
@@ -246,11 +267,9 @@ class _Reader:
             definitions=self._definitions,
         )
 
-    def _dwarf_facts(
-        self, funcs: Sequence[RawSymbol]
-    ) -> dict[int, tuple[str, str | None, int | None, tuple[str, ...], tuple[str, ...]]]:
-        """Per function symbol (by symtab index): C origin, declaration, and the functions
-        inlined into it directly and through other inlined functions."""
+    def _dwarf_facts(self, funcs: Sequence[RawSymbol]) -> dict[int, _Facts]:
+        """Per function symbol (by symtab index): C origin, declaration, and what GCC inlined
+        into it."""
         self._definitions: tuple[tuple[str, str | None, int | None], ...] = ()
         if not self.binary.has_dwarf:
             return {}
@@ -267,14 +286,12 @@ class _Reader:
                 return ordered[i]
             return None
 
-        facts: dict[int, tuple[str, str | None, int | None]] = {}
-        inlined: dict[int, set[str]] = {}
-        nested: dict[int, set[str]] = {}
+        facts: dict[int, _Facts] = {}
         definitions: dict[tuple[str, str | None, int | None], None] = {}
         for offset in dwarf.iter_unit_offsets():
             cu = dwarf.scan_unit(offset)
             names = {sp.die_offset: sp.name for sp in cu.subprograms}
-            container_symbol: dict[int, RawSymbol] = {}
+            container: dict[int, _Facts] = {}
             for sp in cu.subprograms:
                 if sp.name and not sp.declaration and sp.abstract_origin is None:
                     definitions[(sp.name, self.relative(sp.decl_file), sp.decl_line)] = None
@@ -283,25 +300,36 @@ class _Reader:
                 sym = symbol_at(sp.ranges[0][0])
                 if sym is None:
                     continue
-                container_symbol[sp.die_offset] = sym
-                facts[sym.symtab_index] = (sp.name, sp.decl_file, sp.decl_line)
+                made = _Facts(sp.name, self.relative(sp.decl_file), sp.decl_line)
+                container[sp.die_offset] = facts[sym.symtab_index] = made
+            site_names = {site.die_offset: names.get(site.origin) for site in cu.inline_sites}
             for site in cu.inline_sites:
-                sym = container_symbol.get(site.container)
-                name = names.get(site.origin)
-                if sym is not None and name:
-                    into = inlined if site.parent is None else nested
-                    into.setdefault(sym.symtab_index, set()).add(name)
+                holder = container.get(site.container)
+                name = site_names[site.die_offset]
+                if holder is None or not name:
+                    continue
+                if site.parent is None:
+                    holder.inlined.add(name)
+                    holder.edges.add((holder.origin, name))
+                else:
+                    holder.nested.add(name)
+                    parent = site_names.get(site.parent)
+                    if parent:
+                        holder.edges.add((parent, name))
         self._definitions = tuple(definitions)
-        return {
-            k: (
-                origin,
-                f,
-                line,
-                tuple(sorted(inlined.get(k, ()))),
-                tuple(sorted(nested.get(k, set()) - inlined.get(k, set()))),
-            )
-            for k, (origin, f, line) in facts.items()
-        }
+        return facts
+
+
+@dataclass(slots=True)
+class _Facts:
+    """What the DWARF of one out-of-line function says, gathered over its inline sites."""
+
+    origin: str
+    decl_file: str | None
+    decl_line: int | None
+    inlined: set[str] = field(default_factory=set)
+    nested: set[str] = field(default_factory=set)
+    edges: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _plus(name: str, offset: int) -> str:

@@ -20,7 +20,7 @@ from klp_lsp.analysis.reconcile import Cause
 from klp_lsp.model import CloneChange, FunctionDiff, InliningFlip, ObjectDiff
 
 # Bump when the comparison changes what it reports, so old results are not served.
-RESULT_VERSION = 1
+RESULT_VERSION = 2
 _MEMORY_ENTRIES = 64
 
 
@@ -90,7 +90,9 @@ class ResultCache:
 
     def put(self, key: str, result: ObjectResult) -> None:
         self._remember(key, result)
-        if self.directory is None:
+        # A failed compile is kept for this process only: its cause may be outside the patch
+        # (a missing tool, a generated header), and a later run should try again.
+        if self.directory is None or result.diff is None:
             return
         data = {
             "diff": None if result.diff is None else asdict(result.diff),
