@@ -62,6 +62,7 @@ class _Span:
     end: int
     name: str
     kind: str  # "f": a function, "d": data
+    sized: bool  # the symbol has a size (`end` is start + 1 otherwise)
 
 
 class _Reader:
@@ -84,7 +85,8 @@ class _Reader:
             start = s.address - sec.address
             name = s.name if s.type == STT_FUNC else normalise_data_name(s.name)
             kind = "f" if s.type == STT_FUNC else "d"
-            spans.setdefault(s.shndx, []).append(_Span(start, start + max(s.size, 1), name, kind))
+            span = _Span(start, start + max(s.size, 1), name, kind, s.size > 0)
+            spans.setdefault(s.shndx, []).append(span)
         self.spans = {k: sorted(v, key=lambda x: (x.start, -x.end)) for k, v in spans.items()}
         self.starts = {k: [x.start for x in v] for k, v in self.spans.items()}
         self.decoder = Decoder(self.arch)
@@ -109,10 +111,16 @@ class _Reader:
             return f"const:{bytes(data[start : start + size]).hex()}"
         spans = self.spans.get(sec.index, [])
         i = bisect.bisect_right(self.starts.get(sec.index, []), offset) - 1
-        # Symbols rarely nest; a few predecessors cover an alias at the same start.
-        for span in reversed(spans[max(0, i - 3) : i + 1]):
-            if span.start <= offset < span.end:
-                return self._at(span.name, span.kind, offset - span.start)
+        # Symbols rarely nest; a few predecessors cover an alias at the same start. A symbol
+        # of size 0 (`__key.12`, a lockdep key without CONFIG_LOCKDEP) shares its address with
+        # the next variable and names it only when nothing larger does.
+        near = [sp for sp in spans[max(0, i - 7) : i + 1] if sp.start <= offset < sp.end]
+        sized = [sp for sp in near if sp.sized]
+        if sized or near:
+            span = (
+                max(sized, key=lambda sp: sp.start) if sized else min(near, key=lambda sp: sp.name)
+            )
+            return self._at(span.name, span.kind, offset - span.start)
         # Anonymous data (a constant pool, an arm64 jump table): its offset moves with whatever
         # the compiler put before it, so only the section is compared.
         return f"{sec.name}+?"
@@ -308,12 +316,16 @@ class _Reader:
                 name = site_names[site.die_offset]
                 if holder is None or not name:
                     continue
+                parent = site_names.get(site.parent) if site.parent is not None else None
+                if name == parent:
+                    # GCC nests a site of a function in its own site (its first line as the
+                    # call line): not an inlining decision (tests/fixtures/README.md).
+                    continue
                 if site.parent is None:
                     holder.inlined.add(name)
                     holder.edges.add((holder.origin, name))
                 else:
                     holder.nested.add(name)
-                    parent = site_names.get(site.parent)
                     if parent:
                         holder.edges.add((parent, name))
         self._definitions = tuple(definitions)

@@ -101,6 +101,8 @@ def plan_compile(
         if isinstance(c, MacroChange) and c.is_header:
             for u in c.users:
                 macro_users.setdefault(c.source_file, set()).add(u.source_file)
+                # The macro's users hold code the patch changes: their CUs come first.
+                changed_in.setdefault(u.source_file, set()).add(u.function)
     for o in indexes.objects:
         by_name = {source_name(c.unit.name, c.unit.comp_dir): c for c in o.cus().values()}
         if not o.index.complete:
@@ -114,8 +116,9 @@ def plan_compile(
             for user in sorted(macro_users.get(path, ())):
                 cus += [by_name[user]] if user in by_name else o.cus_with_file(user)
             first_ids: set[int] = set()
-            for fn in changed_in.get(path, ()):
-                first_ids |= o.cus_with_code_of(fn, path)
+            for file in (path, *sorted(macro_users.get(path, ()))):
+                for fn in changed_in.get(file, ()):
+                    first_ids |= o.cus_with_code_of(fn, file)
             for cu in cus:
                 cu_name = source_name(cu.unit.name, cu.unit.comp_dir)
                 obj = object_of_cu(cu_name)
@@ -193,7 +196,8 @@ class _Sources:
         if not found:
             return frozenset()
         f = min(found, key=lambda f: abs(f.name_line - (line or f.name_line)))
-        text = "\n".join(lines[f.body_line - 1 : f.end_line])
+        # The whole definition: its parameters' types count (`struct nameidata *nd`).
+        text = "\n".join(lines[f.start_line - 1 : f.end_line])
         return frozenset(t for t in code_tokens(text) if _IDENT.fullmatch(t))
 
     def macros(self, paths: Sequence[str]) -> dict[str, frozenset[str]]:
