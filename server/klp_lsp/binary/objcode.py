@@ -96,7 +96,7 @@ class _Reader:
     def _symbol(self, index: int) -> RawSymbol | None:
         return self.symbols[index - 1] if 0 < index <= len(self.symbols) else None
 
-    def _in_section(self, sec: Section, offset: int) -> str:
+    def _in_section(self, sec: Section, offset: int, memory: bool = True) -> str:
         """What lies at `offset` of `sec`: a string literal, a named symbol, or `sec+?`."""
         if sec.flags & _SHF_MERGE:
             data = self.binary.get_section_bytes(sec)
@@ -113,19 +113,22 @@ class _Reader:
         i = bisect.bisect_right(self.starts.get(sec.index, []), offset) - 1
         # Symbols rarely nest; a few predecessors cover an alias at the same start. A symbol
         # of size 0 (`__key.12`, a lockdep key without CONFIG_LOCKDEP) shares its address with
-        # the next variable and names it only when nothing larger does.
+        # the next variable: an instruction that takes the address names it, one that reads
+        # or writes memory there names the variable (nothing can be read from size 0).
         near = [sp for sp in spans[max(0, i - 7) : i + 1] if sp.start <= offset < sp.end]
         sized = [sp for sp in near if sp.sized]
-        if sized or near:
-            span = (
-                max(sized, key=lambda sp: sp.start) if sized else min(near, key=lambda sp: sp.name)
-            )
+        empty = sorted((sp for sp in near if not sp.sized and sp.start == offset), key=_name)
+        pick = sized if memory or not empty else empty
+        if pick or near:
+            span = max(pick, key=lambda sp: sp.start) if pick else min(near, key=_name)
             return self._at(span.name, span.kind, offset - span.start)
         # Anonymous data (a constant pool, an arm64 jump table): its offset moves with whatever
         # the compiler put before it, so only the section is compared.
         return f"{sec.name}+?"
 
-    def describe(self, rtype: int, symbol: int, addend: int, field: int, insn_end: int) -> str:
+    def describe(
+        self, rtype: int, symbol: int, addend: int, field: int, insn_end: int, memory: bool
+    ) -> str:
         """The target of one relocation, as a name."""
         target = addend
         if self.arch == "x86_64" and rtype in _X86_PCREL:
@@ -136,7 +139,7 @@ class _Reader:
         anonymous = not sym.name or sym.name.startswith(".L")
         if sym.section is not None and (sym.type == _STT_SECTION or anonymous):
             sec = self.sections[sym.shndx]
-            return self._in_section(sec, sym.address - sec.address + target)
+            return self._in_section(sec, sym.address - sec.address + target, memory)
         if sym.type == STT_FUNC:
             return self._at(sym.name, "f", target)
         if sym.section is None:
@@ -190,7 +193,8 @@ class _Reader:
             refs: list[str] = []
             while r < len(relocs) and relocs[r][0] < start + end:
                 field, rtype, symbol, addend = relocs[r]
-                refs.append(self.describe(rtype, symbol, addend, field, start + end))
+                memory = "[" in op_str  # a memory operand, not an address taken
+                refs.append(self.describe(rtype, symbol, addend, field, start + end, memory))
                 r += 1
             target = self._branch_target(mnemonic, op_str)
             if target is not None:
@@ -213,7 +217,7 @@ class _Reader:
             refs = []
             while r < len(relocs) and relocs[r][0] < start + sym.size:
                 field, rtype, symbol, addend = relocs[r]
-                refs.append(self.describe(rtype, symbol, addend, field, field + 4))
+                refs.append(self.describe(rtype, symbol, addend, field, field + 4, False))
                 for k in range(field - start - end, min(field - start - end + 4, len(rest))):
                     rest[k] = 0
                 r += 1
@@ -342,6 +346,10 @@ class _Facts:
     inlined: set[str] = field(default_factory=set)
     nested: set[str] = field(default_factory=set)
     edges: set[tuple[str, str]] = field(default_factory=set)
+
+
+def _name(span: _Span) -> str:
+    return span.name
 
 
 def _plus(name: str, offset: int) -> str:

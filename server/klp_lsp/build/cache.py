@@ -20,7 +20,7 @@ from klp_lsp.analysis.reconcile import Cause
 from klp_lsp.model import CloneChange, FunctionDiff, InliningFlip, ObjectDiff
 
 # Bump when the comparison changes what it reports, so old results are not served.
-RESULT_VERSION = 3
+RESULT_VERSION = 4
 _MEMORY_ENTRIES = 64
 
 
