@@ -52,6 +52,7 @@ def check(
     tree: Path,
     index_env: str,
     modules: tuple[str, ...] = (),
+    builds: bool = True,
 ) -> dict[str, Any]:
     index = _env(index_env) or tmp_path / "idx"
     argv = ["check", str(patch), "--binary", str(corpus / "amd64" / "vmlinux")]
@@ -62,7 +63,8 @@ def check(
     capsys.readouterr()
     assert main(argv) in (0, 1)
     doc: dict[str, Any] = json.loads(capsys.readouterr().out)
-    assert doc["compile"]["failures"] == []
+    if builds:
+        assert doc["compile"]["failures"] == []
     return doc
 
 
@@ -202,6 +204,9 @@ def test_module_fix_from_debian_192_3(capsys: pytest.CaptureFixture[str], tmp_pa
 
 
 STABLE = sorted((PATCHES / "stable").glob("*.patch"))
+# Uses `guard(no_notify_signal)`, which another stable commit adds to
+# include/linux/sched/signal.h: the single-file fix does not build on 6.1.176-1 by itself.
+NEEDS_ANOTHER_COMMIT = {"6.1.191-pid-namespace-make-zap-pid-ns-processes-freezable.patch"}
 
 
 @needs_176
@@ -210,14 +215,21 @@ STABLE = sorted((PATCHES / "stable").glob("*.patch"))
 def test_stable_fixes_compile_and_reconcile(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, patch: Path
 ) -> None:
-    """Every stable fix builds in the 6.1.176-1 tree, and every function the prediction says
-    the patch changes in a compiled object is found changed by the compiler or explained."""
+    """Every stable fix builds in the 6.1.176-1 tree (but one, which needs another commit) and
+    is reconciled."""
     assert CORPUS_176 is not None and TREE_176 is not None
     modules = (
         "net/bridge/bridge.ko", "crypto/ecrdsa_generic.ko", "fs/fuse/fuse.ko",
         "fs/nfsd/nfsd.ko", "fs/autofs/autofs4.ko",
     )  # fmt: skip
-    doc = check(capsys, tmp_path, patch, CORPUS_176, TREE_176, "KLP_CORPUS_176_INDEX_DIR", modules)
+    alone = patch.name not in NEEDS_ANOTHER_COMMIT
+    index = "KLP_CORPUS_176_INDEX_DIR"
+    doc = check(capsys, tmp_path, patch, CORPUS_176, TREE_176, index, modules, alone)
+    if not alone:
+        (failure,) = doc["compile"]["failures"]
+        assert "class_no_notify_signal_t" in failure["message"]
+        assert any("does not compile" in p["message"] for p in doc["problems"])
+        return
     assert doc["compile"]["objects"], "no object compiled"
     for c in doc["changed_functions"]:
         assert c["evidence"] in ("source", "compiler", "both")
