@@ -33,6 +33,8 @@ local settings = {
   kernelRelease = '',     -- e.g. '6.1.0-26-amd64'; '' = `uname -r`
   sourceRoot = '',        -- kernel source tree; '' = from DWARF DW_AT_comp_dir
   indexDir = '',          -- '' = $KLP_LSP_INDEX_DIR or ~/.cache/klp-lsp
+  compileCheck = false,   -- true: compile the touched objects (needs buildTree)
+  buildTree = '',         -- a tree made by `klp-lsp prepare-build`
   severityOverrides = {}, -- e.g. { ['has-clones'] = 'hint', inlined = 'off' }
   inlayHints = true,      -- facts after function names in C files (Neovim 0.10+)
 }

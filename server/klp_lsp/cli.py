@@ -1,4 +1,5 @@
-"""The `klp-lsp` command line: index, show, check, skeleton, generate, verify, try, serve.
+"""The `klp-lsp` command line: index, show, check, skeleton, generate, verify, try,
+prepare-build, serve.
 
 The command line is a contract that tools and CI script against. Exit status: 0 success, 1 "not
 found" (`show`), error findings (`check`, `verify`) or a module that did not load (`try`), 2 bad
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -19,10 +21,12 @@ from klp_lsp import __version__
 from klp_lsp.errors import KlpError, UsageError
 
 if TYPE_CHECKING:
+    from klp_lsp.build.tree import BuildTree
     from klp_lsp.generate.pipeline import GenerateResult
     from klp_lsp.index.builder import BuildResult
     from klp_lsp.index.query import IndexSet
     from klp_lsp.model import CheckResult
+    from klp_lsp.patch.check import Checker
     from klp_lsp.progress import TerminalProgress
     from klp_lsp.session import Session
 
@@ -78,6 +82,27 @@ def _add_vm_options(p: argparse.ArgumentParser, when: str) -> None:
     )
 
 
+def _add_compile(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also compile the touched objects before and after the patch and compare them",
+    )
+    p.add_argument(
+        "--build-tree",
+        type=Path,
+        metavar="DIR",
+        help="a tree made by prepare-build (default: $KLP_LSP_BUILD_TREE)",
+    )
+    p.add_argument(
+        "--compile-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="compile at most N objects (a header can be in thousands; default 16)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="klp-lsp",
@@ -104,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-background", action="store_true", help="do not finish a partial index afterwards"
     )
+    _add_compile(p)
 
     p = sub.add_parser("skeleton", help="write a livepatch module skeleton for a patch")
     p.add_argument("patches", nargs="+", type=Path, metavar="PATCH")
@@ -162,6 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--busybox", type=Path, metavar="PATH", help="a static busybox for the guest's arch"
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("prepare-build", help="prepare a kernel build tree for check --compile")
+    p.add_argument("--source", type=Path, required=True, metavar="SRC", help="kernel source")
+    p.add_argument("--config", type=Path, metavar="CONFIG", help="the kernel's .config")
+    p.add_argument(
+        "--script",
+        type=Path,
+        metavar="SCRIPT",
+        help="a build script with a compile mode instead of kbuild (the fixture kernel)",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="the tree")
+    _add_selection(p, binaries_flag=True)
+    p.add_argument("--cc", metavar="CC", help="the compiler (default: the config's)")
+    p.add_argument("--check-cu", metavar="FILE", help="the compile unit compiled to check")
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)")
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead, for debugging")
@@ -246,16 +286,58 @@ def _check(
             needed = None
         else:
             needed.extend(names)
+    compile_tree = _build_tree(args) if getattr(args, "compile", False) else None
+    if compile_tree is not None:
+        # Which CUs include a touched file comes from every CU's line table.
+        needed = None
     results = session.ensure_indexes(progress=_progress(False), cu_names=needed)
     extra = ""
     with session.open() as indexes:
         checker = Checker(indexes)
-        result = checker.check_patches(patches, args.source)
+        if args.source is None and compile_tree is not None:
+            result = checker.check_patches(patches, compile_tree.source, "the build tree's")
+        else:
+            result = checker.check_patches(patches, args.source)
+        if compile_tree is not None:
+            result = _compile_check(args, compile_tree, indexes, checker, result)
         if then is not None:
             extra = then(result, indexes)
     if any(not r.complete for r in results) and not args.no_background:
         _finish_in_background(session, results)
     return result, extra
+
+
+def _build_tree(args: argparse.Namespace) -> BuildTree:
+    from klp_lsp.build.tree import BuildTree
+
+    path = args.build_tree or (
+        Path(os.environ["KLP_LSP_BUILD_TREE"]) if os.environ.get("KLP_LSP_BUILD_TREE") else None
+    )
+    if path is None:
+        raise UsageError("--compile needs --build-tree DIR (made by klp-lsp prepare-build)")
+    return BuildTree.load(path)
+
+
+def _compile_check(
+    args: argparse.Namespace,
+    tree: BuildTree,
+    indexes: IndexSet,
+    checker: Checker,
+    result: CheckResult,
+) -> CheckResult:
+    from klp_lsp.build.compile_check import DEFAULT_LIMIT, CompileChecker, plan_compile
+
+    if not any(o.index.build_id == tree.build_id for o in indexes.objects):
+        raise UsageError(
+            f"{tree.path} was prepared for build-id {tree.build_id}, which is not among the"
+            " selected binaries"
+        )
+    limit = DEFAULT_LIMIT if args.compile_limit is None else args.compile_limit
+    if limit < 1:
+        raise UsageError("--compile-limit must be 1 or more")
+    plan = plan_compile(indexes, tree, checker.images, checker.changes, result, limit)
+    jobs = args.jobs or max(1, min(os.cpu_count() or 1, 8))
+    return CompileChecker(tree, jobs=jobs).run(plan, result)
 
 
 def _finish_in_background(session: Session, results: Sequence[BuildResult]) -> None:
@@ -478,6 +560,43 @@ def _with_dependencies(session: Session, module: Path) -> Session:
     return Session([*selected, *extra], session.kernel, session.index_dir, session.jobs)
 
 
+def cmd_prepare_build(args: argparse.Namespace) -> int:
+    from klp_lsp.build.prepare import prepare_build
+
+    if args.config is None and args.script is None:
+        raise UsageError("prepare-build needs --config CONFIG (kbuild) or --script SCRIPT")
+    session = _session(args, args.binary)
+    results = session.ensure_indexes(progress=_progress(False))
+    with session.open() as indexes:
+        # The tree is for the kernel itself: the vmlinux when there is one.
+        obj = indexes.get_object("vmlinux") or indexes.objects[0]
+        jobs = args.jobs or max(1, min(os.cpu_count() or 1, 8))
+        tree = prepare_build(
+            obj,
+            args.source,
+            args.output,
+            config=args.config,
+            script=args.script,
+            cc=args.cc,
+            jobs=jobs,
+            check_cu=args.check_cu,
+        )
+    del results
+    r = tree.reproducibility
+    print(f"build tree: {tree.path} ({tree.kind}, {tree.cc}: {' '.join(tree.compiler)})")
+    for change in tree.config_changes[:10]:
+        print(f"  olddefconfig changed {change}")
+    if r is not None:
+        state = "reproduces" if r.ok else "DOES NOT reproduce"
+        print(
+            f"{r.object} {state} the index: {r.matching} of {r.functions} functions with the"
+            f" same name and size (compiled in {r.seconds} s)"
+        )
+        for d in r.differences[:10]:
+            print(f"  {d}")
+    return EXIT_OK if r is None or r.ok else EXIT_FINDINGS
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from klp_lsp.lsp.server import serve
 
@@ -492,6 +611,7 @@ _COMMANDS = {
     "generate": cmd_generate,
     "verify": cmd_verify,
     "try": cmd_try,
+    "prepare-build": cmd_prepare_build,
     "serve": cmd_serve,
 }
 

@@ -40,3 +40,7 @@ class NotLivepatchModule(KlpError):
 
 class ToolMissing(KlpError):
     """A program klp-lsp runs (qemu, busybox) is not installed; the message names the package."""
+
+
+class BuildError(KlpError):
+    """A kernel build step (configure, `make prepare`, compiling the original source) failed."""

@@ -148,6 +148,9 @@ class CuFacts:
     unit: CompileUnit
     subprograms: tuple[Subprogram, ...]
     inline_sites: tuple[InlineSite, ...]
+    # The files of the unit's line table, normalised like decl_file: its source and every
+    # header GCC recorded a type, declaration or line of code from (not macro-only headers).
+    files: tuple[str, ...] = ()
 
 
 # --- register analysis ---------------------------------------------------------------------
@@ -193,6 +196,113 @@ class RegisterDependent:
     # Start addresses of the functions between the call and `callee`, the called one first,
     # each reaching the next by a call or a tail call; () when the site calls `callee` itself.
     via: tuple[int, ...] = ()
+
+
+# --- compiled objects (check --compile) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInsn:
+    """One instruction of a function in a relocatable object, normalised for comparison.
+
+    `text` is the instruction with its immediates masked as `#` and each reference to another
+    symbol (a relocation, or a direct branch out of the function) as `@`; `values` and `refs`
+    hold what they stand for, so that two compilations of the same code give equal records
+    wherever the object's layout put things.
+    """
+
+    offset: int  # from the function's start
+    text: str
+    values: tuple[int, ...]  # the immediates, in operand order
+    refs: tuple[str, ...]  # `name`, `name+0x10`, a string literal `"..."`, or `section+?`
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectFunction:
+    """One FUNC symbol of a relocatable object, its normalised code and its DWARF facts."""
+
+    name: str
+    section: str
+    size: int
+    binding: Binding
+    insns: tuple[ObjectInsn, ...]
+    origin: str  # the C function it is a copy of (its DWARF name; the clone-parsed name else)
+    decl_file: str | None
+    decl_line: int | None
+    inlined: tuple[str, ...]  # C functions GCC inlined into it directly, sorted
+    inlined_nested: tuple[str, ...] = ()  # inlined through other inlined functions
+    # (caller, callee) of every inlining decision in its code: the caller is this function's
+    # C name, or the inlined function whose copy holds the callee's copy.
+    inline_edges: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectCode:
+    """What `check --compile` compares of one compiled object (`kernel/workqueue.o`)."""
+
+    path: str  # the object's path in the build tree
+    arch: Arch
+    functions: tuple[ObjectFunction, ...]  # in symbol-table order
+    # (decl_file, decl_line) of every C function of the CU, code or not, by name.
+    definitions: tuple[tuple[str, str | None, int | None], ...] = ()
+
+
+FunctionDiffKind = Literal["changed", "line-only", "calls-renamed", "added", "removed"]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionDiff:
+    """A function whose compiled code differs between the original and the patched object.
+
+    `changed`: its code differs; `line-only`: only immediates that are `__LINE__` values moved
+    by the patch (kpatch ignores these too); `calls-renamed`: it differs only in calling a
+    renamed clone (`foo` became `foo.isra.0`); `added`/`removed`: the symbol exists on one side.
+    """
+
+    object: str  # the build-tree object (`kernel/workqueue.o`)
+    name: str  # its symbol in the patched object (the original's, when removed)
+    origin: str  # the C function it is a copy of
+    kind: FunctionDiffKind
+    old_name: str | None = None  # the original's symbol, when a clone change renamed it
+    detail: str = ""
+    renamed_calls: tuple[tuple[str, str], ...] = ()  # (called before, called after)
+    line_shifts: tuple[tuple[int, int], ...] = ()  # (__LINE__ before, after)
+    decl_file: str | None = None
+    decl_line: int | None = None
+    inlined: tuple[str, ...] = ()  # C functions inlined into it at any depth (patched side)
+    size_before: int | None = None
+    size_after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloneChange:
+    """The out-of-line copies of one C function differ: a clone appeared, went or was renamed."""
+
+    origin: str
+    before: tuple[str, ...]  # its symbols (without `.cold` parts) in the original object
+    after: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class InliningFlip:
+    """GCC changed its mind about inlining `callee` into `caller` (both C function names)."""
+
+    callee: str
+    caller: str
+    inlined_after: bool  # True: inlined in the patched object only; False: in the original only
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDiff:
+    """The comparison of one object compiled before and after a patch."""
+
+    object: str
+    functions: tuple[FunctionDiff, ...]  # the functions that differ
+    clones: tuple[CloneChange, ...]
+    inlining: tuple[InliningFlip, ...]
+    identical: int  # functions compiled to the same code
+    symbols: tuple[str, ...] = ()  # every function symbol of either side
 
 
 # --- what the index answers -------------------------------------------------------------------
@@ -385,6 +495,8 @@ FINDING_KINDS: tuple[str, ...] = (
     "per-cpu",
     "static-key",
     "tracepoint",
+    "compiler-only-change",
+    "kpatch-preview",
 )
 
 
@@ -428,9 +540,13 @@ class ReplaceEntry:
     patchable: bool = True
 
 
+Evidence = Literal["source", "compiler", "both"]
+
+
 @dataclass(frozen=True, slots=True)
 class ChangedFunction:
-    """A C function whose body a patch changes, as found in the binary."""
+    """A C function a patch changes: in its source, in its compiled code (`check --compile`), or
+    both."""
 
     name: str
     source_file: str
@@ -438,6 +554,7 @@ class ChangedFunction:
     patch_file: str | None = None
     patch_line: int | None = None
     source_line: int | None = None
+    evidence: Evidence = "source"
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,6 +642,45 @@ class FileImpact:
 
 
 @dataclass(frozen=True, slots=True)
+class PreviewEntry:
+    """One function a binary-diff build (kpatch-build, klp-build) would put in the patch."""
+
+    object: str  # livepatch object: "vmlinux" or a module
+    symbol: str
+    kind: FunctionDiffKind
+    origin: str
+    reason: str
+    predicted: bool  # in the replace set the source mapping predicted (itself or its old name)
+    old_symbol: str | None = None  # its name in the original, when a clone change renamed it
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One function of the predicted replace set or of the compiler's changes, side by side."""
+
+    object: str
+    symbol: str
+    predicted: str | None  # why the replace set has it; None when it does not
+    # `changed`, `calls-renamed`, `added`, `removed` (with `, renamed to X` after a clone
+    # change), `same code`, or `not compiled`.
+    compiler: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompileReport:
+    """What compiling the touched objects before and after the patch showed."""
+
+    build_tree: str
+    objects: tuple[ObjectDiff, ...]
+    kpatch_preview: tuple[PreviewEntry, ...]
+    failures: tuple[tuple[str, str], ...] = ()  # (object, compiler message): patch does not build
+    not_compiled: tuple[tuple[str, str], ...] = ()  # (object, why)
+    cached: tuple[str, ...] = ()  # objects answered from the result cache
+    seconds: float = 0.0
+    comparison: tuple[Comparison, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CheckResult:
     """The outcome of checking one or more patches (or an edited buffer) against a kernel."""
 
@@ -534,6 +690,7 @@ class CheckResult:
     problems: tuple[Problem, ...]
     notes: tuple[str, ...] = ()  # e.g. "source tree: /usr/src/linux (from DW_AT_comp_dir)"
     files: tuple[FileImpact, ...] = ()  # per file and hunk of the patches (empty for a buffer)
+    compile: CompileReport | None = None  # with `check --compile`
 
     @property
     def has_errors(self) -> bool:

@@ -22,6 +22,12 @@ SETTINGS: Final[dict[str, tuple[Any, str]]] = {
     "kernelRelease": ("", "Kernel release whose debug info to use; empty: the running kernel"),
     "sourceRoot": ("", "Kernel source tree the binaries were built from; empty: from DWARF"),
     "indexDir": ("", "Where indexes are kept; empty: $KLP_LSP_INDEX_DIR or ~/.cache/klp-lsp"),
+    "compileCheck": (
+        False,
+        "After the first diagnostics, compile the touched objects before and after the change"
+        " in buildTree and add what the compiler shows (check --compile)",
+    ),
+    "buildTree": ("", "Build tree made by `klp-lsp prepare-build`, used by compileCheck"),
     "severityOverrides": (
         {},
         'Finding kind -> "error" | "warning" | "information" | "hint" | "off"',

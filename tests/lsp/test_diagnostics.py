@@ -316,3 +316,67 @@ async def test_verify_module_command(client: LanguageClient, tmp_path: Path) -> 
     assert any("not a livepatch module" in m.message for m in client.messages)
     report = await show_report(client, {"name": "demo_lookup"})
     assert report.startswith("# demo_lookup")
+
+
+async def _wait_for_code(
+    client: LanguageClient, uri: str, code: str, timeout: float = 90
+) -> list[types.Diagnostic]:
+    async def loop() -> list[types.Diagnostic]:
+        while code not in codes(client.diagnostics.get(uri, [])):
+            await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        return list(client.diagnostics[uri])
+
+    return await asyncio.wait_for(loop(), timeout)
+
+
+def _fixture_build_tree(tmp_path: Path) -> Path | None:
+    """A build tree of the fixture kernel's build.sh (None without GCC 12.2.0 as gcc)."""
+    import shutil
+    import subprocess
+
+    from klp_lsp.analysis.producer import compiler_identity
+    from klp_lsp.cli import main
+
+    gcc = shutil.which("gcc")
+    first = subprocess.run([gcc or "gcc", "--version"], capture_output=True, text=True).stdout
+    if gcc is None or compiler_identity(first.splitlines()[0]) != ("GCC", "12.2.0"):
+        return None
+    tree = tmp_path / "tree"
+    code = main(
+        [
+            "prepare-build", "--source", str(KERNEL_SRC), "--script",
+            str(KERNEL_SRC.parent / "build.sh"), "-o", str(tree), "--binary",
+            str(KERNEL_SRC.parent / "build" / "x86_64" / "vmlinux"), "--index-dir",
+            str(tmp_path / "cli-index"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return tree
+
+
+async def test_compile_check_republishes_with_the_compilers_findings(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    """compileCheck: the first diagnostics come from the source mapping; after compiling in
+    the background, the same document gets the compiler's findings too."""
+    import pytest
+
+    tree = _fixture_build_tree(tmp_path)
+    if tree is None:
+        pytest.skip("gcc 12.2.0 (the fixtures' compiler) is not installed")
+    await start(client, options(tmp_path / "idx", compileCheck=True, buildTree=str(tree)))
+    patch = PATCHES / "compile-constant.patch"
+    uri = open_document(client, patch, "diff")
+    first = await wait_for_diagnostics(client, uri)
+    assert "data-change" in codes(first)
+    final = await _wait_for_code(client, uri, "compiler-only-change")
+    only = next(d for d in final if d.code == "compiler-only-change")
+    assert "demo_rt_budget" in only.message and "demo_rt_quota" in only.message
+    assert only.severity == types.DiagnosticSeverity.Warning
+    assert "kpatch-preview" in codes(final) and "data-change" in codes(final)
+    # An edited C buffer: the same constant changed in kernel/demo_rt.c itself.
+    rt = KERNEL_SRC / "kernel" / "demo_rt.c"
+    edited = rt.read_text().replace("demo_rt_quota = 950;", "demo_rt_quota = 800;")
+    c_uri = open_document(client, rt, "c", text=edited)
+    diagnostics = await _wait_for_code(client, c_uri, "compiler-only-change")
+    assert any("demo_rt_budget" in d.message for d in diagnostics)

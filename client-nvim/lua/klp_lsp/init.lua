@@ -174,7 +174,8 @@ M.handlers = {
 }
 
 --- The server definition. `opts.settings` are klp-lsp's settings (see docs/editors.md):
---- binaries, kernelRelease, sourceRoot, indexDir, severityOverrides, inlayHints.
+--- binaries, kernelRelease, sourceRoot, indexDir, severityOverrides, inlayHints, compileCheck,
+--- buildTree.
 --- `opts.on_attach` runs after klp-lsp's own (code lenses, inlay hints).
 function M.config(opts)
   opts = opts or {}

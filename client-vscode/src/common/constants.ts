@@ -11,6 +11,8 @@ export const SERVER_SETTING_NAMES = [
     'kernelRelease',
     'sourceRoot',
     'indexDir',
+    'compileCheck',
+    'buildTree',
     'severityOverrides',
     'inlayHints',
 ] as const;

@@ -6,6 +6,7 @@ actual register usage (IPA-RA), and how does ftrace hook the CU's functions?
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from klp_lsp import model
@@ -83,3 +84,26 @@ def parse_producer(producer: str) -> model.CompilerFlags:
         live_patching=live_patching,
         patchable_entry=patchable,
     )
+
+
+_VERSION = re.compile(r"\b(\d+\.\d+(?:\.\d+)?)\b")
+
+
+def compiler_identity(text: str) -> tuple[str, str] | None:
+    """(`GCC` or `clang`, version) named by a DW_AT_producer or a `cc --version` first line.
+
+    `GNU C11 12.2.0 -m64 ...` and `gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0` are both
+    ("GCC", "12.2.0"); `clang version 15.0.6 (...)` is ("clang", "15.0.6"); an assembler's
+    producer (`GNU AS 2.40`) is None.
+    """
+    head = text.split(" -", 1)[0]
+    if head.startswith("GNU AS") or not head:
+        return None
+    family = "clang" if "clang" in head else "GCC" if ("GNU" in head or "gcc" in head) else None
+    if family is None:
+        return None
+    # `cc --version` ends with the version; DW_AT_producer has it after the language.
+    found = _VERSION.findall(head)
+    if not found:
+        return None
+    return family, found[-1] if family == "GCC" and "(" in head else found[0]

@@ -135,7 +135,7 @@ from klp_lsp.binary.dwarf_lists import (
     iter_loc_v4,
     iter_loclist,
     line_file_table,
-    normalise_path,
+    normalise_paths,
     ranges_v4,
     read_addr,
     rnglist,
@@ -913,15 +913,10 @@ class _UnitScan:
                         return v[a]
             return None
 
-        paths: dict[int, str | None] = {}
+        paths = normalise_paths(comp_dir, files)
 
         def path(index: Any) -> str | None:
-            if index in paths:
-                return paths[index]
-            entry = files[index] if isinstance(index, int) and 0 <= index < len(files) else None
-            p = None if entry is None else normalise_path(comp_dir, *entry)
-            paths[index] = p
-            return p
+            return paths[index] if isinstance(index, int) and 0 <= index < len(paths) else None
 
         param_lists = {die: param_dies for die, _vals, param_dies in self.subs}
         subprograms = []
@@ -987,6 +982,7 @@ class _UnitScan:
             unit=self.header.to_compile_unit(),
             subprograms=tuple(subprograms),
             inline_sites=tuple(sites),
+            files=tuple(dict.fromkeys(p for p in paths if p is not None)),
         )
 
     def _param(

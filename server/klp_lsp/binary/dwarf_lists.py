@@ -6,7 +6,7 @@ Each function reads one entry of one section, so a worker process can decode any
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from elftools.dwarf.enums import ENUM_DW_LNCT
 
@@ -61,6 +61,33 @@ def normalise_path(comp_dir: str, directory: str, name: str) -> str:
         if path.startswith(root + "/"):
             return path[len(root) + 1 :]
     return path
+
+
+def normalise_paths(comp_dir: str, entries: Sequence[tuple[str, str] | None]) -> list[str | None]:
+    """`normalise_path` of every entry of a line table, each directory normalised once.
+
+    A unit lists a few dozen directories and hundreds of files; a name without `/` or `.`
+    segments joins its normalised directory as it is, which is what `normpath` would give.
+    """
+    root = posixpath.normpath(comp_dir) + "/" if comp_dir else ""
+    dirs: dict[str, str] = {}
+    out: list[str | None] = []
+    for entry in entries:
+        if entry is None:
+            out.append(None)
+            continue
+        directory, name = entry
+        if "/" in name or name in (".", "..") or name.startswith("."):
+            out.append(normalise_path(comp_dir, directory, name))
+            continue
+        base = dirs.get(directory)
+        if base is None:
+            base = posixpath.normpath(posixpath.join(comp_dir, directory))
+            if root and (base + "/").startswith(root):
+                base = base[len(root) :]
+            dirs[directory] = base
+        out.append(f"{base}/{name}" if base and base != "." else name)
+    return out
 
 
 def line_file_table(

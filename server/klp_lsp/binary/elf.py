@@ -450,6 +450,10 @@ class ElfBinary:
         s = self._section_by_name.get(name)
         return None if s is None else self._section_bytes(s)
 
+    def get_section_bytes(self, section: Section) -> memoryview | bytes:
+        """The contents of `section` (decompressed; zeros for SHT_NOBITS)."""
+        return self._section_bytes(section)
+
     def find_section_at(self, address: int) -> Section | None:
         """The allocated section whose [address, address + size) holds `address`, or None."""
         lo = bisect.bisect_right(self._alloc_starts, address)
@@ -846,6 +850,11 @@ class ElfBinary:
                 v for (v,) in _U64.iter_unpack(buf[: len(buf) // 8 * 8]) if v or keep_zero
             )
         return frozenset(records)
+
+    def get_relocations_for(self, target: Section) -> list[Relocation]:
+        """ET_REL: every relocation applied to `target` (from each of its ordinary SHT_RELA
+        sections), sorted by offset."""
+        return sorted(r for rela in self._iter_rela_for(target) for r in self.get_relocations(rela))
 
     def iter_relocations_at(self, address: int, size: int) -> list[tuple[int, int, str, int]]:
         """ET_REL only: (address, type, symbol name, S + A) of relocations in a code range.

@@ -671,6 +671,27 @@ class ObjectIndex:
         )
         return int(rows[0][0])
 
+    def cus_with_file(self, path: str) -> list[CuRow]:
+        """The CUs whose line table lists `path` (a tree-relative .c or .h file)."""
+        cus = self.cus()
+        return [cus[i] for i in self.index.cus_with_file(path) if i in cus]
+
+    def cus_with_code_of(self, name: str, decl_file: str | None) -> set[int]:
+        """Ids of the CUs holding an out-of-line copy or an inlined copy of a C function."""
+        rows = self.index.query(
+            "SELECT s.cu_id FROM inline_sites s JOIN functions f ON f.die = s.function_die"
+            " WHERE f.name = ? AND f.decl_file IS ?"
+            " UNION SELECT i.cu_id FROM instances i JOIN functions f ON f.die = i.function_die"
+            " WHERE f.name = ? AND f.decl_file IS ?",
+            (name, decl_file, name, decl_file),
+        )
+        return {int(r[0]) for r in rows}
+
+    def symbol_sizes_of_cu(self, cu_id: int) -> list[tuple[str, int]]:
+        """(name, size) of the FUNC symbols whose code lies in one CU."""
+        rows = self.index.query("SELECT name, size FROM symbols WHERE cu_id = ?", (cu_id,))
+        return [(r[0], int(r[1])) for r in rows]
+
     def search_names(self, prefix: str, limit: int) -> list[str]:
         """C function names and symbol names (clones, aliases) starting with `prefix` (for
         workspace symbols)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 SCHEMA: Final = """
 CREATE TABLE meta (
@@ -31,6 +31,15 @@ CREATE TABLE cus (
     live_patching TEXT,
     state INTEGER NOT NULL DEFAULT 0
 );
+
+-- The files of each CU's line table (its source, the .c files it includes, its headers), as
+-- tree-relative paths like decl_file; filled with the CU's DWARF facts (state 1).
+CREATE TABLE cu_files (
+    cu_id INTEGER NOT NULL,
+    path TEXT NOT NULL
+);
+CREATE INDEX cu_files_path ON cu_files(path);
+CREATE INDEX cu_files_cu ON cu_files(cu_id);
 
 CREATE TABLE cu_ranges (
     cu_id INTEGER NOT NULL,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from klp_lsp.errors import IndexError_
@@ -122,6 +122,7 @@ class FactRows:
     register_use_callers: list[int]  # their old `calls` rows are replaced
     calls: list[Row]
     register_dependents: list[Row]
+    cu_files: list[Row] = field(default_factory=list)
 
 
 def fact_rows(
@@ -189,6 +190,7 @@ def fact_rows(
                 )
             )
     edges: list[CallEdge] = [e for u in register_use for e in u.calls]
+    files: list[Row] = [(cu.unit.offset, source_name(f, "")) for cu in facts for f in cu.files]
     return FactRows(
         cus=[cu.unit.offset for cu in facts],
         functions=functions,
@@ -225,6 +227,7 @@ def fact_rows(
             )
             for d in dependents
         ],
+        cu_files=files,
     )
 
 
@@ -349,6 +352,11 @@ class IndexWriter:
             con.executemany(
                 "INSERT INTO register_dependents VALUES (?,?,?,?,?,?)", rows.register_dependents
             )
+            if rows.cu_files:
+                con.executemany(
+                    "DELETE FROM cu_files WHERE cu_id = ?", [(c,) for c in dict.fromkeys(rows.cus)]
+                )
+                con.executemany("INSERT INTO cu_files VALUES (?,?)", rows.cu_files)
             con.executemany("UPDATE cus SET state = ? WHERE id = ?", [(state, c) for c in rows.cus])
 
     def count_cus_below(self, state: int) -> int:
@@ -423,6 +431,20 @@ class Index:
 
     def cu_states(self) -> dict[int, int]:
         return {r[0]: r[1] for r in self._con.execute("SELECT id, state FROM cus")}
+
+    def cus_with_file(self, path: str) -> list[int]:
+        """Ids of the CUs whose line table lists `path` (tree-relative), in id order."""
+        rows = self._con.execute(
+            "SELECT DISTINCT cu_id FROM cu_files WHERE path = ? ORDER BY cu_id", (path,)
+        )
+        return [r[0] for r in rows]
+
+    def files_of_cu(self, cu_id: int) -> list[str]:
+        """The files of one CU's line table, in table order (empty before its facts)."""
+        rows = self._con.execute(
+            "SELECT path FROM cu_files WHERE cu_id = ? ORDER BY rowid", (cu_id,)
+        )
+        return [r[0] for r in rows]
 
     def params_of(self, die: int) -> tuple[Param, ...]:
         rows = self._con.execute(

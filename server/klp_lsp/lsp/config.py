@@ -31,6 +31,8 @@ class Config:
     index_dir: Path = field(default_factory=default_index_dir)
     severity_overrides: tuple[tuple[str, str], ...] = ()
     inlay_hints: bool = True
+    compile_check: bool = False
+    build_tree: Path | None = None
 
     def severity(self, kind: str, default: Severity) -> Severity | None:
         """The severity of a finding kind after `severityOverrides`; None when turned off."""
@@ -55,6 +57,23 @@ def _expand(value: str, root: Path | None) -> Path:
     path = Path(os.path.expandvars(os.path.expanduser(value)))
     if not path.is_absolute() and root is not None:
         path = root / path
+    return path
+
+
+def _directory(
+    values: Mapping[str, Any], key: str, root: Path | None, errors: list[str]
+) -> Path | None:
+    """An optional setting naming an existing directory (empty: None)."""
+    value = values[key]
+    if not isinstance(value, str):
+        errors.append(f"{key} must be a path")
+        return None
+    if not value:
+        return None
+    path = _expand(value, root)
+    if not path.is_dir():
+        errors.append(f"{key}: {path}: not a directory")
+        return None
     return path
 
 
@@ -104,16 +123,7 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
         errors.append(f"kernelRelease {kernel!r} is not a release name like 6.1.0-26-amd64")
         kernel = ""
 
-    source_root: Path | None = None
-    src = values["sourceRoot"]
-    if not isinstance(src, str):
-        errors.append("sourceRoot must be a path")
-    elif src:
-        path = _expand(src, root)
-        if path.is_dir():
-            source_root = path
-        else:
-            errors.append(f"sourceRoot: {path}: not a directory")
+    source_root = _directory(values, "sourceRoot", root, errors)
 
     index_dir = default_index_dir()
     idx = values["indexDir"]
@@ -125,6 +135,15 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
             errors.append(f"indexDir: {path}: not a directory")
         else:
             index_dir = path
+
+    compile_check = values["compileCheck"]
+    if not isinstance(compile_check, bool):
+        errors.append("compileCheck must be true or false")
+        compile_check = False
+    build_tree = _directory(values, "buildTree", root, errors)
+    if compile_check and build_tree is None and not errors:
+        errors.append("compileCheck needs buildTree (a tree made by klp-lsp prepare-build)")
+        compile_check = False
 
     overrides: list[tuple[str, str]] = []
     sev = values["severityOverrides"]
@@ -152,6 +171,8 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
         index_dir=index_dir,
         severity_overrides=tuple(overrides),
         inlay_hints=inlay_hints,
+        compile_check=compile_check,
+        build_tree=build_tree,
     )
     return config, errors
 

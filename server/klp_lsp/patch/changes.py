@@ -156,6 +156,9 @@ class ChangeMapper:
         # again: keep the last few texts, keyed by the text itself, with the chunks parsed.
         self._texts: dict[str, SourceText] = {}
         self._parsed: dict[str, SourceMap] = {}
+        # Each file the last mapping touched: (text before, text after), None for a file that
+        # does not exist on that side. `check --compile` builds the patched tree from these.
+        self.images: dict[str, tuple[str | None, str | None]] = {}
 
     def _source(self, text: str) -> SourceText:
         src = self._texts.get(text)
@@ -204,6 +207,7 @@ class ChangeMapper:
         """
         changes: list[Change] = []
         problems: list[Problem] = []
+        self.images = {}
         texts: dict[str, str | None] = {}  # path -> current text, None once deleted
         added_by_series: set[tuple[str, str]] = set()
         for patch in patches:
@@ -232,6 +236,7 @@ class ChangeMapper:
 
         `patch_file` of each change is `path` and `patch_line` a 1-based line of `new_text`.
         """
+        self.images = {path: (old_text, new_text)}
         old_lines = old_text.split("\n")
         new_lines = new_text.split("\n")
         edits = _Edits()
@@ -303,8 +308,11 @@ class ChangeMapper:
         post_text, edits = _apply(pre_text, fd.hunks, path, patch_file, problems)
         new_path = fd.new_path or path
         texts[path] = post_text if fd.status != "deleted" else None
+        first = self.images[path][0] if path in self.images else pre_text or None
+        self.images[path] = (first, None if fd.status in ("deleted", "renamed") else post_text)
         if fd.status == "renamed":
             texts[new_path] = post_text
+            self.images[new_path] = (self.images.get(new_path, (None, None))[0], post_text)
         if fd.status == "deleted":
             changes.append(
                 FileNote("deleted-file", path, patch_file, fd.patch_line, f"{path} is deleted")

@@ -142,13 +142,22 @@ class Checker:
     def __init__(self, indexes: IndexSet) -> None:
         self.indexes = indexes
         self._mapper = ChangeMapper()
+        # The changes of the last check, for `check --compile` to explain what the compiler saw.
+        self.changes: list[Change] = []
+
+    @property
+    def images(self) -> dict[str, tuple[str | None, str | None]]:
+        """Each file the last check touched: its text before and after (None: absent)."""
+        return self._mapper.images
 
     # --- source tree -----------------------------------------------------------------------
 
-    def find_source_root(self, given: Path | None) -> tuple[Path | None, str]:
+    def find_source_root(
+        self, given: Path | None, why: str = "--source"
+    ) -> tuple[Path | None, str]:
         """The source tree to read pre-images from, and a note saying which and why."""
         if given is not None:
-            return given, f"source tree: {given} (--source)"
+            return given, f"source tree: {given} ({why})"
         for o in self.indexes.objects:
             for cu in o.cus().values():
                 comp_dir = Path(cu.unit.comp_dir)
@@ -189,9 +198,15 @@ class Checker:
     # --- entry points ----------------------------------------------------------------------
 
     def check_patches(
-        self, patches: Sequence[tuple[str, str]], source_root: Path | None
+        self,
+        patches: Sequence[tuple[str, str]],
+        source_root: Path | None,
+        source_why: str = "--source",
     ) -> CheckResult:
-        """Check patch texts, given as (display name, text), applied in order."""
+        """Check patch texts, given as (display name, text), applied in order.
+
+        `source_why` says where `source_root` comes from, for the note naming it.
+        """
         out = _Collector()
         parsed: list[Patch] = []
         problems: list[DiffProblem] = []
@@ -200,12 +215,13 @@ class Checker:
             parsed.extend(ps)
             problems.extend(found)
             out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in found)
-        root, note = self.find_source_root(source_root)
+        root, note = self.find_source_root(source_root, source_why)
         out.notes.append(note)
         self._note_partial(out)
         # Users of a changed header macro are searched in every C file built into the kernel.
         search = [Path(f) for f in sorted(self.built_files()) if f.endswith(".c")] if root else []
         changes, mapped = self._mapper.changes_from_patch(parsed, root, macro_search=search)
+        self.changes = list(changes)
         out.problems.extend(Problem(p.patch_file, p.line or None, p.message) for p in mapped)
         self._evaluate(changes, out, in_patch=True)
         if root is not None:
@@ -266,6 +282,7 @@ class Checker:
         out.notes.append(f"source tree: {source_root}")
         self._note_partial(out)
         changes = self._mapper.changes_between(rel_path, old_text, new_text)
+        self.changes = list(changes)
         self._evaluate(changes, out, in_patch=False)
         if rel_path.endswith((".c", ".h")):
             self._add_unsupported(rel_path, old_text, new_text, changes, out, None)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from klp_lsp.model import CheckResult, Finding, ReplaceEntry
+from klp_lsp.model import CheckResult, CompileReport, Finding, ReplaceEntry
 
 # docs/findings/ of the checkout this package runs from (an editable install, as the README
 # sets up); the pages are plain Markdown that editors open from a file URI.
@@ -58,6 +58,7 @@ def result_to_json(result: CheckResult) -> dict[str, Any]:
                 "patch_file": c.patch_file,
                 "patch_line": c.patch_line,
                 "source_line": c.source_line,
+                "evidence": c.evidence,
             }
             for c in result.changed_functions
         ],
@@ -76,7 +77,78 @@ def result_to_json(result: CheckResult) -> dict[str, Any]:
             {"file": p.file, "line": p.line, "message": p.message} for p in result.problems
         ],
         "notes": list(result.notes),
+        "compile": None if result.compile is None else compile_to_json(result.compile),
     }
+
+
+def compile_to_json(report: CompileReport) -> dict[str, Any]:
+    """The `compile` member of `check --compile --format json`."""
+    return {
+        "build_tree": report.build_tree,
+        "seconds": report.seconds,
+        "cached": list(report.cached),
+        "failures": [{"object": o, "message": m} for o, m in report.failures],
+        "not_compiled": [{"object": o, "why": w} for o, w in report.not_compiled],
+        "objects": [
+            {
+                "object": od.object,
+                "identical": od.identical,
+                "functions": [
+                    {
+                        "name": d.name,
+                        "old_name": d.old_name,
+                        "origin": d.origin,
+                        "kind": d.kind,
+                        "detail": d.detail,
+                        "renamed_calls": [list(p) for p in d.renamed_calls],
+                        "line_shifts": [list(p) for p in d.line_shifts],
+                        "source_file": d.decl_file,
+                        "source_line": d.decl_line,
+                        "size_before": d.size_before,
+                        "size_after": d.size_after,
+                    }
+                    for d in od.functions
+                ],
+                "clones": [asdict(c) for c in od.clones],
+                "inlining": [asdict(f) for f in od.inlining],
+            }
+            for od in report.objects
+        ],
+        "comparison": [asdict(c) for c in report.comparison],
+        "kpatch_preview": [asdict(p) for p in report.kpatch_preview],
+    }
+
+
+def compile_to_text(result: CheckResult) -> list[str]:
+    """The compiler's side of `check --compile`, next to the prediction."""
+    report = result.compile
+    if report is None:
+        return []
+    lines = [f"compiled before and after the patch in {report.build_tree} ({report.seconds} s):"]
+    for obj, message in report.failures:
+        lines.append(f"  {obj}: the patched source does not compile: {message}")
+    for od in report.objects:
+        cached = " (cached)" if od.object in report.cached else ""
+        lines.append(
+            f"  {od.object}{cached}: {len(od.functions)} function(s) differ,"
+            f" {od.identical} identical"
+        )
+        for d in od.functions:
+            name = f"{d.old_name} -> {d.name}" if d.old_name else d.name
+            lines.append(f"    {d.kind}: {name}: {d.detail}")
+        for c in od.clones:
+            lines.append(f"    clones: {c.message}")
+        for f in od.inlining:
+            verb = "now inlined into" if f.inlined_after else "no longer inlined into"
+            lines.append(f"    inlining: {f.callee} {verb} {f.caller}")
+    for obj, why in report.not_compiled:
+        lines.append(f"  {obj}: not compiled: {why}")
+    if report.comparison:
+        lines.append("  prediction vs compiler:")
+        for row in report.comparison:
+            predicted = "-" if row.predicted is None else f"replace: {row.predicted}"
+            lines.append(f"    {row.object}: {row.symbol}: {predicted} | compiler: {row.compiler}")
+    return lines
 
 
 def _where(f: Finding) -> str:
@@ -99,8 +171,11 @@ def result_to_text(result: CheckResult) -> str:
         findings = by_function.pop((c.name, c.object), [])
         errors = [f for f in findings if f.severity == "error"]
         verdict = "NEEDS CARE" if errors else "ok to replace" if c.object else "not found"
+        if c.evidence == "compiler":
+            verdict = "changed in its compiled code only"
+        evidence = "" if result.compile is None else f" (evidence: {c.evidence})"
         lines.append("")
-        lines.append(f"{c.name} ({c.source_file}) [{c.object or '?'}]: {verdict}")
+        lines.append(f"{c.name} ({c.source_file}) [{c.object or '?'}]: {verdict}{evidence}")
         for f in sorted(findings, key=lambda f: f.severity != "error"):
             lines.append(f"  {f.severity}: [{f.kind}] {f.message}")
     rest = [f for fs in by_function.values() for f in fs]
@@ -108,13 +183,17 @@ def result_to_text(result: CheckResult) -> str:
         lines.append("")
         lines.append("other changes:")
         for f in rest:
-            lines.append(f"  {_where(f)}: {f.severity}: [{f.kind}] {f.message}")
+            where = _where(f)
+            lines.append(f"  {where + ': ' if where else ''}{f.severity}: [{f.kind}] {f.message}")
     if result.replace:
         lines.append("")
         lines.append("replace set (klp_func entries):")
         for e in result.replace:
             mark = "" if e.patchable else "  (not patchable)"
             lines.append(f"  {e.object}: {e.symbol} sympos {e.sympos}: {e.reason}{mark}")
+    if result.compile is not None:
+        lines.append("")
+        lines.extend(compile_to_text(result))
     if result.notes:
         lines.append("")
         lines.extend(f"note: {n}" for n in result.notes)

@@ -30,6 +30,8 @@ _RULE_TEXT = {
     "per-cpu": "The patch defines or uses a per-CPU variable of its file",
     "static-key": "The patch defines or uses a static key of its file",
     "tracepoint": "The patch defines or uses a tracepoint of its file",
+    "compiler-only-change": "The compiled code changes where the source mapping saw no change",
+    "kpatch-preview": "What a binary-diff build would replace, next to the prediction",
 }
 
 

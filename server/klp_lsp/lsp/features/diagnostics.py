@@ -3,7 +3,10 @@
 Checks run on the check thread (see `indexing.py`), debounced while typing; a result is
 published only if its document is still open and unchanged since the check started, and kept in
 `server.checked` for the lenses, hovers and outline of the same version. On a patch, a changed
-function without findings gets a hint, so "checked, nothing to worry about" shows too.
+function without findings gets a hint, so "checked, nothing to worry about" shows too. With the
+`compileCheck` setting, the touched objects are then compiled before and after the change on a
+compile thread (`build/compile_check.py`), and the diagnostics are published again with what
+the compiler showed; a newer edit drops that result.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +36,15 @@ from klp_lsp.lsp.features.code_lens import refresh_code_lenses
 from klp_lsp.model import CheckResult, Finding, Related
 
 if TYPE_CHECKING:
+    from klp_lsp.build.compile_check import CompilePlan
+    from klp_lsp.build.tree import BuildTree
     from klp_lsp.lsp.server import KlpServer
     from klp_lsp.patch.check import Checker
+
+# How to turn a check's result into the document's diagnostics and the findings as placed.
+_ToDiagnostics = Callable[[CheckResult], tuple[list[types.Diagnostic], tuple["Placed", ...]]]
+# A check's result, how to turn it into diagnostics, and what to compile.
+_Checked = tuple[CheckResult, _ToDiagnostics, "CompilePlan | None"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +86,36 @@ class DiagnosticsScheduler:
     def __init__(self, server: KlpServer) -> None:
         self.server = server
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Compiling never runs on the check thread: hovers and other checks go on meanwhile.
+        self._compile_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klp-cc")
+        self._tree: tuple[Path, BuildTree] | None = None
+        self._reported: set[str] = set()
+
+    def _build_tree(self) -> BuildTree | None:
+        """The configured build tree when `compileCheck` is on (loaded once per path)."""
+        config = self.server.config
+        if not config.compile_check or config.build_tree is None:
+            return None
+        if self._tree is None or self._tree[0] != config.build_tree:
+            from klp_lsp.build.tree import BuildTree
+
+            self._tree = (config.build_tree, BuildTree.load(config.build_tree))
+        return self._tree[1]
+
+    def _plan(self, checker: Checker, result: CheckResult) -> CompilePlan | None:
+        """On the check thread: what to compile for the check just made (needs the index)."""
+        from klp_lsp.build.compile_check import plan_compile
+
+        tree = self._build_tree()
+        if tree is None or (not result.changed_functions and not checker.changes):
+            return None
+        plan = plan_compile(checker.indexes, tree, checker.images, checker.changes, result)
+        return plan if plan.targets else None
+
+    def _report_once(self, message: str) -> None:
+        if message not in self._reported:
+            self._reported.add(message)
+            self.server.show_message(message, types.MessageType.Warning)
 
     def schedule(self, uri: str, delay: float) -> None:
         old = self._tasks.pop(uri, None)
@@ -112,9 +154,9 @@ class DiagnosticsScheduler:
         version, text = doc.version or 0, doc.source
         try:
             if kind == "patch":
-                checked = await self._check_patch(uri, text, version)
+                checked = await self._check_patch(uri, text)
             elif kind == "c":
-                checked = await self._check_source(uri, text, version)
+                checked = await self._check_source(uri, text)
             else:
                 return
         except asyncio.CancelledError:
@@ -126,29 +168,77 @@ class DiagnosticsScheduler:
                 types.MessageType.Error,
             )
             return
-        if checked is None or uri not in server.open_documents:
+        if checked is None:
             return
+        result, to_diagnostics, plan = checked
+        if not self._publish(uri, version, kind, result, to_diagnostics) or plan is None:
+            return
+        await self._compile(uri, version, kind, result, to_diagnostics, plan)
+
+    def _publish(
+        self, uri: str, version: int, kind: str, result: CheckResult, to_diagnostics: _ToDiagnostics
+    ) -> bool:
+        """Publish, and keep for the lenses, hovers and outline, if the document is still open
+        at `version`; False when it is not."""
+        server = self.server
+        if uri not in server.open_documents:
+            return False
         if (server.workspace.get_text_document(uri).version or 0) != version:
-            return
-        diagnostics, stored = checked
-        if stored is not None:
-            server.checked.store(uri, stored)
+            return False
+        diagnostics, placed = to_diagnostics(result)
+        server.checked.store(uri, Checked(version, result, placed))
         server.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
         )
         if kind == "patch":
             # The patch's lenses come from this result: clients that can, ask for them again.
             refresh_code_lenses(server)
+        return True
 
-    async def _check_patch(
-        self, uri: str, text: str, version: int
-    ) -> tuple[list[types.Diagnostic], Checked | None] | None:
+    async def _compile(
+        self,
+        uri: str,
+        version: int,
+        kind: str,
+        result: CheckResult,
+        to_diagnostics: _ToDiagnostics,
+        plan: CompilePlan,
+    ) -> None:
+        """Compile in the background and publish the diagnostics again with the compiler's."""
+        from klp_lsp.build.compile_check import CompileChecker
+        from klp_lsp.errors import KlpError
+
+        tree = self._build_tree()
+        if tree is None:
+            return
+        stop = threading.Event()
+        checker = CompileChecker(tree, jobs=1)
+        future = self._compile_executor.submit(checker.run, plan, result, stop.is_set)
+        try:
+            merged = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            stop.set()  # A newer edit: the compile thread stops between its steps.
+            raise
+        except KlpError as e:
+            log.warning("compile check of %s failed: %s", uri, e)
+            self._report_once(f"klp-lsp: compile check: {e}")
+            return
+        except Exception as e:
+            log.exception("compile check of %s failed", uri)
+            self._report_once(f"klp-lsp: compile check failed: {type(e).__name__}: {e}")
+            return
+        self._publish(uri, version, kind, merged, to_diagnostics)
+
+    async def _check_patch(self, uri: str, text: str) -> _Checked | None:
         source_root = self.server.source_root()
         name = patch_display_name(uri)
-        result = await self.server.index.run_check(
-            lambda checker: checker.check_patches([(name, text)], source_root)
-        )
-        if result is None:
+
+        def job(checker: Checker) -> tuple[CheckResult, CompilePlan | None]:
+            result = checker.check_patches([(name, text)], source_root)
+            return result, self._plan_safely(checker, result)
+
+        got = await self.server.index.run_check(job)
+        if got is None:
             return None
         lines = text.splitlines()
 
@@ -161,25 +251,41 @@ class DiagnosticsScheduler:
                 return convert.line_range(line, start, end)
             return convert.line_range(line, 0, len(content))
 
-        diagnostics, placed = self._diagnostics(result, uri, lines, place)
-        # A hint on each changed function without findings: checked, nothing to worry about.
-        with_findings = {(p.finding.function, p.finding.object) for p in placed}
-        seen: set[tuple[str, str | None]] = set()
-        for file in result.files:
-            for hunk in file.hunks:
-                for impact in hunk.functions:
-                    key = (impact.name, impact.object)
-                    if key in with_findings or key in seen or not impact.patch_lines:
-                        continue
-                    seen.add(key)
-                    line = min(impact.patch_lines[0] - 1, max(len(lines) - 1, 0))
-                    rng = convert.line_range(line, 0, len(lines[line]) if lines else 0)
-                    diagnostics.append(convert.impact_to_diagnostic(impact, rng))
-        return diagnostics, Checked(version, result, placed)
+        def to_diagnostics(
+            result: CheckResult,
+        ) -> tuple[list[types.Diagnostic], tuple[Placed, ...]]:
+            diagnostics, placed = self._diagnostics(result, uri, lines, place)
+            # A hint on each changed function without findings: checked, nothing to worry about.
+            with_findings = {(p.finding.function, p.finding.object) for p in placed}
+            seen: set[tuple[str, str | None]] = set()
+            for file in result.files:
+                for hunk in file.hunks:
+                    for impact in hunk.functions:
+                        key = (impact.name, impact.object)
+                        if key in with_findings or key in seen or not impact.patch_lines:
+                            continue
+                        seen.add(key)
+                        line = min(impact.patch_lines[0] - 1, max(len(lines) - 1, 0))
+                        rng = convert.line_range(line, 0, len(lines[line]) if lines else 0)
+                        diagnostics.append(convert.impact_to_diagnostic(impact, rng))
+            return diagnostics, placed
 
-    async def _check_source(
-        self, uri: str, text: str, version: int
-    ) -> tuple[list[types.Diagnostic], Checked | None] | None:
+        return got[0], to_diagnostics, got[1]
+
+    def _plan_safely(self, checker: Checker, result: CheckResult) -> CompilePlan | None:
+        """`_plan`, with a failure reported once and the first diagnostics kept."""
+        from klp_lsp.errors import KlpError
+
+        try:
+            return self._plan(checker, result)
+        except KlpError as e:
+            message = f"klp-lsp: compile check: {e}"
+            self.server.post(lambda: self._report_once(message))
+        except Exception:
+            log.exception("planning the compile check failed")
+        return None
+
+    async def _check_source(self, uri: str, text: str) -> _Checked | None:
         from klp_lsp.patch.source_map import parse_source
 
         root = self.server.source_root()
@@ -187,16 +293,17 @@ class DiagnosticsScheduler:
         if root is None or rel is None:
             return None
 
-        def job(checker: Checker) -> CheckResult | None:
+        def job(checker: Checker) -> tuple[CheckResult, CompilePlan | None] | None:
             old = pre_image(root, rel)
             if old is None or old == text:
                 return None
-            return checker.check_source_edit(root, rel, old, text)
+            result = checker.check_source_edit(root, rel, old, text)
+            return result, self._plan_safely(checker, result)
 
-        result = await self.server.index.run_check(job)
-        if result is None:
-            return [], None
+        got = await self.server.index.run_check(job)
         lines = text.splitlines()
+        if got is None:
+            return CheckResult((), (), (), ()), lambda r: ([], ()), None
         functions = parse_source(text).functions
 
         def place(f: Finding) -> types.Range:
@@ -211,8 +318,7 @@ class DiagnosticsScheduler:
             line = min(max((f.source_line or 1) - 1, 0), max(len(lines) - 1, 0))
             return convert.line_range(line, 0, len(lines[line]) if lines else 0)
 
-        diagnostics, placed = self._diagnostics(result, uri, lines, place)
-        return diagnostics, Checked(version, result, placed)
+        return got[0], lambda r: self._diagnostics(r, uri, lines, place), got[1]
 
     def _diagnostics(
         self,
