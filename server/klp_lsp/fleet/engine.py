@@ -62,6 +62,8 @@ class FleetOptions:
     spread_bytes: int = SPREAD_BYTES
     dashboard: str | None = ":8787"  # the LocalCluster's dashboard address; None: none
     processes: bool = True  # LocalCluster workers as processes (False: threads of this one)
+    # Whether workers write the client's index dir; None: ask every worker (`shares_index_dir`).
+    share_index_dir: bool | None = None
     connect_timeout: float = 30.0
 
 
@@ -205,7 +207,9 @@ def run_fleet(
         note = dashboard_note(client, options)
         if note and notify is not None:
             notify(note)
-        shared = shares_index_dir(client, options.index_dir)
+        shared = options.share_index_dir
+        if shared is None:
+            shared = shares_index_dir(client, options.index_dir)
         run = _Run(client, options, shared, plans, list(patches), progress)
         kernels = run.execute()
     return FleetReport(

@@ -42,7 +42,9 @@ def report_to_text(report: FleetReport, *, color: bool = False) -> str:
             value = matrix.cells[column].get(name, "-")
             row.append((value, matrix.differs(column, name)))
         rows.append(row)
-    widths = [max(len(headers[i]), *(len(r[i][0]) + 1 for r in rows)) for i in range(len(headers))]
+    widths = [
+        max(len(headers[i]), *(len(r[i][0]) + r[i][1] for r in rows)) for i in range(len(headers))
+    ]
     lines = [_summary(report), ""]
     lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in rows:

@@ -177,9 +177,16 @@ def corpus_kernels(paths: Iterable[Path]) -> list[KernelSpec]:
 
 
 def _release_of(vmlinux: Path) -> str | None:
-    # The corpus links vmlinux to the -dbg package's /usr/lib/debug/boot/vmlinux-<release>.
-    target = vmlinux.resolve().name
-    return target.removeprefix("vmlinux-") if target.startswith("vmlinux-") else None
+    # The corpus links vmlinux to the -dbg package's /usr/lib/debug/boot/vmlinux-<release>:
+    # follow the links one at a time until a name says the release.
+    path = vmlinux
+    for _ in range(8):
+        if path.name.startswith("vmlinux-"):
+            return path.name.removeprefix("vmlinux-")
+        if not path.is_symlink():
+            break
+        path = path.parent / os.readlink(path)
+    return None
 
 
 def _kernel_name(kdir: Path, release: str | None) -> str:

@@ -313,23 +313,28 @@ def build_index(
         else:
             states = {}
             writer = IndexWriter.create(target)
-            from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
+            # A binary that fails here (corrupt DWARF) must not leave the temporary file.
+            try:
+                from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
 
-            dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
-            units = _list_units(dwarf)
-            writer.set_meta(
-                {
-                    "build_id": binary.build_id,
-                    "object": binary.object_name,
-                    "binary": str(path.resolve()),
-                    "arch": binary.arch,
-                    "kind": binary.kind,
-                    "elf_type": binary.elf_type,
-                    "klp_lsp_version": __version__,
-                    "complete": "0",
-                }
-            )
-            writer.add_cus(units)
+                dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
+                units = _list_units(dwarf)
+                writer.set_meta(
+                    {
+                        "build_id": binary.build_id,
+                        "object": binary.object_name,
+                        "binary": str(path.resolve()),
+                        "arch": binary.arch,
+                        "kind": binary.kind,
+                        "elf_type": binary.elf_type,
+                        "klp_lsp_version": __version__,
+                        "complete": "0",
+                    }
+                )
+                writer.add_cus(units)
+            except BaseException:
+                writer.close()
+                raise
 
             def write_symbols() -> None:
                 writer.add_symbols(
