@@ -26,6 +26,11 @@ SETTINGS: Final[dict[str, tuple[Any, str]]] = {
         {},
         'Finding kind -> "error" | "warning" | "information" | "hint" | "off"',
     ),
+    "fleet": (
+        "",
+        "FLEET.toml (or a directory or glob of corpus kernels) whose indexed kernels diagnostics"
+        " on patches cover; empty: only the configured kernel",
+    ),
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from klp_lsp.fleet.spec import KernelSpec
-from klp_lsp.model import CheckResult, Finding
+from klp_lsp.model import CheckResult, Finding, Problem
 
 Status = Literal["ok", "needs-care", "does-not-apply", "failed"]
 
@@ -272,13 +272,27 @@ def merge_findings(per_kernel: Sequence[tuple[str, CheckResult]]) -> list[Findin
             first.setdefault(key, f)
             if name not in on.setdefault(key, []):
                 on[key].append(name)
-    out = []
-    for place, f in first.items():
-        names = on[place]
-        if len(names) == total:
-            message = f"on all {total} kernels: {f.message}" if total > 1 else f.message
-        else:
-            shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
-            message = f"{f.kind} on {len(names)} of {total} kernels: {shown}. {f.message}"
-        out.append(replace(f, message=message))
-    return out
+    return [
+        replace(f, message=_on_kernels(f.kind, on[place], total, f.message))
+        for place, f in first.items()
+    ]
+
+
+def merge_problems(per_kernel: Sequence[tuple[str, CheckResult]]) -> list[Problem]:
+    """Each distinct problem (a hunk that does not apply...) once, saying on which kernels."""
+    total = len(per_kernel)
+    on: dict[Problem, list[str]] = {}
+    for name, result in per_kernel:
+        for p in result.problems:
+            if name not in on.setdefault(p, []):
+                on[p].append(name)
+    return [replace(p, message=_on_kernels("", names, total, p.message)) for p, names in on.items()]
+
+
+def _on_kernels(kind: str, names: Sequence[str], total: int, message: str) -> str:
+    """`not-patchable on 3 of 12 kernels: a, b, c. <message>`, or `on all 12 kernels: ...`."""
+    if len(names) == total:
+        return f"on all {total} kernels: {message}" if total > 1 else message
+    shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
+    head = f"{kind} on" if kind else "on"
+    return f"{head} {len(names)} of {total} kernels: {shown}. {message}"

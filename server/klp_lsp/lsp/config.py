@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from klp_lsp import settings
+from klp_lsp.errors import KlpError
+from klp_lsp.fleet.spec import FleetSpec, load_fleet
 from klp_lsp.index.locate import default_index_dir
 from klp_lsp.model import FINDING_KINDS, Severity
 
@@ -30,6 +32,7 @@ class Config:
     source_root: Path | None = None
     index_dir: Path = field(default_factory=default_index_dir)
     severity_overrides: tuple[tuple[str, str], ...] = ()
+    fleet: FleetSpec | None = None
 
     def severity(self, kind: str, default: Severity) -> Severity | None:
         """The severity of a finding kind after `severityOverrides`; None when turned off."""
@@ -139,12 +142,23 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
             else:
                 overrides.append((kind, level))
 
+    fleet: FleetSpec | None = None
+    where = values["fleet"]
+    if not isinstance(where, str):
+        errors.append("fleet must be a path to FLEET.toml, a directory or a glob")
+    elif where:
+        try:
+            fleet = load_fleet(str(_expand(where, root)))
+        except KlpError as e:
+            errors.append(f"fleet: {e}")
+
     config = Config(
         binaries=tuple(binaries),
         kernel_release=kernel or None,
         source_root=source_root,
         index_dir=index_dir,
         severity_overrides=tuple(overrides),
+        fleet=fleet,
     )
     return config, errors
 

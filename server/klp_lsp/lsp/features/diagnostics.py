@@ -27,6 +27,7 @@ from klp_lsp.lsp.features.call_hierarchy import c_name, definition_site
 from klp_lsp.model import CheckResult, Finding, Related
 
 if TYPE_CHECKING:
+    from klp_lsp.fleet.local import FleetCheckers
     from klp_lsp.lsp.server import KlpServer
     from klp_lsp.patch.check import Checker
 
@@ -69,6 +70,8 @@ class DiagnosticsScheduler:
     def __init__(self, server: KlpServer) -> None:
         self.server = server
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # The `fleet` setting's checkers, with the (fleet, index dir) they were made for.
+        self._fleet: tuple[tuple[object, ...], FleetCheckers] | None = None
 
     def schedule(self, uri: str, delay: float) -> None:
         old = self._tasks.pop(uri, None)
@@ -99,7 +102,8 @@ class DiagnosticsScheduler:
             await asyncio.sleep(delay)
         server = self.server
         kind = server.open_documents.get(uri)
-        if kind is None or server.index.interactive is None:
+        on_fleet = kind == "patch" and server.config.fleet is not None
+        if kind is None or (server.index.interactive is None and not on_fleet):
             return
         doc = server.workspace.get_text_document(uri)
         version, text = doc.version, doc.source
@@ -130,9 +134,12 @@ class DiagnosticsScheduler:
     async def _check_patch(self, uri: str, text: str) -> list[types.Diagnostic] | None:
         source_root = self.server.source_root()
         name = patch_display_name(uri)
-        result = await self.server.index.run_check(
-            lambda checker: checker.check_patches([(name, text)], source_root)
-        )
+        if self.server.config.fleet is not None:
+            result = await self._check_on_fleet(name, text)
+        else:
+            result = await self.server.index.run_check(
+                lambda checker: checker.check_patches([(name, text)], source_root)
+            )
         if result is None:
             return None
         lines = text.splitlines()
@@ -147,6 +154,46 @@ class DiagnosticsScheduler:
             return convert.line_range(line, 0, len(content))
 
         return self._diagnostics(result, uri, lines, place)
+
+    def fleet_checkers(self) -> FleetCheckers | None:
+        """The checkers of the `fleet` setting's kernels (made again when it changes)."""
+        from klp_lsp.fleet.local import FleetCheckers
+
+        config = self.server.config
+        key = (config.fleet, config.index_dir)
+        if self._fleet is not None and self._fleet[0] != key:
+            # Their SQLite connections belong to the check thread: closed there.
+            self.server.index.check_executor.submit(self._fleet[1].close)
+            self._fleet = None
+        if config.fleet is None:
+            return None
+        if self._fleet is None:
+            self._fleet = (key, FleetCheckers(config.fleet, config.index_dir))
+        return self._fleet[1]
+
+    async def _check_on_fleet(self, name: str, text: str) -> CheckResult | None:
+        """The patch on every indexed kernel of the fleet: findings say which kernels they hit."""
+        from klp_lsp.fleet.results import merge_findings, merge_problems
+
+        checkers = self.fleet_checkers()
+        if checkers is None:
+            return None
+        check = await asyncio.wrap_future(
+            self.server.index.check_executor.submit(checkers.check_patches, [(name, text)])
+        )
+        if check.unavailable:
+            total = len(check.results) + len(check.unavailable)
+            missing = "; ".join(f"{n} ({why})" for n, why in check.unavailable)
+            self.server.show_message(
+                f"klp-lsp: fleet {checkers.fleet.origin}: {len(check.unavailable)} of {total}"
+                f" kernels not checked: {missing}. Index them with `klp-lsp fleet PATCH"
+                f" --kernels {checkers.fleet.origin}`",
+                types.MessageType.Warning,
+            )
+        if not check.results:
+            return None
+        results = list(check.results)
+        return CheckResult((), tuple(merge_findings(results)), (), tuple(merge_problems(results)))
 
     async def _check_source(self, uri: str, text: str) -> list[types.Diagnostic] | None:
         from klp_lsp.patch.source_map import parse_source
