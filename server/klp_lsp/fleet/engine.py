@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from klp_lsp.errors import KlpError, UsageError
 from klp_lsp.fleet import tasks
-from klp_lsp.fleet.plan import BinaryJob, KernelPlan, complete_index, distinct_jobs, plan_fleet
+from klp_lsp.fleet.plan import BinaryJob, KernelPlan, distinct_jobs, plan_fleet
 from klp_lsp.fleet.results import (
     BinaryOutcome,
     FleetReport,
@@ -38,6 +38,7 @@ from klp_lsp.fleet.results import (
 )
 from klp_lsp.fleet.spec import FleetSpec
 from klp_lsp.index.locate import index_path
+from klp_lsp.index.store import complete_index
 from klp_lsp.progress import Progress
 
 if TYPE_CHECKING:

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from klp_lsp.fleet.plan import KernelPlan, complete_index, plan_fleet
+from klp_lsp.fleet.plan import KernelPlan, plan_fleet
 from klp_lsp.fleet.spec import FleetSpec
 from klp_lsp.index.query import IndexSet
+from klp_lsp.index.store import complete_index
 from klp_lsp.model import CheckResult
 from klp_lsp.patch.check import Checker
 

@@ -15,8 +15,6 @@ from klp_lsp.binary.discovery import iter_module_files
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import KlpError
 from klp_lsp.fleet.spec import FleetSpec, KernelSpec
-from klp_lsp.index.locate import index_path
-from klp_lsp.index.store import Index
 from klp_lsp.session import is_module_file
 
 
@@ -96,18 +94,3 @@ def distinct_jobs(plans: Sequence[KernelPlan]) -> dict[str, BinaryJob]:
         for job in plan.binaries:
             out.setdefault(job.build_id, job)
     return out
-
-
-def complete_index(index_dir: Path, build_id: str) -> Path | None:
-    """The index file of `build_id` in `index_dir` when it exists and is complete."""
-    target = index_path(index_dir, build_id)
-    if not target.exists():
-        return None
-    try:
-        index = Index(target)
-    except KlpError:
-        return None
-    try:
-        return target if index.complete else None
-    finally:
-        index.close()

@@ -436,6 +436,23 @@ def _cu_row(r: sqlite3.Row, ranges: tuple[tuple[int, int], ...]) -> CuRow:
     return CuRow(unit=unit, flags=flags, ranges=ranges, state=r["state"])
 
 
+def complete_index(index_dir: Path, build_id: str) -> Path | None:
+    """The index file of `build_id` in `index_dir` when it exists and is complete."""
+    from klp_lsp.index.locate import index_path
+
+    target = index_path(index_dir, build_id)
+    if not target.exists():
+        return None
+    try:
+        index = Index(target)
+    except IndexError_:
+        return None
+    try:
+        return target if index.complete else None
+    finally:
+        index.close()
+
+
 def open_readonly(path: Path) -> Index:
     """Open an index file for queries."""
     if not path.exists():
