@@ -578,3 +578,26 @@ def test_reports_render_every_kernel(tmp_path: Path) -> None:
     assert [k["status"] for k in doc["kernels"]] == ["needs-care", "failed"]
     assert doc["kernels"][0]["result"]["replace"][0]["symbol"] == "f"
     assert "b &lt;rt&gt;" in report_to_html(report)
+
+
+@pytest.mark.parametrize(
+    ("name", "comp_dir", "tree_name"),
+    [
+        # Debian's rt flavour: a patched copy of the tree beside the build directory.
+        (
+            "debian/build/source_rt/kernel/sched/core.c",
+            "debian/build/build_amd64_rt_amd64",
+            "kernel/sched/core.c",
+        ),
+        # Its cloud and generic flavours: the package's own tree.
+        ("kernel/sched/core.c", "debian/build/build_amd64_none_cloud-amd64", "kernel/sched/core.c"),
+        ("./kernel/fork.c", "/usr/src/linux", "kernel/fork.c"),
+        ("/usr/src/linux/arch/x86/lib/hweight.S", "/usr/src/linux/build", "arch/x86/lib/hweight.S"),
+        ("kernel/demo_core.c", "", "kernel/demo_core.c"),
+    ],
+)
+def test_tree_names_of_flavour_builds(name: str, comp_dir: str, tree_name: str) -> None:
+    # Found by the real fleet: rt's CUs were "not built into this kernel" for every patch.
+    from klp_lsp.index.store import source_name
+
+    assert source_name(name, comp_dir) == tree_name
