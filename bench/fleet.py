@@ -218,9 +218,31 @@ def main() -> int:
     ap.add_argument("--model", default="200x50", metavar="KERNELSxWORKERS")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--table", type=Path, help="print the table of an earlier run")
+    ap.add_argument(
+        "--model-from",
+        type=Path,
+        metavar="REPORT",
+        help="only the model, from a `klp-lsp fleet --format json` report's per-kernel costs",
+    )
     args = ap.parse_args()
     if args.table:
         print(table(json.loads(args.table.read_text())))
+        return 0
+    if args.model_from:
+        kernels, workers = (int(x) for x in args.model.split("x"))
+        report = json.loads(args.model_from.read_text())
+        costs = {
+            "wall_s": 0.0,  # no start-up measured: the model is of the tasks alone
+            "kernels": [
+                {
+                    "status": k["status"],
+                    "index_s": sum(b["index_seconds"] for b in k["binaries"]),
+                    "check_s": k["check_seconds"],
+                }
+                for k in report["kernels"]
+            ],
+        }
+        print(json.dumps(model(costs, kernels, workers), indent=2))
         return 0
     scratch = Path(tempfile.mkdtemp(prefix="klp-fleet-bench-"))
     try:

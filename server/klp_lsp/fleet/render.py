@@ -160,12 +160,14 @@ def _anchor(i: int) -> str:
 def report_to_html(report: FleetReport) -> str:
     """A single self-contained HTML page: the matrix, the differences, one section per kernel."""
     matrix = build_matrix(report.kernels)
+    names = ", ".join(p.rsplit("/", 1)[-1] for p in report.patches)
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>klp-lsp fleet: {_e(', '.join(report.patches))}</title>",
+        f"<title>klp-lsp fleet: {_e(names)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>klp-lsp fleet: {_e(', '.join(report.patches))}</h1>",
+        f"<h1>klp-lsp fleet: {_e(names)}</h1>",
+        f"<p>patches: {_e(', '.join(report.patches))}</p>",
         f"<p>{_e(_summary(report))}</p>",
         "<table><thead><tr><th>kernel</th>",
     ]
@@ -186,7 +188,8 @@ def report_to_html(report: FleetReport) -> str:
         out.append("</tr>")
     out.append("</tbody></table>")
     out.append(
-        '<p class="legend">Highlighted cells differ from the majority of the kernels.'
+        '<p class="legend">Highlighted cells differ from the majority of the kernels (on a tie,'
+        " the value met first)."
         " Cell codes: CARE = error findings; absent = the patch changes nothing of that"
         " function in this kernel.</p>"
     )
