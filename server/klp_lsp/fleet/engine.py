@@ -20,7 +20,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -93,8 +93,8 @@ def connect(options: FleetOptions) -> Iterator[tuple[Client, str]]:
             elif not client.nthreads():
                 client.wait_for_workers(1, timeout=options.connect_timeout)
         except TimeoutError as e:
+            have = len(client.nthreads())
             client.close()
-            have = len(client.nthreads()) if client.status == "running" else 0
             raise UsageError(
                 f"--scheduler {options.scheduler}: {have} worker(s) connected after"
                 f" {options.connect_timeout:.0f} s, wanted {options.workers or 1}"
@@ -195,7 +195,7 @@ def run_fleet(
     patches: Sequence[tuple[str, str]],
     options: FleetOptions,
     progress: Progress | None = None,
-    notify: Any = None,
+    notify: Callable[[str], None] | None = None,
 ) -> FleetReport:
     """Index and check every kernel of the fleet on Dask; one row per kernel, errors included.
 
