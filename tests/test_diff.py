@@ -215,7 +215,7 @@ def test_committed_debian_patches_parse_cleanly() -> None:
             assert probs == (), p
             assert patches and all(pt.files for pt in patches), p
             seen += 1
-    assert seen == 9
+    assert seen == 10
     series, _ = read_patch(PATCHES / "series-quota-sched.mbox")
     assert [p.subject for p in series] == [
         "[PATCH 1/3] quota: warn once about putting a free dquot",

@@ -1,5 +1,5 @@
 """The `klp-lsp` command line: index, show, check, skeleton, generate, verify, try,
-prepare-build, serve.
+prepare-build, fleet, serve.
 
 The command line is a contract that tools and CI script against. Exit status: 0 success, 1 "not
 found" (`show`), error findings (`check`, `verify`) or a module that did not load (`try`), 2 bad
@@ -202,6 +202,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection(p, binaries_flag=True)
     p.add_argument("--cc", metavar="CC", help="the compiler (default: the config's)")
     p.add_argument("--check-cu", metavar="FILE", help="the compile unit compiled to check")
+
+    p = sub.add_parser("fleet", help="check a patch against many kernel builds on Dask")
+    p.add_argument("patches", nargs="+", type=Path, metavar="PATCH")
+    p.add_argument(
+        "--kernels",
+        required=True,
+        metavar="FLEET",
+        help="FLEET.toml, or a directory or glob of corpus kernels",
+    )
+    p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="local workers (0: one per CPU); with --scheduler, wait for N workers",
+    )
+    p.add_argument("--format", choices=("text", "json", "html"), default="text")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
+    p.add_argument("--index-dir", type=Path, metavar="DIR", help="where indexes are kept")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)")
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead, for debugging")
@@ -597,6 +618,47 @@ def cmd_prepare_build(args: argparse.Namespace) -> int:
     return EXIT_OK if r is None or r.ok else EXIT_FINDINGS
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from klp_lsp.fleet.engine import FleetOptions, require_dask, run_fleet
+    from klp_lsp.fleet.render import report_to_html, report_to_json, report_to_text
+    from klp_lsp.fleet.spec import load_fleet
+    from klp_lsp.index.locate import default_index_dir
+
+    if args.workers < 0:
+        raise UsageError("--workers must be 0 (one per CPU) or more")
+    require_dask()
+    fleet = load_fleet(args.kernels)
+    patches = _read_patches(args.patches)
+    options = FleetOptions(
+        index_dir=args.index_dir or default_index_dir(),
+        scheduler=args.scheduler,
+        workers=args.workers,
+    )
+
+    def notify(line: str) -> None:
+        if not args.quiet:
+            print(f"klp-lsp: {line}", file=sys.stderr)
+
+    report = run_fleet(fleet, patches, options, _progress(args.quiet), notify)
+    if args.format == "json":
+        text = json.dumps(report_to_json(report), indent=2)
+    elif args.format == "html":
+        text = report_to_html(report)
+    else:
+        color = args.output is None and sys.stdout.isatty()
+        text = report_to_text(report, color=color)
+    if args.output:
+        try:
+            args.output.write_text(text if text.endswith("\n") else text + "\n")
+        except OSError as e:
+            raise UsageError(f"{args.output}: cannot write: {e.strerror or e}") from e
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+    if any(k.status != "ok" for k in report.kernels):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from klp_lsp.lsp.server import serve
 
@@ -612,6 +674,7 @@ _COMMANDS = {
     "verify": cmd_verify,
     "try": cmd_try,
     "prepare-build": cmd_prepare_build,
+    "fleet": cmd_fleet,
     "serve": cmd_serve,
 }
 

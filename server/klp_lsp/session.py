@@ -101,7 +101,7 @@ class Session:
                 known_callees=known if is_module_file(files[i]) else None,
             )
             if results[i].object == "vmlinux" and any(is_module_file(f) for f in files):
-                known = _known_callees(results[i])
+                known = known_callees_of(results[i].index_path)
         if small:
             results.update(self._build_many(files, small, workers, progress, known))
         self.results = [results[i] for i in range(len(files))]
@@ -148,7 +148,7 @@ class Session:
         if not self.results:
             self.ensure_indexes(progress=progress)
         vmlinux = next((r for r in self.results if r.object == "vmlinux"), None)
-        known = _known_callees(vmlinux) if vmlinux is not None else None
+        known = known_callees_of(vmlinux.index_path) if vmlinux is not None else None
         return build_index(path, self.index_dir, jobs=1, progress=progress, known_callees=known)
 
     @contextmanager
@@ -168,12 +168,12 @@ def is_module_file(path: Path) -> bool:
     return ".ko" in path.name
 
 
-def _known_callees(vmlinux: BuildResult) -> dict[str, KnownCallee] | None:
+def known_callees_of(vmlinux_index: Path) -> dict[str, KnownCallee] | None:
     """The asm helpers of an indexed vmlinux, for the register analysis of its modules."""
     from klp_lsp.index.regfacts import read_known_callees
     from klp_lsp.index.store import open_readonly
 
-    index = open_readonly(vmlinux.index_path)
+    index = open_readonly(vmlinux_index)
     try:
         return read_known_callees(index) or None
     finally:

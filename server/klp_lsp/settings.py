@@ -37,6 +37,11 @@ SETTINGS: Final[dict[str, tuple[Any, str]]] = {
         "Show ABI facts after function names in C files (inlined ×N, .isra, not patchable,"
         " sympos N) as inlay hints",
     ),
+    "fleet": (
+        "",
+        "FLEET.toml (or a directory or glob of corpus kernels) whose indexed kernels diagnostics"
+        " on patches cover; empty: only the configured kernel",
+    ),
 }
 
 

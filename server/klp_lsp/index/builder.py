@@ -13,6 +13,7 @@ Forked workers inherit the parent's open binary (see `_WorkerCache`) and send ba
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,9 +76,14 @@ class _WorkerCache:
     same way. The register analyser is built where the first batch runs, so a forked worker
     builds it while the parent writes the symbols. A worker of an executor started elsewhere
     opens the binary itself.
+
+    A worker of such an executor may run tasks in threads (a Dask worker does, and a fleet
+    build's writer task waits in one while batches run in another), so `lock` serialises the
+    batches of a process and keeps `clear` from closing a binary that a batch is reading.
     """
 
     def __init__(self) -> None:
+        self.lock = threading.RLock()
         self.key: tuple[Path, int, int] | None = None
         self.binary: ElfBinary | None = None
         self.dwarf: DwarfData | None = None
@@ -96,18 +102,20 @@ class _WorkerCache:
         known_callees: Mapping[str, regfacts.KnownCallee] | None,
     ) -> None:
         """Use the caller's open binary (it stays owned, and closed, by the caller)."""
-        self.clear()
-        self.key = _file_key(path)
-        self.binary, self.dwarf = binary, dwarf
-        self.units, self.known_callees = units, known_callees
+        with self.lock:
+            self.clear()
+            self.key = _file_key(path)
+            self.binary, self.dwarf = binary, dwarf
+            self.units, self.known_callees = units, known_callees
 
     def clear(self) -> None:
-        if self.owned and self.binary is not None:
-            self.binary.close()
-        self.key = self.binary = self.dwarf = self.analyser = self.known_callees = None
-        self.units = ()
-        self.symbol_starts = frozenset()
-        self.owned = False
+        with self.lock:
+            if self.owned and self.binary is not None:
+                self.binary.close()
+            self.key = self.binary = self.dwarf = self.analyser = self.known_callees = None
+            self.units = ()
+            self.symbol_starts = frozenset()
+            self.owned = False
 
     def get(
         self,
@@ -163,16 +171,18 @@ def _index_batch(
     known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
 ) -> BatchResult:
     """Scan the DWARF of some CUs, analyse their machine code, make their rows (in a worker)."""
-    binary, dwarf, analyser = _WORKER.get(path, units, known_callees)
-    starts, arch = _WORKER.symbol_starts, binary.arch
+    with _WORKER.lock:
+        binary, dwarf, analyser = _WORKER.get(path, units, known_callees)
+        starts, arch = _WORKER.symbol_starts, binary.arch
 
-    def symbol_start(address: int) -> int:
-        found = find_symbol_start(address, starts, arch)
-        return address if found is None else found
+        def symbol_start(address: int) -> int:
+            found = find_symbol_start(address, starts, arch)
+            return address if found is None else found
 
-    facts = [dwarf.scan_unit(o) for o in offsets]
-    uses, dependents = analyser.analyse(facts)
-    return fact_rows(facts, uses, dependents, symbol_start), facts[-1].unit.name if facts else ""
+        facts = [dwarf.scan_unit(o) for o in offsets]
+        uses, dependents = analyser.analyse(facts)
+        rows = fact_rows(facts, uses, dependents, symbol_start)
+    return rows, facts[-1].unit.name if facts else ""
 
 
 def _default_jobs(jobs: int) -> int:
@@ -302,23 +312,28 @@ def build_index(
         else:
             states = {}
             writer = IndexWriter.create(target)
-            from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
+            # A binary that fails here (corrupt DWARF) must not leave the temporary file.
+            try:
+                from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
 
-            dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
-            units = _list_units(dwarf)
-            writer.set_meta(
-                {
-                    "build_id": binary.build_id,
-                    "object": binary.object_name,
-                    "binary": str(path.resolve()),
-                    "arch": binary.arch,
-                    "kind": binary.kind,
-                    "elf_type": binary.elf_type,
-                    "klp_lsp_version": __version__,
-                    "complete": "0",
-                }
-            )
-            writer.add_cus(units)
+                dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
+                units = _list_units(dwarf)
+                writer.set_meta(
+                    {
+                        "build_id": binary.build_id,
+                        "object": binary.object_name,
+                        "binary": str(path.resolve()),
+                        "arch": binary.arch,
+                        "kind": binary.kind,
+                        "elf_type": binary.elf_type,
+                        "klp_lsp_version": __version__,
+                        "complete": "0",
+                    }
+                )
+                writer.add_cus(units)
+            except BaseException:
+                writer.close()
+                raise
 
             def write_symbols() -> None:
                 writer.add_symbols(

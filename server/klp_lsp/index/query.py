@@ -20,7 +20,15 @@ from klp_lsp.analysis.signature import (
     compiled_signature,
 )
 from klp_lsp.binary.abi import sort_registers
-from klp_lsp.index.store import CuRow, Index, from_db, open_readonly, parse_ranges, to_db
+from klp_lsp.index.store import (
+    CuRow,
+    Index,
+    from_db,
+    open_readonly,
+    parse_ranges,
+    to_db,
+    tree_prefix,
+)
 from klp_lsp.model import (
     CallFact,
     CompiledSignature,
@@ -140,6 +148,14 @@ class ObjectIndex:
         )
         return rows[0][0] if rows else f"{address:#x}"
 
+    def tree_file(self, path: str | None, cu_id: int | None) -> str | None:
+        """A DWARF file path of a CU as the source tree names it (see `store.tree_prefix`)."""
+        cu = self.cu(cu_id) if path is not None else None
+        if path is None or cu is None:
+            return path
+        prefix = tree_prefix(cu.unit.name, cu.unit.comp_dir)
+        return path[len(prefix) :] if prefix and path.startswith(prefix) else path
+
     # --- definitions -----------------------------------------------------------------------
 
     def _definitions(self, name: str) -> list[_Definition]:
@@ -150,7 +166,8 @@ class ObjectIndex:
         )
         groups: dict[tuple[str | None, int | None], list[object]] = {}
         for r in rows:
-            groups.setdefault((r["decl_file"], r["decl_line"]), []).append(r)
+            decl_file = self.tree_file(r["decl_file"], r["cu_id"])
+            groups.setdefault((decl_file, r["decl_line"]), []).append(r)
         out = []
         for (decl_file, decl_line), members in groups.items():
             out.append(
@@ -467,7 +484,7 @@ class ObjectIndex:
     def _inlined_into(self, dies: Sequence[int]) -> tuple[InlinedInto, ...]:
         marks = ",".join("?" * len(dies))
         rows = self.index.query(
-            "SELECT s.die, s.parent_die, s.call_file, s.call_line, i.entry, f.name"
+            "SELECT s.die, s.cu_id, s.parent_die, s.call_file, s.call_line, i.entry, f.name"
             " FROM inline_sites s JOIN instances i ON i.die = s.container_die"
             " LEFT JOIN functions f ON f.die = i.function_die"
             f" WHERE s.function_die IN ({marks}) ORDER BY i.entry, s.call_line",
@@ -483,7 +500,8 @@ class ObjectIndex:
                 # (same origin, call_line on its own first line); the outer copy is the site.
                 continue
             entry = from_db(r["entry"])
-            key = (entry, r["call_file"], r["call_line"])
+            call_file = self.tree_file(r["call_file"], r["cu_id"])
+            key = (entry, call_file, r["call_line"])
             if key in seen:
                 continue
             seen.add(key)
@@ -495,7 +513,7 @@ class ObjectIndex:
                     function=name,
                     object=self.object,
                     address=entry,
-                    call_file=r["call_file"],
+                    call_file=call_file,
                     call_line=r["call_line"],
                     depth=self._inline_depth(r["parent_die"]),
                     dead=dead,
@@ -664,12 +682,11 @@ class ObjectIndex:
     def count_inline_cus(self, name: str, decl_file: str | None, decl_line: int | None) -> int:
         """In how many CUs a function (e.g. a header inline) was inlined somewhere."""
         rows = self.index.query(
-            "SELECT count(DISTINCT s.cu_id) FROM inline_sites s JOIN functions f"
-            " ON f.die = s.function_die WHERE f.name = ? AND f.decl_file IS ?"
-            " AND f.decl_line IS ?",
-            (name, decl_file, decl_line),
+            "SELECT DISTINCT s.cu_id, f.decl_file, f.cu_id FROM inline_sites s JOIN functions f"
+            " ON f.die = s.function_die WHERE f.name = ? AND f.decl_line IS ?",
+            (name, decl_line),
         )
-        return int(rows[0][0])
+        return len({r[0] for r in rows if self.tree_file(r[1], r[2]) == decl_file})
 
     def cus_with_file(self, path: str) -> list[CuRow]:
         """The CUs whose line table lists `path` (a tree-relative .c or .h file)."""

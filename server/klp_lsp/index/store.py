@@ -9,6 +9,7 @@ together with the `state` of the CUs it completes, so a reader never sees half a
 from __future__ import annotations
 
 import os
+import posixpath
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ def source_name(name: str, comp_dir: str) -> str:
     `./kernel/fork.c` becomes `kernel/fork.c`. Asm CUs record absolute paths, and an out-of-tree
     build's `DW_AT_comp_dir` is a directory below the source tree (Debian:
     `<srctree>/debian/build/build_amd64_none_cloud-amd64`), so the longest ancestor of comp_dir
-    that prefixes the name is taken as the tree.
+    that prefixes the name is taken as the tree. Relative names may lead to a tree beside the
+    build directory first (`tree_prefix`).
     """
     if name.startswith("/") and comp_dir.startswith("/"):
         parts = comp_dir.rstrip("/").split("/")
@@ -55,9 +57,28 @@ def source_name(name: str, comp_dir: str) -> str:
             if name.startswith(prefix):
                 name = name[len(prefix) :]
                 break
+    name = name[len(tree_prefix(name, comp_dir)) :]
     while name.startswith("./"):
         name = name[2:]
     return name
+
+
+def tree_prefix(path: str, comp_dir: str) -> str:
+    """The part of a relative DWARF path that leads to a source tree beside the build directory.
+
+    Debian builds its featureset flavours (rt) in `debian/build/build_amd64_rt_amd64` from a
+    patched copy of the tree in `debian/build/source_rt`, so their files are named
+    `debian/build/source_rt/kernel/sched/core.c`; the cloud and generic flavours' sources are the
+    package's own tree and are named `kernel/sched/core.c`. Returns `debian/build/source_rt/`
+    there, else "".
+    """
+    if path.startswith("/") or not comp_dir or comp_dir.startswith("/"):
+        return ""
+    parent = posixpath.dirname(posixpath.normpath(comp_dir))
+    if not parent or not path.startswith(parent + "/"):
+        return ""
+    sibling, sep, _rest = path[len(parent) + 1 :].partition("/")
+    return f"{parent}/{sibling}/" if sep else ""
 
 
 def format_ranges(ranges: Iterable[tuple[int, int]]) -> str:
@@ -471,6 +492,23 @@ def _cu_row(r: sqlite3.Row, ranges: tuple[tuple[int, int], ...]) -> CuRow:
         patchable_entry=None,
     )
     return CuRow(unit=unit, flags=flags, ranges=ranges, state=r["state"])
+
+
+def complete_index(index_dir: Path, build_id: str) -> Path | None:
+    """The index file of `build_id` in `index_dir` when it exists and is complete."""
+    from klp_lsp.index.locate import index_path
+
+    target = index_path(index_dir, build_id)
+    if not target.exists():
+        return None
+    try:
+        index = Index(target)
+    except IndexError_:
+        return None
+    try:
+        return target if index.complete else None
+    finally:
+        index.close()
 
 
 def open_readonly(path: Path) -> Index:

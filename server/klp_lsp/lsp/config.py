@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from klp_lsp import settings
+from klp_lsp.errors import KlpError
+from klp_lsp.fleet.spec import FleetSpec, load_fleet
 from klp_lsp.index.locate import default_index_dir
 from klp_lsp.model import FINDING_KINDS, Severity
 
@@ -33,6 +35,7 @@ class Config:
     inlay_hints: bool = True
     compile_check: bool = False
     build_tree: Path | None = None
+    fleet: FleetSpec | None = None
 
     def severity(self, kind: str, default: Severity) -> Severity | None:
         """The severity of a finding kind after `severityOverrides`; None when turned off."""
@@ -163,6 +166,15 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
     if not isinstance(inlay_hints, bool):
         errors.append("inlayHints must be true or false")
         inlay_hints = True
+    fleet: FleetSpec | None = None
+    where = values["fleet"]
+    if not isinstance(where, str):
+        errors.append("fleet must be a path to FLEET.toml, a directory or a glob")
+    elif where:
+        try:
+            fleet = load_fleet(str(_expand(where, root)))
+        except KlpError as e:
+            errors.append(f"fleet: {e}")
 
     config = Config(
         binaries=tuple(binaries),
@@ -173,6 +185,7 @@ def parse_settings(raw: object, root: Path | None = None) -> tuple[Config, list[
         inlay_hints=inlay_hints,
         compile_check=compile_check,
         build_tree=build_tree,
+        fleet=fleet,
     )
     return config, errors
 

@@ -25,9 +25,8 @@ from lsprotocol import types
 
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import IndexError_, KlpError
-from klp_lsp.index.locate import index_path
 from klp_lsp.index.query import IndexSet
-from klp_lsp.index.store import Index
+from klp_lsp.index.store import complete_index
 from klp_lsp.lsp.config import Config
 from klp_lsp.patch.includes import with_including_files
 from klp_lsp.progress import Cancelled, progress_title
@@ -475,18 +474,8 @@ def existing_indexes(files: Sequence[Path], index_dir: Path) -> list[BuildResult
                 build_id, name = binary.build_id, binary.object_name
         except KlpError:
             return None
-        target = index_path(index_dir, build_id)
-        if not target.exists():
-            return None
-        try:
-            index = Index(target)
-        except KlpError:
-            return None
-        try:
-            complete = index.complete
-        finally:
-            index.close()
-        if not complete:
+        target = complete_index(index_dir, build_id)
+        if target is None:
             return None
         out.append(BuildResult(path, name, build_id, target, True, True, 0.0))
     return out

@@ -38,6 +38,7 @@ from klp_lsp.model import CheckResult, Finding, Related
 if TYPE_CHECKING:
     from klp_lsp.build.compile_check import CompilePlan
     from klp_lsp.build.tree import BuildTree
+    from klp_lsp.fleet.local import FleetCheckers
     from klp_lsp.lsp.server import KlpServer
     from klp_lsp.patch.check import Checker
 
@@ -90,6 +91,8 @@ class DiagnosticsScheduler:
         self._compile_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klp-cc")
         self._tree: tuple[Path, BuildTree] | None = None
         self._reported: set[str] = set()
+        # The `fleet` setting's checkers, with the (fleet, index dir) they were made for.
+        self._fleet: tuple[tuple[object, ...], FleetCheckers] | None = None
 
     def _build_tree(self) -> BuildTree | None:
         """The configured build tree when `compileCheck` is on (loaded once per path)."""
@@ -148,7 +151,8 @@ class DiagnosticsScheduler:
             await asyncio.sleep(delay)
         server = self.server
         kind = server.open_documents.get(uri)
-        if kind is None or server.index.interactive is None:
+        on_fleet = kind == "patch" and server.config.fleet is not None
+        if kind is None or (server.index.interactive is None and not on_fleet):
             return
         doc = server.workspace.get_text_document(uri)
         version, text = doc.version or 0, doc.source
@@ -232,12 +236,18 @@ class DiagnosticsScheduler:
     async def _check_patch(self, uri: str, text: str) -> _Checked | None:
         source_root = self.server.source_root()
         name = patch_display_name(uri)
+        if self.server.config.fleet is not None:
+            on_fleet = await self._check_on_fleet(name, text)
+            got: tuple[CheckResult, CompilePlan | None] | None = (
+                None if on_fleet is None else (on_fleet, None)
+            )
+        else:
 
-        def job(checker: Checker) -> tuple[CheckResult, CompilePlan | None]:
-            result = checker.check_patches([(name, text)], source_root)
-            return result, self._plan_safely(checker, result)
+            def job(checker: Checker) -> tuple[CheckResult, CompilePlan | None]:
+                result = checker.check_patches([(name, text)], source_root)
+                return result, self._plan_safely(checker, result)
 
-        got = await self.server.index.run_check(job)
+            got = await self.server.index.run_check(job)
         if got is None:
             return None
         lines = text.splitlines()
@@ -284,6 +294,46 @@ class DiagnosticsScheduler:
         except Exception:
             log.exception("planning the compile check failed")
         return None
+
+    def fleet_checkers(self) -> FleetCheckers | None:
+        """The checkers of the `fleet` setting's kernels (made again when it changes)."""
+        from klp_lsp.fleet.local import FleetCheckers
+
+        config = self.server.config
+        key = (config.fleet, config.index_dir)
+        if self._fleet is not None and self._fleet[0] != key:
+            # Their SQLite connections belong to the check thread: closed there.
+            self.server.index.check_executor.submit(self._fleet[1].close)
+            self._fleet = None
+        if config.fleet is None:
+            return None
+        if self._fleet is None:
+            self._fleet = (key, FleetCheckers(config.fleet, config.index_dir))
+        return self._fleet[1]
+
+    async def _check_on_fleet(self, name: str, text: str) -> CheckResult | None:
+        """The patch on every indexed kernel of the fleet: findings say which kernels they hit."""
+        from klp_lsp.fleet.results import merge_findings, merge_problems
+
+        checkers = self.fleet_checkers()
+        if checkers is None:
+            return None
+        check = await asyncio.wrap_future(
+            self.server.index.check_executor.submit(checkers.check_patches, [(name, text)])
+        )
+        if check.unavailable:
+            total = len(check.results) + len(check.unavailable)
+            missing = "; ".join(f"{n} ({why})" for n, why in check.unavailable)
+            self.server.show_message(
+                f"klp-lsp: fleet {checkers.fleet.origin}: {len(check.unavailable)} of {total}"
+                f" kernels not checked: {missing}. Index them with `klp-lsp fleet PATCH"
+                f" --kernels {checkers.fleet.origin}`",
+                types.MessageType.Warning,
+            )
+        if not check.results:
+            return None
+        results = list(check.results)
+        return CheckResult((), tuple(merge_findings(results)), (), tuple(merge_problems(results)))
 
     async def _check_source(self, uri: str, text: str) -> _Checked | None:
         from klp_lsp.patch.source_map import parse_source
