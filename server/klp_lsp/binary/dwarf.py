@@ -23,6 +23,13 @@ What the records hold:
   first range): a register name, "stack" (DW_OP_fbreg or a stack-pointer-based DW_OP_breg),
   "optimized-out" (no DW_AT_location, or an empty expression), "unknown" (any other expression,
   or a location list without an entry covering the entry pc, or a DIE without code).
+
+Malformed DWARF raises `BinaryFormatError` naming the file and the unit, never anything else.
+The walk always moves forward inside its unit (a DW_AT_sibling must point past the DIE and not
+past the unit), descends at most `MAX_DIE_DEPTH` levels, reads lists of bounded length and
+checks its `Deadline` between subprograms, so its work is bounded by the unit's size. An
+attribute encoded with an unexpected form is ignored rather than trusted (a name that is not a
+string, a line that is not a small number).
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from klp_lsp.binary.dwarf_abbrev import (
     AT_SPECIFICATION,
     AT_STMT_LIST,
     AT_STR_OFFSETS_BASE,
+    DECODE_ERRORS,
     K_ADDR,
     K_ADDRX,
     K_ADDRX1,
@@ -105,6 +113,7 @@ from klp_lsp.binary.dwarf_abbrev import (
     U32,
     U64,
     Abbrev,
+    explain,
     form_step,
     parse_abbrev_table,
     sleb,
@@ -121,6 +130,7 @@ from klp_lsp.binary.dwarf_lists import (
     rnglist,
 )
 from klp_lsp.errors import BinaryFormatError, DebugInfoMissing
+from klp_lsp.limits import MAX_DIE_DEPTH, NO_DEADLINE, BudgetExceeded, Deadline
 
 DW_LANG_MIPS_ASSEMBLER = 0x8001
 DW_UT_COMPILE = 1
@@ -268,12 +278,16 @@ class DwarfData:
                 raise BinaryFormatError(
                     f"{self.source}: unit at 0x{offset:x} has DWARF version {version}"
                 )
-        except (IndexError, ValueError) as e:  # struct.error is a ValueError
+        except DECODE_ERRORS:
             raise BinaryFormatError(
-                f"{self.source}: truncated unit header at .debug_info+0x{offset:x}: {e}"
+                f"{self.source}: truncated unit header at .debug_info+0x{offset:x}"
             ) from None
         if end > len(info) or version > 5:
             raise BinaryFormatError(f"{self.source}: bad unit header at .debug_info+0x{offset:x}")
+        if address_size not in (4, 8):
+            raise BinaryFormatError(
+                f"{self.source}: unit at .debug_info+0x{offset:x} has address size {address_size}"
+            )
         return _Unit(offset, end, version, unit_type, address_size, offset_size, abbrev_offset, pos)
 
     def _abbrevs(self, u: _Unit) -> dict[int, Abbrev]:
@@ -300,7 +314,7 @@ class DwarfData:
                 out.append(pos)
                 length = U32(info, pos)[0]
                 pos += 4 + length if length != 0xFFFFFFFF else 12 + U64(info, pos + 4)[0]
-        except ValueError:  # struct.error: a 64-bit DWARF length cut short
+        except DECODE_ERRORS:  # a 64-bit DWARF length cut short
             pos = -1
         if pos != n:
             raise BinaryFormatError(
@@ -326,12 +340,12 @@ class DwarfData:
             vals, _ = self._decode(u, _Bases(), pos, abbrevs[code])
             bases = self._bases(u, vals)
             ranges = self._ranges(u, bases, vals, bases.low_pc)
-        except (IndexError, ValueError, KeyError) as e:
+        except DECODE_ERRORS as e:
             raise BinaryFormatError(
-                f"{self.source}: bad top DIE of unit at .debug_info+0x{offset:x}: {e!r}"
+                f"{self.source}: bad top DIE of unit at .debug_info+0x{offset:x}: {explain(e)}"
             ) from None
         producer = _str(vals.get(AT_PRODUCER))
-        language = vals.get(AT_LANGUAGE)
+        language = _small(vals.get(AT_LANGUAGE))
         return UnitHeader(
             offset=offset,
             size=u.end - offset,
@@ -350,11 +364,11 @@ class DwarfData:
         # Without the *_base attributes, DWARF 5 bases point just past each section's header.
         header = 8 if u.offset_size == 4 else 16
         return _Bases(
-            str_offsets=top.get(AT_STR_OFFSETS_BASE, header),
-            addr=top.get(AT_ADDR_BASE, header),
-            rnglists=top.get(AT_RNGLISTS_BASE, header + 4),
-            loclists=top.get(AT_LOCLISTS_BASE, header + 4),
-            low_pc=top.get(AT_LOW_PC, 0),
+            str_offsets=_offset(top.get(AT_STR_OFFSETS_BASE), header),
+            addr=_offset(top.get(AT_ADDR_BASE), header),
+            rnglists=_offset(top.get(AT_RNGLISTS_BASE), header + 4),
+            loclists=_offset(top.get(AT_LOCLISTS_BASE), header + 4),
+            low_pc=_offset(top.get(AT_LOW_PC), 0),
         )
 
     # --- attribute decoding ------------------------------------------------------------------
@@ -416,6 +430,8 @@ class DwarfData:
             elif kind == K_INDIRECT:
                 form, pos = uleb(data, pos)
                 k2, size = form_step(form, u.address_size, u.offset_size)
+                if k2 in (K_INDIRECT, K_IMPLICIT_CONST):  # DWARF 5 section 7.5.3 forbids both
+                    raise ValueError(f"DW_FORM_indirect to form 0x{form:x}")
                 one = Abbrev(0, False, -1, (), -1, ((k2, size, attr),))
                 sub, pos = self._decode(u, bases, pos, one)
                 vals.update(sub)
@@ -481,6 +497,8 @@ class DwarfData:
             elif kind == K_INDIRECT:
                 form, pos = uleb(data, pos)
                 k2, size = form_step(form, u.address_size, u.offset_size)
+                if k2 in (K_INDIRECT, K_IMPLICIT_CONST):
+                    raise ValueError(f"DW_FORM_indirect to form 0x{form:x}")
                 pos = self._skip(u, pos, _skip_only(k2, size))
             elif kind == K_BLOCK1:
                 pos += 1 + data[pos]
@@ -499,14 +517,17 @@ class DwarfData:
         if not ab.has_children:
             return self._skip(u, pos, ab)
         if ab.sibling_at >= 0:
-            return u.offset + U32(self._info, pos + ab.sibling_at)[0]
+            return _sibling(u, pos, U32(self._info, pos + ab.sibling_at)[0])
         return self._skip_children(u, abbrevs, self._skip(u, pos, ab))
 
     def _skip_children(self, u: _Unit, abbrevs: dict[int, Abbrev], pos: int) -> int:
         """Skip a list of sibling DIEs up to and including its null entry."""
         data = self._info
         depth = 1
+        end = u.end
         while depth:
+            if pos >= end:
+                raise ValueError(f"children at 0x{pos:x} run past the end of their unit")
             code = data[pos]
             if code < 0x80:
                 pos += 1
@@ -518,7 +539,7 @@ class DwarfData:
             ab = abbrevs[code]
             if ab.has_children:
                 if ab.sibling_at >= 0:
-                    pos = u.offset + U32(data, pos + ab.sibling_at)[0]
+                    pos = _sibling(u, pos, U32(data, pos + ab.sibling_at)[0])
                 else:
                     pos = self._skip(u, pos, ab)
                     depth += 1
@@ -533,9 +554,9 @@ class DwarfData:
         low = vals.get(AT_LOW_PC)
         high = vals.get(AT_HIGH_PC)
         out: Ranges = ()
-        if low is not None and high is not None:
+        if isinstance(low, int) and isinstance(high, int):
             out = ((low, high if isinstance(high, _Address) else low + high),)
-        elif AT_RANGES in vals:
+        elif isinstance(vals.get(AT_RANGES), int):
             r = vals[AT_RANGES]
             if u.version >= 5:
                 sec = self._s[".debug_rnglists"]
@@ -545,20 +566,30 @@ class DwarfData:
                 out = rnglist(sec, r, base, u.address_size, self._s[".debug_addr"], bases.addr)
             else:
                 out = ranges_v4(self._s[".debug_ranges"], r, base, u.address_size)
-        return tuple(x for x in out if x[0] < x[1])
+        # Empty ranges say nothing; one that ends past the address space is corrupt.
+        top = 1 << (8 * u.address_size)
+        return tuple(x for x in out if 0 <= x[0] < x[1] < top)
 
     # --- the scan ----------------------------------------------------------------------------
 
-    def scan_unit(self, offset: int) -> model.CuFacts:
-        """Decode the subprograms, parameters and inline sites of the unit at `offset`."""
+    def scan_unit(self, offset: int, deadline: Deadline = NO_DEADLINE) -> model.CuFacts:
+        """Decode the subprograms, parameters and inline sites of the unit at `offset`.
+
+        `deadline` bounds the time spent; past it, `BudgetExceeded` (a BinaryFormatError).
+        """
         u = self._unit_at(offset)
         self._abbrevs(u)  # the whole table, so the top DIE below need not parse it again
         header = self.get_unit_header(offset)
         try:
-            return _UnitScan(self, u, header).run()
-        except (IndexError, ValueError, KeyError) as e:
+            return _UnitScan(self, u, header, deadline).run()
+        except BudgetExceeded as e:
+            raise BudgetExceeded(
+                f"{self.source}: unit at .debug_info+0x{offset:x} ({header.name}): {e}"
+            ) from None
+        except (*DECODE_ERRORS, RecursionError) as e:
             raise BinaryFormatError(
-                f"{self.source}: corrupt DWARF in unit at .debug_info+0x{offset:x}: {e!r}"
+                f"{self.source}: corrupt DWARF in unit at .debug_info+0x{offset:x}"
+                f" ({header.name}): {explain(e)}"
             ) from None
 
     def location_at_entry(self, expr: bytes) -> str:
@@ -594,6 +625,37 @@ def _skip_only(kind: int, size: int) -> Abbrev:
     return Abbrev(0, False, -1, ((kind, 0),), -1, ())
 
 
+def _sibling(u: _Unit, pos: int, value: int) -> int:
+    """The DIE a DW_AT_sibling (CU-relative, read at `pos`) points to: after `pos`, in the unit."""
+    target = u.offset + value
+    if target <= pos or target > u.end:
+        raise ValueError(f"DW_AT_sibling at 0x{pos:x} points to 0x{target:x}, outside its unit")
+    return target
+
+
+def _offset(v: object, default: int) -> int:
+    """An attribute that must be a non-negative offset or address; `default` if it is not."""
+    return v if isinstance(v, int) and v >= 0 else default
+
+
+def _small(v: object) -> int | None:
+    """A line number or enumeration (DW_AT_decl_line, DW_AT_inline...), when it is a sane one.
+
+    They are stored as SQLite integers: anything from a file that is not a number below 2^32 is
+    dropped rather than stored.
+    """
+    return v if isinstance(v, int) and 0 <= v < 1 << 32 else None
+
+
+def _ref(v: object) -> int | None:
+    """A DIE reference, when it is one (a corrupt form may have made it a string or a block)."""
+    return v if isinstance(v, int) and 0 <= v < 1 << 63 else None
+
+
+def _name(v: object) -> str | None:
+    return v if isinstance(v, str) else None
+
+
 def _read_off(data: bytes, pos: int, size: int) -> int:
     return U32(data, pos)[0] if size == 4 else U64(data, pos)[0]
 
@@ -610,10 +672,13 @@ def _str(v: object) -> str:
 class _UnitScan:
     """The walk over one unit; holds the raw DIE values until names are resolved."""
 
-    def __init__(self, dwarf: DwarfData, u: _Unit, header: UnitHeader) -> None:
+    def __init__(
+        self, dwarf: DwarfData, u: _Unit, header: UnitHeader, deadline: Deadline = NO_DEADLINE
+    ) -> None:
         self.d = dwarf
         self.u = u
         self.header = header
+        self.deadline = deadline
         self.data = dwarf._info
         self.abbrevs = dwarf._abbrevs(u)
         self.bases = _Bases()
@@ -632,7 +697,7 @@ class _UnitScan:
         comp_dir = _str(top_vals.get(AT_COMP_DIR))
         files: list[tuple[str, str] | None] = []
         stmt = top_vals.get(AT_STMT_LIST)
-        if stmt is not None and self.d._s[".debug_line"]:
+        if isinstance(stmt, int) and self.d._s[".debug_line"]:
             s = self.d._s
             files = line_file_table(
                 s[".debug_line"], s[".debug_line_str"], s[".debug_str"], stmt, comp_dir
@@ -653,7 +718,7 @@ class _UnitScan:
                     pos = self.subprogram(die, pos, ab)
                 elif ab.has_children:
                     if ab.sibling_at >= 0:
-                        pos = u.offset + U32(data, pos + ab.sibling_at)[0]
+                        pos = _sibling(u, pos, U32(data, pos + ab.sibling_at)[0])
                     else:
                         pos = self.d._skip_tree(u, abbrevs, pos, ab)
                 elif ab.fixed_size >= 0:
@@ -662,19 +727,30 @@ class _UnitScan:
                     pos = self.d._skip(u, pos, ab)
         return self.resolve(files, comp_dir)
 
-    def subprogram(self, die: int, pos: int, ab: Abbrev) -> int:
+    def subprogram(self, die: int, pos: int, ab: Abbrev, depth: int = 0) -> int:
+        self.deadline.check()
         vals, pos = self.d._decode(self.u, self.bases, pos, ab)
         params: list[int] = []
         self.subs.append((die, vals, params))
         if ab.has_children:
-            pos = self.children(pos, die, None, params)
+            pos = self.children(pos, die, None, params, depth + 1)
         return pos
 
     def children(
-        self, pos: int, container: int, parent: int | None, params: list[int] | None
+        self,
+        pos: int,
+        container: int,
+        parent: int | None,
+        params: list[int] | None,
+        depth: int = 1,
     ) -> int:
         data, abbrevs, u = self.data, self.abbrevs, self.u
+        end = u.end
+        if depth > MAX_DIE_DEPTH:
+            raise ValueError(f"DIEs at 0x{pos:x} nest more than {MAX_DIE_DEPTH} levels deep")
         while True:
+            if pos >= end:
+                raise ValueError(f"children at 0x{pos:x} run past the end of their unit")
             die = pos
             code = data[pos]
             if code < 0x80:
@@ -695,16 +771,16 @@ class _UnitScan:
                 vals, pos = self.d._decode(self.u, self.bases, pos, ab)
                 self.inlines.append((die, vals, container, parent))
                 if ab.has_children:
-                    pos = self.children(pos, container, die, None)
+                    pos = self.children(pos, container, die, None, depth + 1)
             elif tag == TAG_LEXICAL_BLOCK:
                 pos = self.d._skip(u, pos, ab)
                 if ab.has_children:
-                    pos = self.children(pos, container, parent, None)
+                    pos = self.children(pos, container, parent, None, depth + 1)
             elif tag == TAG_SUBPROGRAM:
-                pos = self.subprogram(die, pos, ab)
+                pos = self.subprogram(die, pos, ab, depth)
             elif ab.has_children:
                 if ab.sibling_at >= 0:
-                    pos = u.offset + U32(data, pos + ab.sibling_at)[0]
+                    pos = _sibling(u, pos, U32(data, pos + ab.sibling_at)[0])
                 else:
                     pos = self.d._skip_tree(u, abbrevs, pos, ab)
             elif ab.fixed_size >= 0:
@@ -723,9 +799,9 @@ class _UnitScan:
             out = [vals]
             # A short bound: GCC chains are concrete -> abstract -> declaration at most.
             for _ in range(8):
-                nxt = vals.get(AT_ABSTRACT_ORIGIN)
+                nxt = _ref(vals.get(AT_ABSTRACT_ORIGIN))
                 if nxt is None:
-                    nxt = vals.get(AT_SPECIFICATION)
+                    nxt = _ref(vals.get(AT_SPECIFICATION))
                 if nxt is None or nxt not in table:
                     break
                 vals = table[nxt]
@@ -750,11 +826,15 @@ class _UnitScan:
             return p
 
         subprograms = []
+        deadline = self.deadline
         for die, vals, param_dies in self.subs:
+            deadline.check()
             vs = chain(vals, by_off)
             ranges = self.d._ranges(self.u, self.bases, vals, base)
             entry = vals.get(AT_ENTRY_PC)
-            if entry is not None and not isinstance(entry, _Address):
+            if not isinstance(entry, int):
+                entry = None
+            elif not isinstance(entry, _Address):
                 entry = ranges[0][0] + entry if ranges else None
             pc = entry if entry is not None else (ranges[0][0] if ranges else None)
             params = []
@@ -762,7 +842,7 @@ class _UnitScan:
                 pv = self.params[p]
                 params.append(
                     model.Param(
-                        name=first(chain(pv, self.params), AT_NAME),
+                        name=_name(first(chain(pv, self.params), AT_NAME)),
                         location=self.param_location(pv.get(AT_LOCATION), pc),
                     )
                 )
@@ -770,36 +850,41 @@ class _UnitScan:
                 model.Subprogram(
                     die_offset=die,
                     cu_offset=self.u.offset,
-                    name=first(vs, AT_NAME),
-                    linkage_name=first(vs, AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME),
+                    name=_name(first(vs, AT_NAME)),
+                    linkage_name=_name(first(vs, AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME)),
                     decl_file=path(first(vs, AT_DECL_FILE)),
-                    decl_line=first(vs, AT_DECL_LINE),
+                    decl_line=_small(first(vs, AT_DECL_LINE)),
                     external=bool(first(vs, AT_EXTERNAL)),
                     declaration=bool(vals.get(AT_DECLARATION)),
-                    inline=vals.get(AT_INLINE),
-                    calling_convention=vals.get(AT_CALLING_CONVENTION),
+                    inline=_small(vals.get(AT_INLINE)),
+                    calling_convention=_small(vals.get(AT_CALLING_CONVENTION)),
                     noreturn=bool(first(vs, AT_NORETURN)),
-                    abstract_origin=vals.get(AT_ABSTRACT_ORIGIN),
-                    specification=vals.get(AT_SPECIFICATION),
+                    abstract_origin=_ref(vals.get(AT_ABSTRACT_ORIGIN)),
+                    specification=_ref(vals.get(AT_SPECIFICATION)),
                     ranges=ranges,
                     params=tuple(params),
                     entry_pc=None if entry is None else int(entry),
                 )
             )
-        sites = [
-            model.InlineSite(
-                die_offset=die,
-                cu_offset=self.u.offset,
-                origin=vals[AT_ABSTRACT_ORIGIN],
-                call_file=path(vals.get(AT_CALL_FILE)),
-                call_line=vals.get(AT_CALL_LINE),
-                ranges=self.d._ranges(self.u, self.bases, vals, base),
-                container=container,
-                parent=parent,
+        sites: list[model.InlineSite] = []
+        for die, vals, container, parent in self.inlines:
+            origin = _ref(vals.get(AT_ABSTRACT_ORIGIN))
+            if origin is None:
+                continue
+            if len(sites) % 256 == 0:
+                deadline.check()
+            sites.append(
+                model.InlineSite(
+                    die_offset=die,
+                    cu_offset=self.u.offset,
+                    origin=origin,
+                    call_file=path(vals.get(AT_CALL_FILE)),
+                    call_line=_small(vals.get(AT_CALL_LINE)),
+                    ranges=self.d._ranges(self.u, self.bases, vals, base),
+                    container=container,
+                    parent=parent,
+                )
             )
-            for die, vals, container, parent in self.inlines
-            if AT_ABSTRACT_ORIGIN in vals
-        ]
         subprograms.sort(key=lambda s: s.die_offset)
         return model.CuFacts(
             unit=self.header.to_compile_unit(),
@@ -813,7 +898,7 @@ class _UnitScan:
             return "optimized-out"
         if isinstance(loc, bytes):
             return self.d.location_at_entry(loc)
-        if pc is None:
+        if pc is None or not isinstance(loc, int) or loc < 0:
             return "unknown"
         u, s, b = self.u, self.d._s, self.bases
         if u.version >= 5:

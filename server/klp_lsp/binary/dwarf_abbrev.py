@@ -173,6 +173,30 @@ _FORM_STEPS: dict[int, tuple[int, int]] = {
 }
 
 
+# What decoding malformed bytes raises: reading past the end of a section (IndexError,
+# struct.error), an undefined abbreviation code (KeyError), a bad form or an unterminated string
+# (ValueError). The entry points turn these into a `BinaryFormatError` naming the place.
+DECODE_ERRORS = (IndexError, ValueError, KeyError, struct.error)
+
+# LEB128 values longer than this are corrupt: no DWARF value needs more than 64 bits (10 bytes),
+# and decoding an endless run of continuation bytes would build an ever larger integer.
+_MAX_LEB_SHIFT = 70
+
+
+def explain(e: BaseException) -> str:
+    """A short description of a decoding error, for a one-line message."""
+    if isinstance(e, KeyError):
+        return f"undefined abbreviation code {e.args[0] if e.args else '?'}"
+    if isinstance(e, (IndexError, struct.error)):
+        return "data runs past the end of its section"
+    if isinstance(e, RecursionError):
+        return "DIEs nest too deeply"
+    text = str(e)
+    if text in ("subsection not found", "substring not found"):
+        return "unterminated string"
+    return text or type(e).__name__
+
+
 def uleb(data: bytes, pos: int) -> tuple[int, int]:
     """Decode an unsigned LEB128 at `pos`; return (value, next position)."""
     b = data[pos]
@@ -188,6 +212,8 @@ def uleb(data: bytes, pos: int) -> tuple[int, int]:
         if b < 0x80:
             return value, pos
         shift += 7
+        if shift > _MAX_LEB_SHIFT:
+            raise ValueError(f"LEB128 value at 0x{pos:x} is longer than 10 bytes")
 
 
 def sleb(data: bytes, pos: int) -> tuple[int, int]:
@@ -203,6 +229,8 @@ def sleb(data: bytes, pos: int) -> tuple[int, int]:
             if b & 0x40:
                 value -= 1 << shift
             return value, pos
+        if shift > _MAX_LEB_SHIFT:
+            raise ValueError(f"LEB128 value at 0x{pos:x} is longer than 10 bytes")
 
 
 def cstr(data: bytes, pos: int) -> str:
@@ -285,8 +313,10 @@ def parse_abbrev_table(
             table[code] = plan
             if only_code is not None:
                 return table
-    except (IndexError, ValueError) as e:
-        raise BinaryFormatError(f"{source}: bad .debug_abbrev table at 0x{offset:x}: {e}") from None
+    except DECODE_ERRORS as e:
+        raise BinaryFormatError(
+            f"{source}: bad .debug_abbrev table at 0x{offset:x}: {explain(e)}"
+        ) from None
 
 
 _IMPLICIT_CONST: int = _F["DW_FORM_implicit_const"]
@@ -320,7 +350,7 @@ def _skip_to_code(data: bytes, offset: int, code: int) -> int | None:
             end = data.index(b"\0\0", pos) + 2
             pos = end if data[end] else _walk_attributes(data, pos)
         found, _ = uleb(data, pos)
-    except (IndexError, ValueError):
+    except DECODE_ERRORS:
         return None
     return pos if found == code else None
 

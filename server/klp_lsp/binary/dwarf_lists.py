@@ -1,6 +1,9 @@
 """DWARF side tables the scanner consults: line-program file names, range and location lists.
 
 Each function reads one entry of one section, so a worker process can decode any CU on its own.
+Malformed data raises `ValueError` naming the section and the offset of the entry; a list longer
+than `MAX_LIST_ENTRIES` is malformed too (a corrupt one could otherwise be read to the end of its
+section by every DIE that points into it).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import posixpath
 from elftools.dwarf.enums import ENUM_DW_LNCT
 
 from klp_lsp.binary.dwarf_abbrev import (
+    DECODE_ERRORS,
     K_BLOCK,
     K_BLOCK1,
     K_BLOCK2,
@@ -28,9 +32,11 @@ from klp_lsp.binary.dwarf_abbrev import (
     U32,
     U64,
     cstr,
+    explain,
     form_step,
     uleb,
 )
+from klp_lsp.limits import MAX_LIST_ENTRIES
 
 _LNCT_PATH: int = ENUM_DW_LNCT["DW_LNCT_path"]
 _LNCT_DIRECTORY_INDEX: int = ENUM_DW_LNCT["DW_LNCT_directory_index"]
@@ -62,6 +68,14 @@ def normalise_path(comp_dir: str, directory: str, name: str) -> str:
     return path
 
 
+def _context(section: str, offset: int, e: BaseException) -> ValueError:
+    return ValueError(f"{section}+0x{offset:x}: {explain(e)}")
+
+
+def _too_long(section: str, offset: int) -> ValueError:
+    return ValueError(f"{section}+0x{offset:x}: list has more than {MAX_LIST_ENTRIES} entries")
+
+
 def line_file_table(
     line: bytes, line_str: bytes, debug_str: bytes, offset: int, comp_dir: str
 ) -> list[tuple[str, str] | None]:
@@ -71,6 +85,15 @@ def line_file_table(
     1-based (slot 0 is None) and directory 0 means comp_dir. `normalise_path` makes a path of an
     entry; callers do it only for the entries they use.
     """
+    try:
+        return _line_file_table(line, line_str, debug_str, offset, comp_dir)
+    except DECODE_ERRORS as e:
+        raise _context(".debug_line", offset, e) from None
+
+
+def _line_file_table(
+    line: bytes, line_str: bytes, debug_str: bytes, offset: int, comp_dir: str
+) -> list[tuple[str, str] | None]:
     pos = offset
     unit_length = U32(line, pos)[0]
     pos += 4
@@ -118,6 +141,10 @@ def line_file_table(
             form, pos = uleb(line, pos)
             formats.append((ctype, form_step(form, address_size, offset_size)))
         count, pos = uleb(line, pos)
+        # Every entry takes at least one byte: a larger count is corrupt, and without formats
+        # nothing would advance.
+        if count and (not formats or count > len(line) - pos):
+            raise ValueError(f"{count} entries of {len(formats)} fields do not fit the header")
         out = []
         for _ in range(count):
             path = ""
@@ -180,8 +207,18 @@ def rnglist(
     data: bytes, pos: int, base: int, address_size: int, addr: bytes, addr_base: int
 ) -> Ranges:
     """Decode a DWARF 5 range list (DW_RLE_*) at `pos` of .debug_rnglists."""
+    try:
+        return _rnglist(data, pos, base, address_size, addr, addr_base)
+    except DECODE_ERRORS as e:
+        raise _context(".debug_rnglists", pos, e) from None
+
+
+def _rnglist(
+    data: bytes, pos: int, base: int, address_size: int, addr: bytes, addr_base: int
+) -> Ranges:
+    start = pos
     out: list[tuple[int, int]] = []
-    while True:
+    for _ in range(MAX_LIST_ENTRIES):
         kind = data[pos]
         pos += 1
         if kind == 0:  # DW_RLE_end_of_list
@@ -218,14 +255,23 @@ def rnglist(
             n, pos = uleb(data, pos)
             out.append((lo, lo + n))
         else:
-            raise ValueError(f"unknown DW_RLE 0x{kind:x} in .debug_rnglists")
+            raise ValueError(f"unknown DW_RLE 0x{kind:x}")
+    raise _too_long(".debug_rnglists", start)
 
 
 def ranges_v4(data: bytes, pos: int, base: int, address_size: int) -> Ranges:
     """Decode a DWARF 2-4 range list at `pos` of .debug_ranges."""
+    try:
+        return _ranges_v4(data, pos, base, address_size)
+    except DECODE_ERRORS as e:
+        raise _context(".debug_ranges", pos, e) from None
+
+
+def _ranges_v4(data: bytes, pos: int, base: int, address_size: int) -> Ranges:
+    start = pos
     out: list[tuple[int, int]] = []
     top = (1 << (8 * address_size)) - 1
-    while True:
+    for _ in range(MAX_LIST_ENTRIES):
         lo = read_addr(data, pos, address_size)
         hi = read_addr(data, pos + address_size, address_size)
         pos += 2 * address_size
@@ -235,6 +281,7 @@ def ranges_v4(data: bytes, pos: int, base: int, address_size: int) -> Ranges:
             base = hi
         else:
             out.append((base + lo, base + hi))
+    raise _too_long(".debug_ranges", start)
 
 
 def loclist_at(
@@ -244,8 +291,18 @@ def loclist_at(
 
     DW_LLE_default_location applies when no bounded entry covers `pc`.
     """
+    try:
+        return _loclist_at(data, pos, base, address_size, addr, addr_base, pc)
+    except DECODE_ERRORS as e:
+        raise _context(".debug_loclists", pos, e) from None
+
+
+def _loclist_at(
+    data: bytes, pos: int, base: int, address_size: int, addr: bytes, addr_base: int, pc: int
+) -> bytes | None:
+    start = pos
     default: bytes | None = None
-    while True:
+    for _ in range(MAX_LIST_ENTRIES):
         kind = data[pos]
         pos += 1
         lo = hi = -1
@@ -285,19 +342,28 @@ def loclist_at(
             n, pos = uleb(data, pos)
             hi = lo + n
         else:
-            raise ValueError(f"unknown DW_LLE 0x{kind:x} in .debug_loclists")
+            raise ValueError(f"unknown DW_LLE 0x{kind:x}")
         n, pos = uleb(data, pos)
         if kind == 5:
             default = data[pos : pos + n]
         elif lo <= pc < hi:
             return data[pos : pos + n]
         pos += n
+    raise _too_long(".debug_loclists", start)
 
 
 def loc_v4_at(data: bytes, pos: int, base: int, address_size: int, pc: int) -> bytes | None:
     """The expression of the DWARF 2-4 location list at `pos` of .debug_loc covering `pc`."""
+    try:
+        return _loc_v4_at(data, pos, base, address_size, pc)
+    except DECODE_ERRORS as e:
+        raise _context(".debug_loc", pos, e) from None
+
+
+def _loc_v4_at(data: bytes, pos: int, base: int, address_size: int, pc: int) -> bytes | None:
+    start = pos
     top = (1 << (8 * address_size)) - 1
-    while True:
+    for _ in range(MAX_LIST_ENTRIES):
         lo = read_addr(data, pos, address_size)
         hi = read_addr(data, pos + address_size, address_size)
         pos += 2 * address_size
@@ -311,3 +377,4 @@ def loc_v4_at(data: bytes, pos: int, base: int, address_size: int, pc: int) -> b
         if base + lo <= pc < base + hi:
             return data[pos : pos + n]
         pos += n
+    raise _too_long(".debug_loc", start)

@@ -4,6 +4,13 @@ vmlinux (ET_EXEC on x86-64, PIE ET_DYN on arm64) uses its run-time addresses. A 
 module (ET_REL `.ko`) gets a synthetic layout: every SHF_ALLOC section, in section-header order,
 is placed at the next address aligned to its `sh_addralign`, starting from 0. Symbol addresses,
 relocated DWARF addresses, mcount records and `read_code` all use that same layout.
+
+Every count, size and offset read from the file is checked before use: a malformed file raises
+`BinaryFormatError` naming the file and the section or table entry. Nothing larger than
+`limits.MAX_SECTION_BYTES` is ever decompressed or zero-filled, nor a compressed module larger
+than `limits.MAX_MODULE_BYTES` once decompressed, so a header that claims 2^40 bytes costs
+nothing. Addresses stay below 2^64 and FUNC symbols lie inside their sections, so every value
+the index stores fits SQLite's signed 64-bit integers.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from types import TracebackType
 from typing import Literal, NamedTuple
 
 from klp_lsp.errors import BinaryFormatError, DebugInfoMissing, UnsupportedArchitecture
+from klp_lsp.limits import MAX_MODULE_BYTES, MAX_SECTION_BYTES
 from klp_lsp.model import Arch, Binding, ElfSymbol
 
 ElfType = Literal["ET_EXEC", "ET_DYN", "ET_REL"]
@@ -58,6 +66,10 @@ STT_GNU_IFUNC = 10
 NT_GNU_BUILD_ID = 3
 
 _BINDINGS: dict[int, Binding] = {0: "local", 1: "global", 2: "weak", 10: "global"}
+_ADDRESS_SPACE = 1 << 64
+# GNU build-ids are 8 to 20 bytes (xxhash, md5, uuid, sha1); a custom `--build-id=0x...` can be
+# longer, but a descriptor beyond this is a corrupt note, not a name for an index file.
+_MAX_BUILD_ID_BYTES = 64
 
 # Relocation types that only store S + A, by machine: type -> width in bytes. These are the
 # only kinds found in the corpus modules' `.rela.debug_*` and `.rela__mcount_loc` /
@@ -138,39 +150,79 @@ def parse_gnu_build_id(notes: bytes, align: int = 4) -> str | None:
         name_start = pos + 12
         desc_start = (name_start + namesz + step - 1) // step * step
         if ntype == NT_GNU_BUILD_ID and notes[name_start : name_start + namesz] == b"GNU\0":
+            if descsz > _MAX_BUILD_ID_BYTES:
+                return None
             return notes[desc_start : desc_start + descsz].hex() or None
         pos = (desc_start + descsz + step - 1) // step * step
     return None
 
 
-def _decompress(path: Path, raw: bytes) -> bytes:
-    """Decompress a `.ko.xz` / `.ko.zst` file's bytes."""
+def _too_large(path: Path, what: str, limit: int) -> BinaryFormatError:
+    return BinaryFormatError(f"{path}: {what} is larger than {limit >> 20} MiB (the limit)")
+
+
+def _decompress(path: Path, raw: bytes, limit: int = MAX_MODULE_BYTES) -> bytes:
+    """Decompress a `.ko.xz` / `.ko.zst` file's bytes; more than `limit` bytes is an error."""
     if path.name.endswith(".xz"):
+        xz = lzma.LZMADecompressor()
         try:
-            return lzma.decompress(raw)
+            out = xz.decompress(raw, max_length=limit + 1)
         except lzma.LZMAError as e:
             raise BinaryFormatError(f"{path}: cannot decompress xz: {e}") from e
+        if len(out) > limit:
+            raise _too_large(path, "the decompressed data", limit)
+        if not xz.eof:
+            raise BinaryFormatError(f"{path}: cannot decompress xz: the data is truncated")
+        return out
     try:
         import zstandard
     except ImportError:
         pass
     else:
+        zst = zstandard.ZstdDecompressor().decompressobj()
         try:
-            out: bytes = zstandard.ZstdDecompressor().decompress(raw, max_output_size=1 << 32)
-            return out
+            out = zst.decompress(raw)
         except zstandard.ZstdError as e:
             raise BinaryFormatError(f"{path}: cannot decompress zstd: {e}") from e
+        if len(out) > limit:
+            raise _too_large(path, "the decompressed data", limit)
+        if not zst.eof:
+            raise BinaryFormatError(f"{path}: cannot decompress zstd: the data is truncated")
+        return out
     tool = shutil.which("zstd")
     if tool is None:
         raise DebugInfoMissing(
             f"{path}: is zstd-compressed; install the python 'zstandard' package"
             " or the 'zstd' program"
         )
-    proc = subprocess.run([tool, "-dc"], input=raw, capture_output=True, check=False)
+    return _decompress_with_tool(path, tool, raw, limit)
+
+
+def _decompress_with_tool(path: Path, tool: str, raw: bytes, limit: int) -> bytes:
+    """`zstd -dc`, reading at most `limit` + 1 bytes of its output."""
+    with subprocess.Popen(
+        [tool, "-dc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        import threading
+
+        def feed() -> None:
+            assert proc.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(raw)
+            proc.stdin.close()
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        out = proc.stdout.read(limit + 1)
+        if len(out) > limit:
+            proc.kill()
+            raise _too_large(path, "the decompressed data", limit)
+        message = proc.stderr.read().decode(errors="replace").strip().splitlines()
+        feeder.join()
     if proc.returncode != 0:
-        message = proc.stderr.decode(errors="replace").strip().splitlines()
         raise BinaryFormatError(f"{path}: cannot decompress zstd: {' '.join(message)}")
-    return proc.stdout
+    return out
 
 
 class ElfBinary:
@@ -290,6 +342,11 @@ class ElfBinary:
                     next_address = (next_address + align - 1) // align * align
                     addresses[i] = next_address
                     next_address += h[5]
+                    if next_address > _ADDRESS_SPACE:
+                        raise self._fail(
+                            f"section {i}: sh_size {h[5]:#x} or sh_addralign {h[8]:#x}"
+                            " puts the module's sections past 2^64"
+                        )
                 else:
                     addresses[i] = 0
         self._sections: list[Section] = []
@@ -396,6 +453,10 @@ class ElfBinary:
 
     def _section_bytes(self, s: Section) -> memoryview | bytes:
         if s.type == SHT_NOBITS:
+            if s.size > MAX_SECTION_BYTES:
+                raise _too_large(
+                    self._path, f"section {s.name} ({s.size:#x} bytes)", MAX_SECTION_BYTES
+                )
             return bytes(s.size)
         view = self._data[s.offset : s.offset + s.size]
         if not s.flags & SHF_COMPRESSED:
@@ -403,18 +464,25 @@ class ElfBinary:
         if s.size < _CHDR.size:
             raise self._fail(f"compressed section {s.name} is truncated")
         ch_type, _, ch_size, _ = _CHDR.unpack_from(view, 0)
+        if ch_size > MAX_SECTION_BYTES:
+            raise _too_large(
+                self._path, f"section {s.name} (ch_size {ch_size:#x})", MAX_SECTION_BYTES
+            )
         payload = bytes(view[_CHDR.size :])
         try:
             if ch_type == 1:  # ELFCOMPRESS_ZLIB
-                out = zlib.decompress(payload)
+                inflate = zlib.decompressobj()
+                out = inflate.decompress(payload, ch_size + 1)
             elif ch_type == 2:  # ELFCOMPRESS_ZSTD
-                out = _decompress(Path(f"{self._path}[{s.name}].zst"), payload)
+                out = _decompress(Path(f"{self._path}[{s.name}].zst"), payload, ch_size + 1)
             else:
                 raise self._fail(f"section {s.name} uses unknown compression {ch_type}")
         except zlib.error as e:
             raise self._fail(f"section {s.name}: cannot decompress: {e}") from e
+        except BinaryFormatError as e:
+            raise self._fail(f"section {s.name}: cannot decompress: {e}") from None
         if len(out) != ch_size:
-            raise self._fail(f"section {s.name}: decompressed to {len(out)} bytes, not {ch_size}")
+            raise self._fail(f"section {s.name}: decompresses to other than {ch_size} bytes")
         return out
 
     def get_section_data(self, name: str) -> memoryview | bytes | None:
@@ -438,9 +506,11 @@ class ElfBinary:
     def read_code(self, address: int, size: int) -> bytes:
         """`size` bytes at `address` (this object's layout); unrelocated for ET_REL."""
         s = self.find_section_at(address)
-        if s is None or address + size > s.address + s.size:
+        if s is None or size < 0 or address + size > s.address + s.size:
             raise self._fail(f"no section holds {size} bytes at {address:#x}")
         if s.type == SHT_NOBITS:
+            if size > MAX_SECTION_BYTES:
+                raise _too_large(self._path, f"a read of {size:#x} bytes", MAX_SECTION_BYTES)
             return bytes(size)
         start = s.offset + address - s.address
         return bytes(self._data[start : start + size])
@@ -482,6 +552,8 @@ class ElfBinary:
                 name = strings[st_name : end if end >= 0 else None].decode("utf-8", "replace")
                 cache[st_name] = name
             if shndx == SHN_XINDEX and shndx_table is not None:
+                if index * 4 + 4 > len(shndx_table):
+                    raise self._fail(f".symtab_shndx has no entry for symbol {index}")
                 shndx = _U32.unpack_from(shndx_table, index * 4)[0]
             section: str | None = None
             address = value
@@ -489,7 +561,8 @@ class ElfBinary:
                 sec = sections[shndx]
                 section = sec.name
                 if relocatable:
-                    address = value + sec.address
+                    # As the loader computes it, modulo 2^64.
+                    address = (value + sec.address) % _ADDRESS_SPACE
             out.append(RawSymbol(index, name, address, size, info & 0xF, info >> 4, shndx, section))
         self._symbols = tuple(out)
         return self._symbols
@@ -505,11 +578,24 @@ class ElfBinary:
         if self._function_symbols is not None:
             return self._function_symbols
         out: list[ElfSymbol] = []
+        sections = self._sections
         for s in self.iter_symbols():
             if s.type not in (STT_FUNC, STT_GNU_IFUNC) or s.section is None:
                 continue
             if not s.name or s.name.startswith("$"):
                 continue
+            sec = sections[s.shndx]
+            if sec.is_alloc and not sec.address <= s.address <= s.address + s.size <= (
+                sec.address + sec.size
+            ):
+                raise self._fail(
+                    f".symtab entry {s.symtab_index} ({s.name[:80]}): {s.address:#x}+{s.size:#x}"
+                    f" lies outside its section {sec.name}"
+                )
+            if s.size >= 1 << 63:
+                raise self._fail(
+                    f".symtab entry {s.symtab_index} ({s.name[:80]}): size {s.size:#x}"
+                )
             out.append(
                 ElfSymbol(s.name, s.address, s.size, s.section, _BINDINGS.get(s.binding, "global"))
             )
