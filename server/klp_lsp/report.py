@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from klp_lsp.model import FunctionReport, SymbolFact
+from klp_lsp.model import FunctionReport, SymbolFact, UnreadableUnit
 
 _INLINE_PREVIEW = 8
 _DEPENDENT_PREVIEW = 12
@@ -162,3 +162,16 @@ def report_to_text(r: FunctionReport) -> str:
     deviation = "  ABI DEVIATION" if r.abi_deviation else ""
     lines.append(f"  signature: {r.calling_convention}({sig}){deviation}")
     return "\n".join(lines)
+
+
+def unreadable_to_text(u: UnreadableUnit) -> str:
+    """One line naming a compile unit the index lacks, and why."""
+    name = u.name or f"the unit at .debug_info+{u.offset:#x}"
+    return (
+        f"{u.object}: compile unit {name} could not be read, its functions are missing: {u.reason}"
+    )
+
+
+def unreadable_to_json(u: UnreadableUnit) -> dict[str, Any]:
+    """The `unreadable_units` entries of `show --json`."""
+    return {"object": u.object, "offset": hexaddr(u.offset), "cu": u.name, "reason": u.reason}

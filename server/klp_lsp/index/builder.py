@@ -8,6 +8,11 @@ CUs, which are computed on demand from their code.
 
 Work is spread over a process pool: over CUs for one large object, over objects for many modules.
 Forked workers inherit the parent's open binary (see `_WorkerCache`) and send back table rows.
+
+A compile unit that cannot be read (malformed DWARF, or over its time budget,
+`limits.cu_budget_seconds`) costs that CU only: it is stored with state `CU_FAILED` and the
+reason, and `klp-lsp show` names it. A worker never lets any other exception out: what is not a
+`KlpError` comes back as a `BinaryFormatError` naming the file.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from klp_lsp.analysis.patchability import function_has_mcount
 from klp_lsp.analysis.producer import parse_producer
 from klp_lsp.analysis.symbols import CuLocator, assign_sympos, find_symbol_start
 from klp_lsp.binary.elf import ElfBinary
-from klp_lsp.errors import DebugInfoMissing, IndexError_
+from klp_lsp.errors import BinaryFormatError, DebugInfoMissing, IndexError_, KlpError
 from klp_lsp.index.locate import index_path
 from klp_lsp.index.store import (
+    CU_ANALYSED,
+    CU_FAILED,
+    CU_LISTED,
     CuRow,
     FactRows,
     Index,
@@ -36,7 +44,8 @@ from klp_lsp.index.store import (
     fact_rows,
     source_name,
 )
-from klp_lsp.model import Arch, ElfSymbol
+from klp_lsp.limits import Deadline, cu_budget_seconds
+from klp_lsp.model import Arch, CompileUnit, ElfSymbol
 from klp_lsp.progress import Cancelled, Progress
 
 if TYPE_CHECKING:
@@ -46,9 +55,6 @@ if TYPE_CHECKING:
 
     from klp_lsp.binary.dwarf import DwarfData
     from klp_lsp.index import regfacts
-
-# Scan state of a CU in the `cus` table.
-CU_LISTED, CU_SCANNED, CU_ANALYSED = 0, 1, 2
 
 # CUs per task sent to a worker: large enough to amortise pickling, small enough to balance.
 _BATCH_BYTES = 2_000_000
@@ -127,7 +133,9 @@ class _WorkerCache:
             self.clear()
             self.binary = ElfBinary.open(path)
             self.owned = True
-            self.dwarf = DwarfData(self.binary.get_dwarf_sections(DWARF_SECTIONS), self.binary.arch)
+            self.dwarf = DwarfData(
+                self.binary.get_dwarf_sections(DWARF_SECTIONS), self.binary.arch, str(path)
+            )
             self.units, self.known_callees = units, known_callees
             self.key = key
         if self.analyser is None:
@@ -162,18 +170,52 @@ def _index_batch(
     units: Sequence[CuRow] | None,
     offsets: Sequence[int],
     known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
+    budget: float | None = None,
 ) -> BatchResult:
-    """Scan the DWARF of some CUs, analyse their machine code, make their rows (in a worker)."""
-    binary, dwarf, analyser = _WORKER.get(path, units, known_callees)
-    starts, arch = _WORKER.symbol_starts, binary.arch
+    """Scan the DWARF of some CUs, analyse their machine code, make their rows (in a worker).
 
-    def symbol_start(address: int) -> int:
-        found = find_symbol_start(address, starts, arch)
-        return address if found is None else found
+    Each CU has its own `Deadline` of `budget` seconds; one that fails is reported in the rows'
+    `failed` list and the others go on.
+    """
+    try:
+        binary, dwarf, analyser = _WORKER.get(path, units, known_callees)
+        starts, arch = _WORKER.symbol_starts, binary.arch
 
-    facts = [dwarf.scan_unit(o) for o in offsets]
-    uses, dependents = analyser.analyse(facts)
-    return fact_rows(facts, uses, dependents, symbol_start), facts[-1].unit.name if facts else ""
+        def symbol_start(address: int) -> int:
+            found = find_symbol_start(address, starts, arch)
+            return address if found is None else found
+
+        seconds = cu_budget_seconds() if budget is None else budget
+        parts: list[FactRows] = []
+        last = ""
+        for offset in offsets:
+            deadline = Deadline(seconds)
+            try:
+                cu = dwarf.scan_unit(offset, deadline)
+                uses, dependents = analyser.analyse([cu], deadline)
+                parts.append(fact_rows([cu], uses, dependents, symbol_start))
+            except KlpError as e:
+                parts.append(fact_rows((), failed=[(offset, str(e))]))
+                continue
+            except Exception as e:
+                # A reader or the analysis tripped over something malformed that no check
+                # anticipated: this CU is lost, not the index.
+                parts.append(fact_rows((), failed=[(offset, _internal(path, offset, e))]))
+                continue
+            last = cu.unit.name
+        return FactRows.concat(parts), last
+    except KlpError:
+        raise
+    except Exception as e:
+        raise BinaryFormatError(f"{path}: cannot be indexed: {type(e).__name__}: {e}") from None
+
+
+def _internal(path: Path, offset: int, e: Exception) -> str:
+    text = " ".join(str(e).split())[:200]
+    return (
+        f"{path}: unit at .debug_info+0x{offset:x}: internal error while reading it"
+        f" ({type(e).__name__}: {text})"
+    )
 
 
 def _default_jobs(jobs: int) -> int:
@@ -237,8 +279,16 @@ def _symbol_rows(
 
 
 def _list_units(dwarf: DwarfData) -> list[CuRow]:
+    """Every unit with its top DIE's facts; one whose header or top DIE is unreadable is listed
+    as failed (the unit lengths still lead to the next one)."""
     rows = []
-    for h in dwarf.list_units():
+    for offset in dwarf.iter_unit_offsets():
+        try:
+            h = dwarf.get_unit_header(offset)
+        except BinaryFormatError as e:
+            unit = CompileUnit(offset, "", "", "", None, False)
+            rows.append(CuRow(unit, parse_producer(""), (), CU_FAILED, str(e)))
+            continue
         unit = h.to_compile_unit()
         rows.append(
             CuRow(unit=unit, flags=parse_producer(h.producer), ranges=tuple(h.ranges), state=0)
@@ -255,6 +305,7 @@ def build_index(
     cu_names: Sequence[str] | None = None,
     executor: Executor | None = None,
     known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
+    cu_budget: float | None = None,
 ) -> BuildResult:
     """Index `path` into `index_dir` (all CUs, or first only those named in `cu_names`).
 
@@ -262,6 +313,7 @@ def build_index(
     missing index is created with just those CUs analysed, and an existing partial one gains them.
     `known_callees` (a module's build, from the vmlinux index: `regfacts.read_known_callees`)
     gives its calls to vmlinux asm helpers their clobber sets, so their dependents are found.
+    `cu_budget` is the seconds one CU may take (default: `limits.cu_budget_seconds()`).
     """
     started = time.monotonic()
     path = Path(path)
@@ -305,7 +357,7 @@ def build_index(
             writer = IndexWriter.create(target)
             from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
 
-            dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
+            dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch, str(path))
             units = _list_units(dwarf)
             writer.set_meta(
                 {
@@ -336,14 +388,16 @@ def build_index(
             todo = [
                 u
                 for u in _select_units(units, cu_names)
-                if states.get(u.unit.offset, CU_LISTED) < CU_ANALYSED
+                if u.state < CU_ANALYSED and states.get(u.unit.offset, CU_LISTED) < CU_ANALYSED
             ]
             if todo:
                 from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
 
                 if dwarf is None:
-                    dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
-                build = _Build(binary, path, dwarf, units, known_callees)
+                    dwarf = DwarfData(
+                        binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch, str(path)
+                    )
+                build = _Build(binary, path, dwarf, units, known_callees, cu_budget)
                 _index_units(build, writer, todo, jobs, progress, executor, write_symbols)
             elif write_symbols is not None:
                 write_symbols()
@@ -407,6 +461,7 @@ class _Build:
     dwarf: DwarfData
     units: Sequence[CuRow]
     known_callees: Mapping[str, regfacts.KnownCallee] | None
+    cu_budget: float | None = None
 
 
 def _index_units(
@@ -438,7 +493,7 @@ def _index_units(
         nonlocal done
         rows, last_name = result
         writer.add_fact_rows(rows, state=CU_ANALYSED)
-        done += len(rows.cus)
+        done += len(rows.cus) + len(rows.failed)
         if progress is not None:
             progress.advance(done, last_name)
             if progress.cancelled():
@@ -453,11 +508,13 @@ def _index_units(
         if workers == 1:
             run_first()
             for batch in batches:
-                consume(_index_batch(build.path, None, batch))
+                consume(_index_batch(build.path, None, batch, None, build.cu_budget))
         elif executor is not None:
             # Its workers were started before this build: they open the binary themselves.
             futures = [
-                executor.submit(_index_batch, build.path, all_units, b, build.known_callees)
+                executor.submit(
+                    _index_batch, build.path, all_units, b, build.known_callees, build.cu_budget
+                )
                 for b in batches
             ]
             _consume_in_order(futures, consume, run_first)
@@ -475,7 +532,10 @@ def _index_units(
             with ProcessPoolExecutor(min(workers, len(batches)), mp_context=fork) as pool:
                 try:
                     _consume_in_order(
-                        [pool.submit(_index_batch, build.path, None, b) for b in batches],
+                        [
+                            pool.submit(_index_batch, build.path, None, b, None, build.cu_budget)
+                            for b in batches
+                        ],
                         consume,
                         run_first,
                     )

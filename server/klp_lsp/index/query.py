@@ -24,6 +24,7 @@ from klp_lsp.model import (
     InlinedInto,
     Param,
     SymbolFact,
+    UnreadableUnit,
 )
 
 
@@ -522,6 +523,14 @@ class IndexSet:
                 else r
             )
         return merged
+
+    def unreadable_units(self) -> list[UnreadableUnit]:
+        """The compile units each index lacks because they could not be read."""
+        return [
+            UnreadableUnit(o.object, offset, name, reason)
+            for o in self.objects
+            for offset, name, reason in o.index.failed_cus()
+        ]
 
     def get_object(self, name: str) -> ObjectIndex | None:
         for o in self.objects:

@@ -8,6 +8,7 @@ together with the `state` of the CUs it completes, so a reader never sees half a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,9 +30,19 @@ from klp_lsp.model import (
 _SIGN = 1 << 63
 _WRAP = 1 << 64
 
+# Scan state of a CU in the `cus` table. A failed CU (unreadable DWARF, over its budget) is as
+# final as an analysed one: the index is complete without it, and `error` says why it is missing.
+CU_LISTED, CU_SCANNED, CU_ANALYSED, CU_FAILED = 0, 1, 2, 3
+
 
 def to_db(address: int) -> int:
-    """Store an unsigned 64-bit address in SQLite's signed INTEGER."""
+    """Store an unsigned 64-bit address in SQLite's signed INTEGER.
+
+    The readers keep addresses inside [0, 2^64); anything else is a bug, reported as such rather
+    than as SQLite's OverflowError.
+    """
+    if not 0 <= address < _WRAP:
+        raise ValueError(f"address {address:#x} does not fit 64 bits")
     return address - _WRAP if address >= _SIGN else address
 
 
@@ -96,6 +107,7 @@ class CuRow:
     flags: CompilerFlags
     ranges: tuple[tuple[int, int], ...]
     state: int
+    error: str | None = None  # why a CU_FAILED unit could not be read
 
 
 Row = tuple[object, ...]
@@ -118,6 +130,16 @@ class FactRows:
     register_use_callers: list[int]  # their old `calls` rows are replaced
     calls: list[Row]
     register_dependents: list[Row]
+    failed: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (CU, reason)
+
+    @classmethod
+    def concat(cls, parts: Sequence[FactRows]) -> FactRows:
+        """The rows of several CUs' `FactRows` in one, in order."""
+        out = cls(*([] for _ in dataclasses.fields(cls)))
+        for part in parts:
+            for f in dataclasses.fields(cls):
+                getattr(out, f.name).extend(getattr(part, f.name))
+        return out
 
 
 def fact_rows(
@@ -125,6 +147,7 @@ def fact_rows(
     register_use: Sequence[RegisterUse] = (),
     dependents: Sequence[RegisterDependent] = (),
     symbol_start: Callable[[int], int] = lambda address: address,
+    failed: Sequence[tuple[int, str]] = (),
 ) -> FactRows:
     """The rows of whole CUs' DWARF facts and register facts, for `IndexWriter.add_fact_rows`.
 
@@ -212,6 +235,7 @@ def fact_rows(
             (to_db(d.callee), to_db(d.caller), to_db(d.site), " ".join(d.registers), d.reason)
             for d in dependents
         ],
+        failed=list(failed),
     )
 
 
@@ -269,7 +293,7 @@ class IndexWriter:
     def add_cus(self, cus: Sequence[CuRow]) -> None:
         with self._con:
             self._con.executemany(
-                "INSERT INTO cus VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO cus VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         c.unit.offset,
@@ -283,6 +307,7 @@ class IndexWriter:
                         c.flags.opt_level,
                         c.flags.live_patching,
                         c.state,
+                        c.error,
                     )
                     for c in cus
                 ],
@@ -335,6 +360,10 @@ class IndexWriter:
                 "INSERT INTO register_dependents VALUES (?,?,?,?,?)", rows.register_dependents
             )
             con.executemany("UPDATE cus SET state = ? WHERE id = ?", [(state, c) for c in rows.cus])
+            con.executemany(
+                "UPDATE cus SET state = ?, error = ? WHERE id = ?",
+                [(CU_FAILED, reason, c) for c, reason in rows.failed],
+            )
 
     def count_cus_below(self, state: int) -> int:
         """How many CUs have not reached `state` yet."""
@@ -409,6 +438,13 @@ class Index:
     def cu_states(self) -> dict[int, int]:
         return {r[0]: r[1] for r in self._con.execute("SELECT id, state FROM cus")}
 
+    def failed_cus(self) -> list[tuple[int, str, str]]:
+        """(id, name, reason) of every CU that could not be read, in file order."""
+        rows = self._con.execute(
+            "SELECT id, name, error FROM cus WHERE state = ? ORDER BY id", (CU_FAILED,)
+        )
+        return [(r[0], r[1], r[2] or "") for r in rows]
+
     def params_of(self, die: int) -> tuple[Param, ...]:
         rows = self._con.execute(
             "SELECT name, location FROM params WHERE owner_die = ? ORDER BY idx", (die,)
@@ -433,7 +469,7 @@ def _cu_row(r: sqlite3.Row, ranges: tuple[tuple[int, int], ...]) -> CuRow:
         live_patching=r["live_patching"],
         patchable_entry=None,
     )
-    return CuRow(unit=unit, flags=flags, ranges=ranges, state=r["state"])
+    return CuRow(unit=unit, flags=flags, ranges=ranges, state=r["state"], error=r["error"])
 
 
 def open_readonly(path: Path) -> Index:
