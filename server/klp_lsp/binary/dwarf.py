@@ -628,8 +628,10 @@ def _skip_only(kind: int, size: int) -> Abbrev:
 def _sibling(u: _Unit, pos: int, value: int) -> int:
     """The DIE a DW_AT_sibling (CU-relative, read at `pos`) points to: after `pos`, in the unit."""
     target = u.offset + value
-    if target <= pos or target > u.end:
-        raise ValueError(f"DW_AT_sibling at 0x{pos:x} points to 0x{target:x}, outside its unit")
+    if target <= pos:
+        raise ValueError(f"a DW_AT_sibling near 0x{pos:x} points back to 0x{target:x}")
+    if target > u.end:
+        raise ValueError(f"a DW_AT_sibling near 0x{pos:x} points past the end of its unit")
     return target
 
 

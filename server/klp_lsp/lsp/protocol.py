@@ -71,6 +71,15 @@ def _summary(e: BaseException) -> str:
     return text[:200]
 
 
+def _id_of(message: object) -> Any:
+    """The id of anything `json.loads` made of a message (None when it has none)."""
+    if isinstance(message, dict):
+        return message.get("id")
+    if isinstance(message, Unanswerable):
+        return message.msg_id
+    return getattr(message, "id", None)
+
+
 class KlpProtocol(LanguageServerProtocol):
     """pygls' `LanguageServerProtocol`, answering malformed requests instead of dropping them."""
 
@@ -127,7 +136,7 @@ class KlpProtocol(LanguageServerProtocol):
             return
         if isinstance(message, list):
             # LSP has no batches (JSON-RPC 2.0 section 6 is not part of it).
-            ids = [m.get("id") if isinstance(m, dict) else getattr(m, "id", None) for m in message]
+            ids = [_id_of(m) for m in message]
             answered = [i for i in ids if valid_id(i)]
             for msg_id in answered or [None]:
                 self.answer_error(msg_id, JsonRpcInvalidRequest.CODE, "batches are not supported")
