@@ -156,14 +156,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _read_patches(paths: Sequence[Path]) -> list[tuple[str, str]]:
-    out = []
-    for p in paths:
-        try:
-            raw = p.read_bytes()
-        except OSError as e:
-            raise UsageError(f"{p}: cannot read patch: {e.strerror or e}") from e
-        out.append((str(p), raw.decode("utf-8", errors="surrogateescape")))
-    return out
+    from klp_lsp.patch.diff import read_patch_text
+
+    return [(str(p), read_patch_text(p)) for p in paths]
 
 
 def _check(args: argparse.Namespace) -> CheckResult:

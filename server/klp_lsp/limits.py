@@ -23,10 +23,11 @@ MAX_FUNCTION_BYTES = 1 << 20
 MAX_DIE_DEPTH = 200
 # Entries of one range or location list (real lists have a few dozen at most).
 MAX_LIST_ENTRIES = 1 << 16
-# A patch file, or a patch document in the editor (the largest real series: a few MB).
+# A patch file, or a patch document in the editor, in UTF-8 (the largest real series: a few MB).
 MAX_PATCH_BYTES = 32 << 20
-# One line of a patch (kernel lines are under 100 columns; generated tables under 1000).
-MAX_LINE_BYTES = 64 << 10
+# One line of a patch, in characters (kernel lines are under 100 columns, generated tables
+# under a few thousand).
+MAX_LINE_CHARS = 64 << 10
 # Wall-clock seconds the scan and register analysis of one compile unit may take (the slowest
 # real CU takes about 3 s); a CU over it is recorded as unreadable and the rest goes on.
 CU_BUDGET_SECONDS = 120.0

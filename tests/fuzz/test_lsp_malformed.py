@@ -131,3 +131,37 @@ def test_requests_after_shutdown_are_refused_and_exit_ends_the_server(
         assert w.proc.wait(timeout=_WAIT) == 0
     finally:
         w.close()
+
+
+def test_patch_document_with_a_line_of_1_mb_gets_a_diagnostic(wire: Wire) -> None:
+    """The editor's limit is the command line's: the patch is not checked, and says why."""
+    from lsp_wire import DEMO_PATCH
+
+    lines = DEMO_PATCH.read_text().splitlines(keepends=True)
+    lines.insert(20, "+" + "x" * (1 << 20) + "\n")
+    uri = "file:///tmp/klp-lsp-long-line.patch"
+    wire.send(
+        {
+            "jsonrpc": "2.0",
+            "method": "textDocument/didOpen",
+            "params": {
+                "textDocument": {
+                    "uri": uri,
+                    "languageId": "diff",
+                    "version": 1,
+                    "text": "".join(lines),
+                }
+            },
+        }
+    )
+    got = wire.wait_for(
+        lambda m: (
+            m.get("method") == "textDocument/publishDiagnostics" and m["params"]["uri"] == uri
+        ),
+        _WAIT,
+    )
+    assert got is not None
+    messages = [d["message"] for d in got["params"]["diagnostics"]]
+    assert any("characters long" in m and "65536" in m for m in messages), messages
+    assert got["params"]["diagnostics"][0]["range"]["start"]["line"] == 20
+    assert wire.request("workspace/symbol", {"query": "demo"}, _WAIT) is not None

@@ -18,18 +18,20 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
+import io
 import lzma
 import mmap
 import os
 import shutil
 import struct
 import subprocess
+import tempfile
 import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, NamedTuple
+from typing import BinaryIO, Literal, NamedTuple
 
 from klp_lsp.errors import BinaryFormatError, DebugInfoMissing, UnsupportedArchitecture
 from klp_lsp.limits import MAX_MODULE_BYTES, MAX_SECTION_BYTES
@@ -161,68 +163,107 @@ def _too_large(path: Path, what: str, limit: int) -> BinaryFormatError:
     return BinaryFormatError(f"{path}: {what} is larger than {limit >> 20} MiB (the limit)")
 
 
-def _decompress(path: Path, raw: bytes, limit: int = MAX_MODULE_BYTES) -> bytes:
-    """Decompress a `.ko.xz` / `.ko.zst` file's bytes; more than `limit` bytes is an error."""
+_CHUNK = 1 << 20
+
+
+def _inflate(path: Path, raw: bytes, limit: int, out: BinaryIO) -> None:
+    """Decompress xz or zstd data (by `path`'s suffix) into `out`, a chunk at a time.
+
+    More than `limit` bytes of output is an error, raised as soon as it is reached, so a small
+    file that inflates to gigabytes costs no more than `limit` bytes of `out`.
+    """
+    written = 0
+
+    def put(chunk: bytes) -> None:
+        nonlocal written
+        written += len(chunk)
+        if written > limit:
+            raise _too_large(path, "the decompressed data", limit)
+        out.write(chunk)
+
     if path.name.endswith(".xz"):
         xz = lzma.LZMADecompressor()
         try:
-            out = xz.decompress(raw, max_length=limit + 1)
+            put(xz.decompress(raw, max_length=_CHUNK))
+            while not xz.eof and not xz.needs_input:
+                put(xz.decompress(b"", max_length=_CHUNK))
         except lzma.LZMAError as e:
             raise BinaryFormatError(f"{path}: cannot decompress xz: {e}") from e
-        if len(out) > limit:
-            raise _too_large(path, "the decompressed data", limit)
         if not xz.eof:
             raise BinaryFormatError(f"{path}: cannot decompress xz: the data is truncated")
-        return out
+        return
     try:
         import zstandard
     except ImportError:
-        pass
-    else:
-        zst = zstandard.ZstdDecompressor().decompressobj()
-        try:
-            out = zst.decompress(raw)
-        except zstandard.ZstdError as e:
-            raise BinaryFormatError(f"{path}: cannot decompress zstd: {e}") from e
-        if len(out) > limit:
-            raise _too_large(path, "the decompressed data", limit)
-        if not zst.eof:
-            raise BinaryFormatError(f"{path}: cannot decompress zstd: the data is truncated")
-        return out
-    tool = shutil.which("zstd")
-    if tool is None:
-        raise DebugInfoMissing(
-            f"{path}: is zstd-compressed; install the python 'zstandard' package"
-            " or the 'zstd' program"
-        )
-    return _decompress_with_tool(path, tool, raw, limit)
+        tool = shutil.which("zstd")
+        if tool is None:
+            raise DebugInfoMissing(
+                f"{path}: is zstd-compressed; install the python 'zstandard' package"
+                " or the 'zstd' program"
+            ) from None
+        _inflate_with_tool(path, tool, raw, put)
+        return
+    try:
+        declared = zstandard.get_frame_parameters(raw).content_size
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as reader:
+            while chunk := reader.read(_CHUNK):
+                put(chunk)
+    except zstandard.ZstdError as e:
+        raise BinaryFormatError(f"{path}: cannot decompress zstd: {e}") from e
+    # The stream reader ends quietly on a truncated frame; the frame header says how much the
+    # compressor wrote (zstd records it whenever it knew the input size).
+    if declared not in (zstandard.CONTENTSIZE_UNKNOWN, written):
+        raise BinaryFormatError(f"{path}: cannot decompress zstd: the data is truncated")
 
 
-def _decompress_with_tool(path: Path, tool: str, raw: bytes, limit: int) -> bytes:
-    """`zstd -dc`, reading at most `limit` + 1 bytes of its output."""
+def _inflate_with_tool(path: Path, tool: str, raw: bytes, put: Callable[[bytes], None]) -> None:
+    """`zstd -dc`, its output passed to `put` a chunk at a time."""
+    import threading
+
     with subprocess.Popen(
         [tool, "-dc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     ) as proc:
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        import threading
+        stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+        assert stdin is not None and stdout is not None and stderr is not None
 
         def feed() -> None:
-            assert proc.stdin is not None
             with contextlib.suppress(BrokenPipeError):
-                proc.stdin.write(raw)
-            proc.stdin.close()
+                stdin.write(raw)
+            stdin.close()
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
-        out = proc.stdout.read(limit + 1)
-        if len(out) > limit:
+        try:
+            while chunk := stdout.read(_CHUNK):
+                put(chunk)
+        except BinaryFormatError:
             proc.kill()
-            raise _too_large(path, "the decompressed data", limit)
-        message = proc.stderr.read().decode(errors="replace").strip().splitlines()
+            raise
+        message = stderr.read().decode(errors="replace").strip().splitlines()
         feeder.join()
     if proc.returncode != 0:
         raise BinaryFormatError(f"{path}: cannot decompress zstd: {' '.join(message)}")
-    return out
+
+
+def _decompress_to_mapping(path: Path, raw: bytes) -> mmap.mmap:
+    """A compressed module's ELF bytes, decompressed into an unlinked temporary file and mapped.
+
+    The module is never held in memory: the mapping is backed by the file, like an
+    uncompressed one.
+    """
+    with tempfile.TemporaryFile(prefix="klp-lsp-") as f:
+        _inflate(path, raw, MAX_MODULE_BYTES, f)
+        f.flush()
+        if f.tell() == 0:
+            raise BinaryFormatError(f"{path}: decompresses to nothing, not an ELF object")
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _decompress_bytes(path: Path, raw: bytes, limit: int) -> bytes:
+    """Decompressed bytes of an xz or zstd payload, at most `limit` of them."""
+    out = io.BytesIO()
+    _inflate(path, raw, limit, out)
+    return out.getvalue()
 
 
 class ElfBinary:
@@ -250,7 +291,14 @@ class ElfBinary:
         p = Path(path)
         try:
             if p.name.endswith((".xz", ".zst")):
-                return cls(p, _decompress(p, p.read_bytes()), None)
+                if p.stat().st_size > MAX_MODULE_BYTES:
+                    raise _too_large(p, "the compressed file", MAX_MODULE_BYTES)
+                mapped = _decompress_to_mapping(p, p.read_bytes())
+                try:
+                    return cls(p, mapped, mapped)
+                except BaseException:
+                    mapped.close()
+                    raise
             with p.open("rb") as f:
                 if os.fstat(f.fileno()).st_size == 0:
                     raise BinaryFormatError(f"{p}: empty file, not an ELF object")
@@ -474,7 +522,7 @@ class ElfBinary:
                 inflate = zlib.decompressobj()
                 out = inflate.decompress(payload, ch_size + 1)
             elif ch_type == 2:  # ELFCOMPRESS_ZSTD
-                out = _decompress(Path(f"{self._path}[{s.name}].zst"), payload, ch_size + 1)
+                out = _decompress_bytes(Path(f"{self._path}[{s.name}].zst"), payload, ch_size)
             else:
                 raise self._fail(f"section {s.name} uses unknown compression {ch_type}")
         except zlib.error as e:
