@@ -254,6 +254,32 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return con
 
 
+def remove_orphans(path: Path) -> list[Path]:
+    """Remove the temporary files of builds of `path` whose process no longer runs.
+
+    A build killed before it published (`kill -9`, a crash, a power cut) leaves
+    `.NAME.PID.tmp` behind; it was never visible under the real name, so it is only garbage.
+    """
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if not pid.isdigit() or _process_runs(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: not ours to judge
+    return True
+
+
 class IndexWriter:
     """Builds or extends one index file."""
 
@@ -264,8 +290,12 @@ class IndexWriter:
 
     @classmethod
     def create(cls, path: Path) -> IndexWriter:
-        """Start a new index under a temporary name beside `path`."""
+        """Start a new index under a temporary name beside `path`.
+
+        Temporary files of builds that were killed (their process is gone) are removed first.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.unlink(missing_ok=True)
         con = sqlite3.connect(tmp, check_same_thread=False)
