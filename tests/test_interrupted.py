@@ -10,6 +10,7 @@ no CU left unanalysed, no temporary file left, and every table equal to a clean 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -104,6 +105,24 @@ def _assert_never_half(d: Path) -> None:
             assert all(row[10] >= 2 for row in got["cus"])
 
 
+def _gone(pids: list[int]) -> bool:
+    return not [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}") / "stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _assert_no_process_left(index_dir: Path) -> None:
+    """A killed writer's pool workers die with it (they are forks: same command line)."""
+    assert _wait_for(lambda: not _background_index_pids(index_dir), timeout=30), (
+        f"processes left behind: {_background_index_pids(index_dir)}"
+    )
+
+
 def _show(d: Path) -> dict[str, object]:
     proc = _klp("show", "demo_lookup", "--binary", str(VMLINUX), "--json", "--index-dir", str(d))
     assert proc.returncode == 0, proc.stderr
@@ -138,6 +157,7 @@ def test_kill_index(
         writer.send_signal(signal.SIGKILL)
     finally:
         writer.wait()
+    _assert_no_process_left(tmp_path)
     _assert_never_half(tmp_path)
     _show(tmp_path)
     _assert_whole(tmp_path, reference)
@@ -172,7 +192,6 @@ def test_kill_the_background_completion_of_check(
     the fixture kernel goes the same way. `check` runs in this process; the background process
     it starts is the real one.
     """
-    import contextlib
     import io
 
     from klp_lsp import cli, session
@@ -194,8 +213,8 @@ def test_kill_the_background_completion_of_check(
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    # It runs detached (its own session, not our child): wait until it is gone.
-    assert _wait_for(lambda: not _background_index_pids(tmp_path), timeout=30)
+    # It runs detached (its own session, not our child): wait until it and its pool are gone.
+    _assert_no_process_left(tmp_path)
     _assert_never_half(tmp_path)
     _show(tmp_path)
     _assert_whole(tmp_path, reference)
@@ -221,9 +240,21 @@ def server(tmp_path: Path) -> Iterator[object]:
 
 def _children(pid: int) -> list[int]:
     out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        out.extend(int(c) for c in text)
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out.extend(int(c) for c in (task / "children").read_text().split())
+    except OSError:
+        pass
+    return out
+
+
+def _descendants(pid: int) -> list[int]:
+    out = []
+    todo = _children(pid)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(_children(p))
     return out
 
 
@@ -245,9 +276,12 @@ def test_kill_the_language_servers_indexing_child(
     children: list[int] = []
     assert _wait_for(lambda: bool(children.extend(_children(wire.proc.pid)) or children))
     time.sleep(delay)
+    # The indexing child and, when it has started them, its pool workers.
+    family = _descendants(wire.proc.pid)
     for pid in children:
-        with __import__("contextlib").suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    assert _wait_for(lambda: _gone(family), timeout=30), "the child's workers outlived it"
     state = wire.wait_for(
         lambda m: (
             m.get("method") == "klp-lsp/indexState" and m["params"]["state"] in ("error", "ready")

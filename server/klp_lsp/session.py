@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from klp_lsp.binary.discovery import find_kernel_debug, iter_module_files
 from klp_lsp.errors import UsageError
-from klp_lsp.index.builder import BuildResult, build_index
+from klp_lsp.index.builder import BuildResult, build_index, die_with_parent
 from klp_lsp.index.query import IndexSet
 from klp_lsp.progress import Cancelled, Progress
 
@@ -122,7 +122,11 @@ class Session:
         if progress is not None:
             progress.begin(f"indexing {len(order)} binaries", len(order))
         out: dict[int, BuildResult] = {}
-        with ProcessPoolExecutor(max_workers=min(workers, len(order))) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(order)),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             pending = {
                 pool.submit(build_index, files[i], self.index_dir, jobs=1, known_callees=known): i
                 for i in order

@@ -28,8 +28,8 @@ Malformed DWARF raises `BinaryFormatError` naming the file and the unit, never a
 The walk always moves forward inside its unit (a DW_AT_sibling must point past the DIE and not
 past the unit), descends at most `MAX_DIE_DEPTH` levels, reads lists of bounded length and
 checks its `Deadline` between subprograms, so its work is bounded by the unit's size. An
-attribute encoded with an unexpected form is ignored rather than trusted (a name that is not a
-string, a line that is not a small number).
+attribute declared with a form its class does not allow is skipped (`form_fits`), so a name is
+always a string and a reference a number; `store.fact_rows` drops numbers SQLite cannot hold.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ from klp_lsp.binary.dwarf_abbrev import (
     U64,
     Abbrev,
     explain,
+    form_fits,
     form_step,
     parse_abbrev_table,
     sleb,
@@ -432,7 +433,8 @@ class DwarfData:
                 k2, size = form_step(form, u.address_size, u.offset_size)
                 if k2 in (K_INDIRECT, K_IMPLICIT_CONST):  # DWARF 5 section 7.5.3 forbids both
                     raise ValueError(f"DW_FORM_indirect to form 0x{form:x}")
-                one = Abbrev(0, False, -1, (), -1, ((k2, size, attr),))
+                kept = attr if form_fits(attr, k2) else -1
+                one = Abbrev(0, False, -1, (), -1, ((k2, size, kept),))
                 sub, pos = self._decode(u, bases, pos, one)
                 vals.update(sub)
                 continue
@@ -524,7 +526,7 @@ class DwarfData:
         """Skip a list of sibling DIEs up to and including its null entry."""
         data = self._info
         depth = 1
-        end = u.end
+        unit_start, end = u.offset, u.end
         while depth:
             if pos >= end:
                 raise ValueError(f"children at 0x{pos:x} run past the end of their unit")
@@ -539,7 +541,10 @@ class DwarfData:
             ab = abbrevs[code]
             if ab.has_children:
                 if ab.sibling_at >= 0:
-                    pos = _sibling(u, pos, U32(data, pos + ab.sibling_at)[0])
+                    nxt = unit_start + U32(data, pos + ab.sibling_at)[0]
+                    if nxt <= pos:
+                        raise _bad_sibling(u, pos, nxt)
+                    pos = nxt
                 else:
                     pos = self._skip(u, pos, ab)
                     depth += 1
@@ -554,9 +559,9 @@ class DwarfData:
         low = vals.get(AT_LOW_PC)
         high = vals.get(AT_HIGH_PC)
         out: Ranges = ()
-        if isinstance(low, int) and isinstance(high, int):
+        if low is not None and high is not None:
             out = ((low, high if isinstance(high, _Address) else low + high),)
-        elif isinstance(vals.get(AT_RANGES), int):
+        elif AT_RANGES in vals:
             r = vals[AT_RANGES]
             if u.version >= 5:
                 sec = self._s[".debug_rnglists"]
@@ -628,11 +633,15 @@ def _skip_only(kind: int, size: int) -> Abbrev:
 def _sibling(u: _Unit, pos: int, value: int) -> int:
     """The DIE a DW_AT_sibling (CU-relative, read at `pos`) points to: after `pos`, in the unit."""
     target = u.offset + value
-    if target <= pos:
-        raise ValueError(f"a DW_AT_sibling near 0x{pos:x} points back to 0x{target:x}")
-    if target > u.end:
-        raise ValueError(f"a DW_AT_sibling near 0x{pos:x} points past the end of its unit")
+    if target <= pos or target > u.end:
+        raise _bad_sibling(u, pos, target)
     return target
+
+
+def _bad_sibling(u: _Unit, pos: int, target: int) -> ValueError:
+    if target <= pos:
+        return ValueError(f"a DW_AT_sibling near 0x{pos:x} points back to 0x{target:x}")
+    return ValueError(f"a DW_AT_sibling near 0x{pos:x} points past the end of its unit")
 
 
 def _offset(v: object, default: int) -> int:
@@ -641,21 +650,8 @@ def _offset(v: object, default: int) -> int:
 
 
 def _small(v: object) -> int | None:
-    """A line number or enumeration (DW_AT_decl_line, DW_AT_inline...), when it is a sane one.
-
-    They are stored as SQLite integers: anything from a file that is not a number below 2^32 is
-    dropped rather than stored.
-    """
+    """A DW_AT_language that is a sane number (stored as an SQLite integer), else None."""
     return v if isinstance(v, int) and 0 <= v < 1 << 32 else None
-
-
-def _ref(v: object) -> int | None:
-    """A DIE reference, when it is one (a corrupt form may have made it a string or a block)."""
-    return v if isinstance(v, int) and 0 <= v < 1 << 63 else None
-
-
-def _name(v: object) -> str | None:
-    return v if isinstance(v, str) else None
 
 
 def _read_off(data: bytes, pos: int, size: int) -> int:
@@ -699,13 +695,13 @@ class _UnitScan:
         comp_dir = _str(top_vals.get(AT_COMP_DIR))
         files: list[tuple[str, str] | None] = []
         stmt = top_vals.get(AT_STMT_LIST)
-        if isinstance(stmt, int) and self.d._s[".debug_line"]:
+        if stmt is not None and self.d._s[".debug_line"]:
             s = self.d._s
             files = line_file_table(
                 s[".debug_line"], s[".debug_line_str"], s[".debug_str"], stmt, comp_dir
             )
         if top.has_children:
-            end = u.end
+            unit_start, end = u.offset, u.end
             while pos < end:
                 die = pos
                 code = data[pos]
@@ -720,7 +716,12 @@ class _UnitScan:
                     pos = self.subprogram(die, pos, ab)
                 elif ab.has_children:
                     if ab.sibling_at >= 0:
-                        pos = _sibling(u, pos, U32(data, pos + ab.sibling_at)[0])
+                        # Inline, not `_sibling()`: this is the scanner's hottest branch. Only a
+                        # pointer backwards is checked; one past the unit ends the loop above.
+                        nxt = unit_start + U32(data, pos + ab.sibling_at)[0]
+                        if nxt <= pos:
+                            raise _bad_sibling(u, pos, nxt)
+                        pos = nxt
                     else:
                         pos = self.d._skip_tree(u, abbrevs, pos, ab)
                 elif ab.fixed_size >= 0:
@@ -747,7 +748,7 @@ class _UnitScan:
         depth: int = 1,
     ) -> int:
         data, abbrevs, u = self.data, self.abbrevs, self.u
-        end = u.end
+        unit_start, end = u.offset, u.end
         if depth > MAX_DIE_DEPTH:
             raise ValueError(f"DIEs at 0x{pos:x} nest more than {MAX_DIE_DEPTH} levels deep")
         while True:
@@ -782,7 +783,10 @@ class _UnitScan:
                 pos = self.subprogram(die, pos, ab, depth)
             elif ab.has_children:
                 if ab.sibling_at >= 0:
-                    pos = _sibling(u, pos, U32(data, pos + ab.sibling_at)[0])
+                    nxt = unit_start + U32(data, pos + ab.sibling_at)[0]
+                    if nxt <= pos:
+                        raise _bad_sibling(u, pos, nxt)
+                    pos = nxt
                 else:
                     pos = self.d._skip_tree(u, abbrevs, pos, ab)
             elif ab.fixed_size >= 0:
@@ -801,9 +805,9 @@ class _UnitScan:
             out = [vals]
             # A short bound: GCC chains are concrete -> abstract -> declaration at most.
             for _ in range(8):
-                nxt = _ref(vals.get(AT_ABSTRACT_ORIGIN))
+                nxt = vals.get(AT_ABSTRACT_ORIGIN)
                 if nxt is None:
-                    nxt = _ref(vals.get(AT_SPECIFICATION))
+                    nxt = vals.get(AT_SPECIFICATION)
                 if nxt is None or nxt not in table:
                     break
                 vals = table[nxt]
@@ -834,9 +838,7 @@ class _UnitScan:
             vs = chain(vals, by_off)
             ranges = self.d._ranges(self.u, self.bases, vals, base)
             entry = vals.get(AT_ENTRY_PC)
-            if not isinstance(entry, int):
-                entry = None
-            elif not isinstance(entry, _Address):
+            if entry is not None and not isinstance(entry, _Address):
                 entry = ranges[0][0] + entry if ranges else None
             pc = entry if entry is not None else (ranges[0][0] if ranges else None)
             params = []
@@ -844,7 +846,7 @@ class _UnitScan:
                 pv = self.params[p]
                 params.append(
                     model.Param(
-                        name=_name(first(chain(pv, self.params), AT_NAME)),
+                        name=first(chain(pv, self.params), AT_NAME),
                         location=self.param_location(pv.get(AT_LOCATION), pc),
                     )
                 )
@@ -852,36 +854,35 @@ class _UnitScan:
                 model.Subprogram(
                     die_offset=die,
                     cu_offset=self.u.offset,
-                    name=_name(first(vs, AT_NAME)),
-                    linkage_name=_name(first(vs, AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME)),
+                    name=first(vs, AT_NAME),
+                    linkage_name=first(vs, AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME),
                     decl_file=path(first(vs, AT_DECL_FILE)),
-                    decl_line=_small(first(vs, AT_DECL_LINE)),
+                    decl_line=first(vs, AT_DECL_LINE),
                     external=bool(first(vs, AT_EXTERNAL)),
                     declaration=bool(vals.get(AT_DECLARATION)),
-                    inline=_small(vals.get(AT_INLINE)),
-                    calling_convention=_small(vals.get(AT_CALLING_CONVENTION)),
+                    inline=vals.get(AT_INLINE),
+                    calling_convention=vals.get(AT_CALLING_CONVENTION),
                     noreturn=bool(first(vs, AT_NORETURN)),
-                    abstract_origin=_ref(vals.get(AT_ABSTRACT_ORIGIN)),
-                    specification=_ref(vals.get(AT_SPECIFICATION)),
+                    abstract_origin=vals.get(AT_ABSTRACT_ORIGIN),
+                    specification=vals.get(AT_SPECIFICATION),
                     ranges=ranges,
                     params=tuple(params),
                     entry_pc=None if entry is None else int(entry),
                 )
             )
         sites: list[model.InlineSite] = []
-        for die, vals, container, parent in self.inlines:
-            origin = _ref(vals.get(AT_ABSTRACT_ORIGIN))
-            if origin is None:
+        for n, (die, vals, container, parent) in enumerate(self.inlines):
+            if AT_ABSTRACT_ORIGIN not in vals:
                 continue
-            if len(sites) % 256 == 0:
+            if n % 256 == 0:
                 deadline.check()
             sites.append(
                 model.InlineSite(
                     die_offset=die,
                     cu_offset=self.u.offset,
-                    origin=origin,
+                    origin=vals[AT_ABSTRACT_ORIGIN],
                     call_file=path(vals.get(AT_CALL_FILE)),
-                    call_line=_small(vals.get(AT_CALL_LINE)),
+                    call_line=vals.get(AT_CALL_LINE),
                     ranges=self.d._ranges(self.u, self.bases, vals, base),
                     container=container,
                     parent=parent,
@@ -900,7 +901,7 @@ class _UnitScan:
             return "optimized-out"
         if isinstance(loc, bytes):
             return self.d.location_at_entry(loc)
-        if pc is None or not isinstance(loc, int) or loc < 0:
+        if pc is None or loc < 0:
             return "unknown"
         u, s, b = self.u, self.d._s, self.bases
         if u.version >= 5:

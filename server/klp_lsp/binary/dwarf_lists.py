@@ -72,8 +72,8 @@ def _context(section: str, offset: int, e: BaseException) -> ValueError:
     return ValueError(f"{section}+0x{offset:x}: {explain(e)}")
 
 
-def _too_long(section: str, offset: int) -> ValueError:
-    return ValueError(f"{section}+0x{offset:x}: list has more than {MAX_LIST_ENTRIES} entries")
+def _too_long() -> ValueError:
+    return ValueError(f"the list has more than {MAX_LIST_ENTRIES} entries")
 
 
 def line_file_table(
@@ -207,81 +207,71 @@ def rnglist(
     data: bytes, pos: int, base: int, address_size: int, addr: bytes, addr_base: int
 ) -> Ranges:
     """Decode a DWARF 5 range list (DW_RLE_*) at `pos` of .debug_rnglists."""
-    try:
-        return _rnglist(data, pos, base, address_size, addr, addr_base)
-    except DECODE_ERRORS as e:
-        raise _context(".debug_rnglists", pos, e) from None
-
-
-def _rnglist(
-    data: bytes, pos: int, base: int, address_size: int, addr: bytes, addr_base: int
-) -> Ranges:
     start = pos
-    out: list[tuple[int, int]] = []
-    for _ in range(MAX_LIST_ENTRIES):
-        kind = data[pos]
-        pos += 1
-        if kind == 0:  # DW_RLE_end_of_list
-            return tuple(out)
-        if kind == 1:  # DW_RLE_base_addressx
-            i, pos = uleb(data, pos)
-            base = read_addr(addr, addr_base + i * address_size, address_size)
-        elif kind == 2:  # DW_RLE_startx_endx
-            i, pos = uleb(data, pos)
-            j, pos = uleb(data, pos)
-            lo = read_addr(addr, addr_base + i * address_size, address_size)
-            hi = read_addr(addr, addr_base + j * address_size, address_size)
-            out.append((lo, hi))
-        elif kind == 3:  # DW_RLE_startx_length
-            i, pos = uleb(data, pos)
-            n, pos = uleb(data, pos)
-            lo = read_addr(addr, addr_base + i * address_size, address_size)
-            out.append((lo, lo + n))
-        elif kind == 4:  # DW_RLE_offset_pair
-            a, pos = uleb(data, pos)
-            b, pos = uleb(data, pos)
-            out.append((base + a, base + b))
-        elif kind == 5:  # DW_RLE_base_address
-            base = read_addr(data, pos, address_size)
-            pos += address_size
-        elif kind == 6:  # DW_RLE_start_end
-            lo = read_addr(data, pos, address_size)
-            hi = read_addr(data, pos + address_size, address_size)
-            pos += 2 * address_size
-            out.append((lo, hi))
-        elif kind == 7:  # DW_RLE_start_length
-            lo = read_addr(data, pos, address_size)
-            pos += address_size
-            n, pos = uleb(data, pos)
-            out.append((lo, lo + n))
-        else:
-            raise ValueError(f"unknown DW_RLE 0x{kind:x}")
-    raise _too_long(".debug_rnglists", start)
+    try:
+        out: list[tuple[int, int]] = []
+        for _ in range(MAX_LIST_ENTRIES):
+            kind = data[pos]
+            pos += 1
+            if kind == 0:  # DW_RLE_end_of_list
+                return tuple(out)
+            if kind == 1:  # DW_RLE_base_addressx
+                i, pos = uleb(data, pos)
+                base = read_addr(addr, addr_base + i * address_size, address_size)
+            elif kind == 2:  # DW_RLE_startx_endx
+                i, pos = uleb(data, pos)
+                j, pos = uleb(data, pos)
+                lo = read_addr(addr, addr_base + i * address_size, address_size)
+                hi = read_addr(addr, addr_base + j * address_size, address_size)
+                out.append((lo, hi))
+            elif kind == 3:  # DW_RLE_startx_length
+                i, pos = uleb(data, pos)
+                n, pos = uleb(data, pos)
+                lo = read_addr(addr, addr_base + i * address_size, address_size)
+                out.append((lo, lo + n))
+            elif kind == 4:  # DW_RLE_offset_pair
+                a, pos = uleb(data, pos)
+                b, pos = uleb(data, pos)
+                out.append((base + a, base + b))
+            elif kind == 5:  # DW_RLE_base_address
+                base = read_addr(data, pos, address_size)
+                pos += address_size
+            elif kind == 6:  # DW_RLE_start_end
+                lo = read_addr(data, pos, address_size)
+                hi = read_addr(data, pos + address_size, address_size)
+                pos += 2 * address_size
+                out.append((lo, hi))
+            elif kind == 7:  # DW_RLE_start_length
+                lo = read_addr(data, pos, address_size)
+                pos += address_size
+                n, pos = uleb(data, pos)
+                out.append((lo, lo + n))
+            else:
+                raise ValueError(f"unknown DW_RLE 0x{kind:x}")
+        raise _too_long()
+    except DECODE_ERRORS as e:
+        raise _context(".debug_rnglists", start, e) from None
 
 
 def ranges_v4(data: bytes, pos: int, base: int, address_size: int) -> Ranges:
     """Decode a DWARF 2-4 range list at `pos` of .debug_ranges."""
-    try:
-        return _ranges_v4(data, pos, base, address_size)
-    except DECODE_ERRORS as e:
-        raise _context(".debug_ranges", pos, e) from None
-
-
-def _ranges_v4(data: bytes, pos: int, base: int, address_size: int) -> Ranges:
     start = pos
-    out: list[tuple[int, int]] = []
-    top = (1 << (8 * address_size)) - 1
-    for _ in range(MAX_LIST_ENTRIES):
-        lo = read_addr(data, pos, address_size)
-        hi = read_addr(data, pos + address_size, address_size)
-        pos += 2 * address_size
-        if lo == 0 and hi == 0:
-            return tuple(out)
-        if lo == top:
-            base = hi
-        else:
-            out.append((base + lo, base + hi))
-    raise _too_long(".debug_ranges", start)
+    try:
+        out: list[tuple[int, int]] = []
+        top = (1 << (8 * address_size)) - 1
+        for _ in range(MAX_LIST_ENTRIES):
+            lo = read_addr(data, pos, address_size)
+            hi = read_addr(data, pos + address_size, address_size)
+            pos += 2 * address_size
+            if lo == 0 and hi == 0:
+                return tuple(out)
+            if lo == top:
+                base = hi
+            else:
+                out.append((base + lo, base + hi))
+        raise _too_long()
+    except DECODE_ERRORS as e:
+        raise _context(".debug_ranges", start, e) from None
 
 
 def loclist_at(
@@ -291,90 +281,80 @@ def loclist_at(
 
     DW_LLE_default_location applies when no bounded entry covers `pc`.
     """
-    try:
-        return _loclist_at(data, pos, base, address_size, addr, addr_base, pc)
-    except DECODE_ERRORS as e:
-        raise _context(".debug_loclists", pos, e) from None
-
-
-def _loclist_at(
-    data: bytes, pos: int, base: int, address_size: int, addr: bytes, addr_base: int, pc: int
-) -> bytes | None:
     start = pos
-    default: bytes | None = None
-    for _ in range(MAX_LIST_ENTRIES):
-        kind = data[pos]
-        pos += 1
-        lo = hi = -1
-        if kind == 0:  # DW_LLE_end_of_list
-            return default
-        if kind == 1:  # DW_LLE_base_addressx
-            i, pos = uleb(data, pos)
-            base = read_addr(addr, addr_base + i * address_size, address_size)
-            continue
-        if kind == 6:  # DW_LLE_base_address
-            base = read_addr(data, pos, address_size)
-            pos += address_size
-            continue
-        if kind == 2:  # DW_LLE_startx_endx
-            i, pos = uleb(data, pos)
-            j, pos = uleb(data, pos)
-            lo = read_addr(addr, addr_base + i * address_size, address_size)
-            hi = read_addr(addr, addr_base + j * address_size, address_size)
-        elif kind == 3:  # DW_LLE_startx_length
-            i, pos = uleb(data, pos)
+    try:
+        default: bytes | None = None
+        for _ in range(MAX_LIST_ENTRIES):
+            kind = data[pos]
+            pos += 1
+            lo = hi = -1
+            if kind == 0:  # DW_LLE_end_of_list
+                return default
+            if kind == 1:  # DW_LLE_base_addressx
+                i, pos = uleb(data, pos)
+                base = read_addr(addr, addr_base + i * address_size, address_size)
+                continue
+            if kind == 6:  # DW_LLE_base_address
+                base = read_addr(data, pos, address_size)
+                pos += address_size
+                continue
+            if kind == 2:  # DW_LLE_startx_endx
+                i, pos = uleb(data, pos)
+                j, pos = uleb(data, pos)
+                lo = read_addr(addr, addr_base + i * address_size, address_size)
+                hi = read_addr(addr, addr_base + j * address_size, address_size)
+            elif kind == 3:  # DW_LLE_startx_length
+                i, pos = uleb(data, pos)
+                n, pos = uleb(data, pos)
+                lo = read_addr(addr, addr_base + i * address_size, address_size)
+                hi = lo + n
+            elif kind == 4:  # DW_LLE_offset_pair
+                a, pos = uleb(data, pos)
+                b, pos = uleb(data, pos)
+                lo, hi = base + a, base + b
+            elif kind == 5:  # DW_LLE_default_location
+                pass
+            elif kind == 7:  # DW_LLE_start_end
+                lo = read_addr(data, pos, address_size)
+                hi = read_addr(data, pos + address_size, address_size)
+                pos += 2 * address_size
+            elif kind == 8:  # DW_LLE_start_length
+                lo = read_addr(data, pos, address_size)
+                pos += address_size
+                n, pos = uleb(data, pos)
+                hi = lo + n
+            else:
+                raise ValueError(f"unknown DW_LLE 0x{kind:x}")
             n, pos = uleb(data, pos)
-            lo = read_addr(addr, addr_base + i * address_size, address_size)
-            hi = lo + n
-        elif kind == 4:  # DW_LLE_offset_pair
-            a, pos = uleb(data, pos)
-            b, pos = uleb(data, pos)
-            lo, hi = base + a, base + b
-        elif kind == 5:  # DW_LLE_default_location
-            pass
-        elif kind == 7:  # DW_LLE_start_end
-            lo = read_addr(data, pos, address_size)
-            hi = read_addr(data, pos + address_size, address_size)
-            pos += 2 * address_size
-        elif kind == 8:  # DW_LLE_start_length
-            lo = read_addr(data, pos, address_size)
-            pos += address_size
-            n, pos = uleb(data, pos)
-            hi = lo + n
-        else:
-            raise ValueError(f"unknown DW_LLE 0x{kind:x}")
-        n, pos = uleb(data, pos)
-        if kind == 5:
-            default = data[pos : pos + n]
-        elif lo <= pc < hi:
-            return data[pos : pos + n]
-        pos += n
-    raise _too_long(".debug_loclists", start)
+            if kind == 5:
+                default = data[pos : pos + n]
+            elif lo <= pc < hi:
+                return data[pos : pos + n]
+            pos += n
+        raise _too_long()
+    except DECODE_ERRORS as e:
+        raise _context(".debug_loclists", start, e) from None
 
 
 def loc_v4_at(data: bytes, pos: int, base: int, address_size: int, pc: int) -> bytes | None:
     """The expression of the DWARF 2-4 location list at `pos` of .debug_loc covering `pc`."""
-    try:
-        return _loc_v4_at(data, pos, base, address_size, pc)
-    except DECODE_ERRORS as e:
-        raise _context(".debug_loc", pos, e) from None
-
-
-def _loc_v4_at(data: bytes, pos: int, base: int, address_size: int, pc: int) -> bytes | None:
     start = pos
-    top = (1 << (8 * address_size)) - 1
-    for _ in range(MAX_LIST_ENTRIES):
-        lo = read_addr(data, pos, address_size)
-        hi = read_addr(data, pos + address_size, address_size)
-        pos += 2 * address_size
-        if lo == 0 and hi == 0:
-            return None
-        if lo == top:
-            base = hi
-            continue
-        n = U16(data, pos)[0]
-        pos += 2
-        if base + lo <= pc < base + hi:
-            return data[pos : pos + n]
-        pos += n
-    raise _too_long(".debug_loc", start)
+    try:
+        top = (1 << (8 * address_size)) - 1
+        for _ in range(MAX_LIST_ENTRIES):
+            lo = read_addr(data, pos, address_size)
+            hi = read_addr(data, pos + address_size, address_size)
+            pos += 2 * address_size
+            if lo == 0 and hi == 0:
+                return None
+            if lo == top:
+                base = hi
+                continue
+            n = U16(data, pos)[0]
+            pos += 2
+            if base + lo <= pc < base + hi:
+                return data[pos : pos + n]
+            pos += n
+        raise _too_long()
+    except DECODE_ERRORS as e:
+        raise _context(".debug_loc", start, e) from None

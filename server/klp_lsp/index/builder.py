@@ -18,6 +18,8 @@ reason, and `klp-lsp show` names it. A worker never lets any other exception out
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -216,6 +218,26 @@ def _internal(path: Path, offset: int, e: Exception) -> str:
         f"{path}: unit at .debug_info+0x{offset:x}: internal error while reading it"
         f" ({type(e).__name__}: {text})"
     )
+
+
+def die_with_parent(parent: int) -> None:
+    """Initializer of pool workers: end when the process that started the pool ends.
+
+    A worker blocks on its call queue, whose other end it holds itself, so it never learns that
+    a parent killed with SIGKILL is gone and would sleep forever. Linux sends it SIGKILL instead
+    (prctl PR_SET_PDEATHSIG; the pool's processes are started by the thread that submits to
+    it, which lives as long as the pool); a parent that died before that is checked for after.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _default_jobs(jobs: int) -> int:
@@ -529,7 +551,12 @@ def _index_units(
             from concurrent.futures import ProcessPoolExecutor
 
             fork = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(workers, len(batches)), mp_context=fork) as pool:
+            with ProcessPoolExecutor(
+                min(workers, len(batches)),
+                mp_context=fork,
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
+            ) as pool:
                 try:
                     _consume_in_order(
                         [

@@ -8,6 +8,7 @@ together with the `state` of the CUs it completes, so a reader never sees half a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sqlite3
@@ -44,6 +45,12 @@ def to_db(address: int) -> int:
     if not 0 <= address < _WRAP:
         raise ValueError(f"address {address:#x} does not fit 64 bits")
     return address - _WRAP if address >= _SIGN else address
+
+
+def _int64(value: int | None) -> int | None:
+    """A number read from a file (a line, a DW_AT_inline, a DIE reference) when SQLite can store
+    it; None when it cannot (only a corrupt file gives one)."""
+    return value if value is None or -_SIGN <= value < _SIGN else None
 
 
 def from_db(value: int) -> int:
@@ -172,10 +179,10 @@ def fact_rows(
                         sp.name,
                         sp.linkage_name,
                         sp.decl_file,
-                        sp.decl_line,
+                        _int64(sp.decl_line),
                         int(sp.external),
-                        sp.inline,
-                        sp.calling_convention,
+                        _int64(sp.inline),
+                        _int64(sp.calling_convention),
                         int(sp.noreturn),
                     )
                 )
@@ -187,12 +194,15 @@ def fact_rows(
                 if origin_sp is not None and origin_sp.abstract_origin is not None:
                     origin = origin_sp.abstract_origin
                 entry = symbol_start(min(r[0] for r in sp.ranges))
-                instances.append(
-                    (sp.die_offset, origin, cu_id, to_db(entry), format_ranges(sp.ranges))
-                )
+                if _int64(origin) is not None:
+                    instances.append(
+                        (sp.die_offset, origin, cu_id, to_db(entry), format_ranges(sp.ranges))
+                    )
             for i, p in enumerate(sp.params):
                 params.append((sp.die_offset, i, p.name, p.location))
         for site in cu.inline_sites:
+            if _int64(site.origin) is None:
+                continue
             lo = min((r[0] for r in site.ranges), default=None)
             sites.append(
                 (
@@ -202,7 +212,7 @@ def fact_rows(
                     site.container,
                     site.parent,
                     site.call_file,
-                    site.call_line,
+                    _int64(site.call_line),
                     None if lo is None else to_db(lo),
                 )
             )
@@ -254,6 +264,18 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return con
 
 
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """SQLite and file-system errors of a writer (a read-only or full disk, a locked index) as
+    one-line `IndexError_`s."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise IndexError_(f"{path}: cannot write the index: {e}") from e
+    except OSError as e:
+        raise IndexError_(f"{path}: cannot write the index: {e.strerror or e}") from e
+
+
 def remove_orphans(path: Path) -> list[Path]:
     """Remove the temporary files of builds of `path` whose process no longer runs.
 
@@ -294,34 +316,36 @@ class IndexWriter:
 
         Temporary files of builds that were killed (their process is gone) are removed first.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_orphans(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        con = sqlite3.connect(tmp, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=OFF")
-        con.execute("PRAGMA synchronous=OFF")
-        con.executescript(SCHEMA)
-        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        with _writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_orphans(path)
+            tmp.unlink(missing_ok=True)
+            con = sqlite3.connect(tmp, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=OFF")
+            con.execute("PRAGMA synchronous=OFF")
+            con.executescript(SCHEMA)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return cls(con, path, tmp)
 
     @classmethod
     def extend(cls, path: Path) -> IndexWriter:
         """Open a published index to add the compile units it still lacks."""
         con = _connect(path, readonly=False)
-        con.execute("PRAGMA journal_mode=WAL")
+        with _writing(path):
+            con.execute("PRAGMA journal_mode=WAL")
         return cls(con, path, None)
 
     # --- writing ---------------------------------------------------------------------------
 
     def set_meta(self, values: dict[str, str]) -> None:
-        with self._con:
+        with _writing(self.path), self._con:
             self._con.executemany(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", values.items()
             )
 
     def add_cus(self, cus: Sequence[CuRow]) -> None:
-        with self._con:
+        with _writing(self.path), self._con:
             self._con.executemany(
                 "INSERT INTO cus VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
@@ -348,7 +372,7 @@ class IndexWriter:
             )
 
     def add_symbols(self, symbols: Sequence[SymbolRow]) -> None:
-        with self._con:
+        with _writing(self.path), self._con:
             self._con.executemany(
                 "INSERT INTO symbols(name, address, size, section, binding, sympos, origin,"
                 " clone_kinds, has_mcount, cu_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -372,7 +396,7 @@ class IndexWriter:
     def add_fact_rows(self, rows: FactRows, *, state: int) -> None:
         """Store rows made by `fact_rows` in one transaction and mark their CUs `state`."""
         con = self._con
-        with con:
+        with _writing(self.path), con:
             con.executemany(
                 "INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?,?,?,?,?)", rows.functions
             )
@@ -403,13 +427,14 @@ class IndexWriter:
 
     def publish(self) -> None:
         """Make the index visible under its real name (atomic rename)."""
-        self._con.commit()
-        if self._tmp is not None:
-            self._con.close()
-            os.replace(self._tmp, self.path)
-            self._tmp = None
-            self._con = _connect(self.path, readonly=False)
-            self._con.execute("PRAGMA journal_mode=WAL")
+        with _writing(self.path):
+            self._con.commit()
+            if self._tmp is not None:
+                self._con.close()
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+                self._con = _connect(self.path, readonly=False)
+                self._con.execute("PRAGMA journal_mode=WAL")
 
     def close(self) -> None:
         self._con.close()
