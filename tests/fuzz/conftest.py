@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +71,19 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("klp-lsp fuzz outcome counts")
     for test, counts in sorted(_COUNTS.items()):
         terminalreporter.write_line(f"{test}: {dict(sorted(counts.items()))}")
+
+
+@pytest.fixture(scope="module")
+def wire(fixture_index_dir: Path) -> Iterator[Any]:
+    """A real `klp-lsp serve` on the fixture kernel, ready and with two documents open."""
+    from lsp_wire import Wire
+
+    w = Wire(fixture_index_dir)
+    try:
+        w.start()
+        yield w
+    finally:
+        w.close()
 
 
 @pytest.fixture(scope="session")

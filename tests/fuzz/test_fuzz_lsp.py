@@ -11,26 +11,13 @@ an error with id null); after a notification the server must still answer the ne
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from conftest import count, fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 from lsp_wire import Wire, random_lsp_case, run_lsp_case
 
 _TIMEOUT = 30.0
-
-
-@pytest.fixture(scope="module")
-def wire(fixture_index_dir: Path) -> Iterator[Wire]:
-    w = Wire(fixture_index_dir)
-    try:
-        w.start()
-        yield w
-    finally:
-        w.close()
 
 
 @fuzz_settings(examples=300)

@@ -9,7 +9,6 @@ JSON-RPC 2.0 section 5.1: invalid JSON -32700 with id null; not a valid request 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,6 @@ import pytest
 from lsp_wire import CORE_C, Wire
 
 _WAIT = 30.0
-
-
-@pytest.fixture(scope="module")
-def wire(fixture_index_dir: Path) -> Iterator[Wire]:
-    w = Wire(fixture_index_dir)
-    try:
-        w.start()
-        yield w
-    finally:
-        w.close()
 
 
 def _answer(wire: Wire, body: bytes | dict[str, Any], msg_id: Any) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import json
 import lzma
 import re
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +50,6 @@ def test_corrupt_elf(entry: dict[str, Any]) -> None:
         assert cu == want_cu
         assert reason.startswith(f"{binary}: "), reason
         assert re.search(pattern, reason), reason
-
-
-@pytest.fixture(scope="module")
-def wire(fixture_index_dir: Path) -> Iterator[Wire]:
-    w = Wire(fixture_index_dir)
-    try:
-        w.start()
-        yield w
-    finally:
-        w.close()
 
 
 def test_once_unanswered_lsp_messages_are_answered(wire: Wire) -> None:
