@@ -7,8 +7,9 @@ the request's id is lost and the client waits forever. Messages that are not JSO
 (a JSON array, a number, an object without `jsonrpc`, a wrong version, a request after
 `shutdown`) are dropped the same way, and invalid JSON gets no answer either. The pygls tracker
 has the symptoms but no fix: #326 ("Be less strict with wrong LSP types?", open) and #277
-("Improve handling of unexpected errors", closed by adding `report_server_error`, which only
-shows a message). So this subclass answers them as JSON-RPC 2.0 section 5.1 requires:
+("Improve handling of unexpected errors", closed; PR #282 in pygls 0.13 added
+`report_server_error`, which only shows a message). So this subclass answers them as JSON-RPC
+2.0 section 5.1 requires:
 
 - params that do not fit the method's type: -32602 InvalidParams, with the request's id;
 - an invalid envelope (no or wrong `jsonrpc`, a method that is not a string, an id that is not
