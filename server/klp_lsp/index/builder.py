@@ -209,14 +209,46 @@ def _index_batch(
     except KlpError:
         raise
     except Exception as e:
-        raise BinaryFormatError(f"{path}: cannot be indexed: {type(e).__name__}: {e}") from None
+        raise _cannot_index(path, e) from None
+
+
+def build_index_task(
+    path: Path,
+    index_dir: Path,
+    *,
+    jobs: int = 0,
+    known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
+) -> BuildResult:
+    """`build_index` as the task of a pool over binaries: nothing but a `KlpError` leaves it,
+    so the parent never prints a worker's traceback."""
+    try:
+        return build_index(path, index_dir, jobs=jobs, known_callees=known_callees)
+    except KlpError:
+        raise
+    except Exception as e:
+        raise _cannot_index(path, e) from None
+
+
+def worker_died(path: Path | str) -> BinaryFormatError:
+    """The error for a pool whose worker process ended abruptly (a signal, the OOM killer, a
+    crash in a C extension): `BrokenProcessPool` has no more to say than that."""
+    return BinaryFormatError(
+        f"{path}: a worker process indexing it ended abruptly (killed by a signal or out of memory)"
+    )
+
+
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
+
+def _cannot_index(path: Path, e: BaseException) -> BinaryFormatError:
+    return BinaryFormatError(f"{path}: cannot be indexed: internal error ({_one_line(e)})")
 
 
 def _internal(path: Path, offset: int, e: Exception) -> str:
-    text = " ".join(str(e).split())[:200]
     return (
         f"{path}: unit at .debug_info+0x{offset:x}: internal error while reading it"
-        f" ({type(e).__name__}: {text})"
+        f" ({_one_line(e)})"
     )
 
 
@@ -525,6 +557,8 @@ def _index_units(
         if first is not None:
             first()
 
+    from concurrent.futures import BrokenExecutor
+
     _WORKER.adopt(build.path, binary, build.dwarf, all_units, build.known_callees)
     try:
         if workers == 1:
@@ -569,6 +603,8 @@ def _index_units(
                 except BaseException:
                     pool.shutdown(cancel_futures=True)
                     raise
+    except BrokenExecutor:
+        raise worker_died(build.path) from None
     finally:
         _WORKER.clear()
     if progress is not None:
