@@ -264,16 +264,28 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from klp_lsp.report import report_to_json, report_to_text
+    from klp_lsp.report import (
+        report_to_json,
+        report_to_text,
+        unreadable_to_json,
+        unreadable_to_text,
+    )
 
     session = _session(args, args.binary)
     session.ensure_indexes(progress=_progress(args.json))
     with session.open() as indexes:
         reports = indexes.reports(args.function)
+        unreadable = indexes.unreadable_units()
     if args.json:
-        out = {"query": args.function, "matches": [report_to_json(r) for r in reports]}
+        out = {
+            "query": args.function,
+            "matches": [report_to_json(r) for r in reports],
+            "unreadable_units": [unreadable_to_json(u) for u in unreadable],
+        }
         print(json.dumps(out, indent=2))
     else:
+        for u in unreadable:
+            print(f"klp-lsp: warning: {unreadable_to_text(u)}", file=sys.stderr)
         if not reports:
             print(f"klp-lsp: {args.function}: no such function in the index", file=sys.stderr)
         print("\n\n".join(report_to_text(r) for r in reports))
@@ -281,14 +293,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _read_patches(paths: Sequence[Path]) -> list[tuple[str, str]]:
-    out = []
-    for p in paths:
-        try:
-            raw = p.read_bytes()
-        except OSError as e:
-            raise UsageError(f"{p}: cannot read patch: {e.strerror or e}") from e
-        out.append((str(p), raw.decode("utf-8", errors="surrogateescape")))
-    return out
+    from klp_lsp.patch.diff import read_patch_text
+
+    return [(str(p), read_patch_text(p)) for p in paths]
 
 
 def _check(

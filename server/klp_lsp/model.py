@@ -71,6 +71,16 @@ class CompileUnit:
 
 
 @dataclass(frozen=True, slots=True)
+class UnreadableUnit:
+    """A compile unit an index lacks because its DWARF or code could not be read."""
+
+    object: str  # "vmlinux" or the module name
+    offset: int  # of its header in .debug_info
+    name: str  # DW_AT_name, "" when even the top DIE was unreadable
+    reason: str  # the one-line error
+
+
+@dataclass(frozen=True, slots=True)
 class Param:
     """One formal parameter and where its value lives when the function is entered."""
 

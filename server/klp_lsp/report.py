@@ -17,6 +17,7 @@ from klp_lsp.model import (
     FunctionReport,
     InlinedInto,
     SymbolFact,
+    UnreadableUnit,
 )
 
 _INLINE_PREVIEW = 8
@@ -284,3 +285,16 @@ def report_to_text(r: FunctionReport) -> str:
         names = ", ".join(p.name or "?" for p in r.params)
         lines.append(f"  prototype: {r.calling_convention}({names}), no copy under the C name")
     return "\n".join(lines)
+
+
+def unreadable_to_text(u: UnreadableUnit) -> str:
+    """One line naming a compile unit the index lacks, and why."""
+    name = u.name or f"the unit at .debug_info+{u.offset:#x}"
+    return (
+        f"{u.object}: compile unit {name} could not be read, its functions are missing: {u.reason}"
+    )
+
+
+def unreadable_to_json(u: UnreadableUnit) -> dict[str, Any]:
+    """The `unreadable_units` entries of `show --json`."""
+    return {"object": u.object, "offset": hexaddr(u.offset), "cu": u.name, "reason": u.reason}

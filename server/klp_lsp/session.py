@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 
 from klp_lsp.binary.discovery import find_kernel_debug, iter_module_files
 from klp_lsp.errors import UsageError
-from klp_lsp.index.builder import BuildResult, build_index
+from klp_lsp.index.builder import (
+    BuildResult,
+    build_index,
+    build_index_task,
+    die_with_parent,
+    worker_died,
+)
 from klp_lsp.index.query import IndexSet
 from klp_lsp.progress import Cancelled, Progress
 
@@ -116,21 +122,34 @@ class Session:
         known: Mapping[str, KnownCallee] | None = None,
     ) -> dict[int, BuildResult]:
         """Index `files[i]` for each chosen i, one binary per task, largest first."""
-        from concurrent.futures import ProcessPoolExecutor, as_completed  # see builder imports
+        from concurrent.futures import (  # see builder imports
+            BrokenExecutor,
+            ProcessPoolExecutor,
+            as_completed,
+        )
 
         order = sorted(chosen, key=lambda i: -_file_size(files[i]))
         if progress is not None:
             progress.begin(f"indexing {len(order)} binaries", len(order))
         out: dict[int, BuildResult] = {}
-        with ProcessPoolExecutor(max_workers=min(workers, len(order))) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(order)),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             pending = {
-                pool.submit(build_index, files[i], self.index_dir, jobs=1, known_callees=known): i
+                pool.submit(
+                    build_index_task, files[i], self.index_dir, jobs=1, known_callees=known
+                ): i
                 for i in order
             }
             try:
                 for future in as_completed(pending):
                     i = pending[future]
-                    out[i] = future.result()
+                    try:
+                        out[i] = future.result()
+                    except BrokenExecutor:
+                        raise worker_died(files[i]) from None
                     if progress is not None:
                         progress.advance(len(out), files[i].name)
                         if progress.cancelled():

@@ -32,6 +32,13 @@ What the records hold:
   a parameter without a DIE in the copy is "optimized-out";
 - the size of the return type (0 for void), through typedefs and qualifiers, for the return
   registers and the indirect result register (a struct over 16 bytes is returned in memory).
+
+Malformed DWARF raises `BinaryFormatError` naming the file and the unit, never anything else.
+The walk always moves forward inside its unit (a DW_AT_sibling must point past the DIE and not
+past the unit), descends at most `MAX_DIE_DEPTH` levels, reads lists of bounded length and
+checks its `Deadline` between subprograms, so its work is bounded by the unit's size. An
+attribute declared with a form its class does not allow is skipped (`form_fits`), so a name is
+always a string and a reference a number; `store.fact_rows` drops numbers SQLite cannot hold.
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ from klp_lsp.binary.dwarf_abbrev import (
     AT_STMT_LIST,
     AT_STR_OFFSETS_BASE,
     AT_TYPE,
+    DECODE_ERRORS,
     K_ADDR,
     K_ADDRX,
     K_ADDRX1,
@@ -124,6 +132,8 @@ from klp_lsp.binary.dwarf_abbrev import (
     U64,
     WANTED,
     Abbrev,
+    explain,
+    form_fits,
     form_step,
     parse_abbrev_table,
     sleb,
@@ -141,6 +151,7 @@ from klp_lsp.binary.dwarf_lists import (
     rnglist,
 )
 from klp_lsp.errors import BinaryFormatError, DebugInfoMissing
+from klp_lsp.limits import MAX_DIE_DEPTH, NO_DEADLINE, BudgetExceeded, Deadline
 from klp_lsp.model import TypeKind, TypeShape
 
 DW_LANG_MIPS_ASSEMBLER = 0x8001
@@ -311,12 +322,16 @@ class DwarfData:
                 raise BinaryFormatError(
                     f"{self.source}: unit at 0x{offset:x} has DWARF version {version}"
                 )
-        except (IndexError, ValueError) as e:  # struct.error is a ValueError
+        except DECODE_ERRORS:
             raise BinaryFormatError(
-                f"{self.source}: truncated unit header at .debug_info+0x{offset:x}: {e}"
+                f"{self.source}: truncated unit header at .debug_info+0x{offset:x}"
             ) from None
         if end > len(info) or version > 5:
             raise BinaryFormatError(f"{self.source}: bad unit header at .debug_info+0x{offset:x}")
+        if address_size not in (4, 8):
+            raise BinaryFormatError(
+                f"{self.source}: unit at .debug_info+0x{offset:x} has address size {address_size}"
+            )
         return _Unit(offset, end, version, unit_type, address_size, offset_size, abbrev_offset, pos)
 
     def _abbrevs(self, u: _Unit) -> dict[int, Abbrev]:
@@ -343,7 +358,7 @@ class DwarfData:
                 out.append(pos)
                 length = U32(info, pos)[0]
                 pos += 4 + length if length != 0xFFFFFFFF else 12 + U64(info, pos + 4)[0]
-        except ValueError:  # struct.error: a 64-bit DWARF length cut short
+        except DECODE_ERRORS:  # a 64-bit DWARF length cut short
             pos = -1
         if pos != n:
             raise BinaryFormatError(
@@ -369,12 +384,12 @@ class DwarfData:
             vals, _ = self._decode(u, _Bases(), pos, abbrevs[code])
             bases = self._bases(u, vals)
             ranges = self._ranges(u, bases, vals, bases.low_pc)
-        except (IndexError, ValueError, KeyError) as e:
+        except DECODE_ERRORS as e:
             raise BinaryFormatError(
-                f"{self.source}: bad top DIE of unit at .debug_info+0x{offset:x}: {e!r}"
+                f"{self.source}: bad top DIE of unit at .debug_info+0x{offset:x}: {explain(e)}"
             ) from None
         producer = _str(vals.get(AT_PRODUCER))
-        language = vals.get(AT_LANGUAGE)
+        language = _small(vals.get(AT_LANGUAGE))
         return UnitHeader(
             offset=offset,
             size=u.end - offset,
@@ -393,11 +408,11 @@ class DwarfData:
         # Without the *_base attributes, DWARF 5 bases point just past each section's header.
         header = 8 if u.offset_size == 4 else 16
         return _Bases(
-            str_offsets=top.get(AT_STR_OFFSETS_BASE, header),
-            addr=top.get(AT_ADDR_BASE, header),
-            rnglists=top.get(AT_RNGLISTS_BASE, header + 4),
-            loclists=top.get(AT_LOCLISTS_BASE, header + 4),
-            low_pc=top.get(AT_LOW_PC, 0),
+            str_offsets=_offset(top.get(AT_STR_OFFSETS_BASE), header),
+            addr=_offset(top.get(AT_ADDR_BASE), header),
+            rnglists=_offset(top.get(AT_RNGLISTS_BASE), header + 4),
+            loclists=_offset(top.get(AT_LOCLISTS_BASE), header + 4),
+            low_pc=_offset(top.get(AT_LOW_PC), 0),
         )
 
     # --- attribute decoding ------------------------------------------------------------------
@@ -459,7 +474,10 @@ class DwarfData:
             elif kind == K_INDIRECT:
                 form, pos = uleb(data, pos)
                 k2, size = form_step(form, u.address_size, u.offset_size)
-                one = Abbrev(0, False, -1, (), -1, ((k2, size, attr),))
+                if k2 in (K_INDIRECT, K_IMPLICIT_CONST):  # DWARF 5 section 7.5.3 forbids both
+                    raise ValueError(f"DW_FORM_indirect to form 0x{form:x}")
+                kept = attr if form_fits(attr, k2) else -1
+                one = Abbrev(0, False, -1, (), -1, ((k2, size, kept),))
                 sub, pos = self._decode(u, bases, pos, one)
                 vals.update(sub)
                 continue
@@ -524,6 +542,8 @@ class DwarfData:
             elif kind == K_INDIRECT:
                 form, pos = uleb(data, pos)
                 k2, size = form_step(form, u.address_size, u.offset_size)
+                if k2 in (K_INDIRECT, K_IMPLICIT_CONST):
+                    raise ValueError(f"DW_FORM_indirect to form 0x{form:x}")
                 pos = self._skip(u, pos, _skip_only(k2, size))
             elif kind == K_BLOCK1:
                 pos += 1 + data[pos]
@@ -542,14 +562,17 @@ class DwarfData:
         if not ab.has_children:
             return self._skip(u, pos, ab)
         if ab.sibling_at >= 0:
-            return u.offset + U32(self._info, pos + ab.sibling_at)[0]
+            return _sibling(u, pos, U32(self._info, pos + ab.sibling_at)[0])
         return self._skip_children(u, abbrevs, self._skip(u, pos, ab))
 
     def _skip_children(self, u: _Unit, abbrevs: dict[int, Abbrev], pos: int) -> int:
         """Skip a list of sibling DIEs up to and including its null entry."""
         data = self._info
         depth = 1
+        unit_start, end = u.offset, u.end
         while depth:
+            if pos >= end:
+                raise ValueError(f"children at 0x{pos:x} run past the end of their unit")
             code = data[pos]
             if code < 0x80:
                 pos += 1
@@ -561,7 +584,10 @@ class DwarfData:
             ab = abbrevs[code]
             if ab.has_children:
                 if ab.sibling_at >= 0:
-                    pos = u.offset + U32(data, pos + ab.sibling_at)[0]
+                    nxt = unit_start + U32(data, pos + ab.sibling_at)[0]
+                    if nxt <= pos:
+                        raise _bad_sibling(u, pos, nxt)
+                    pos = nxt
                 else:
                     pos = self._skip(u, pos, ab)
                     depth += 1
@@ -588,20 +614,30 @@ class DwarfData:
                 out = rnglist(sec, r, base, u.address_size, self._s[".debug_addr"], bases.addr)
             else:
                 out = ranges_v4(self._s[".debug_ranges"], r, base, u.address_size)
-        return tuple(x for x in out if x[0] < x[1])
+        # Empty ranges say nothing; one that ends past the address space is corrupt.
+        top = 1 << (8 * u.address_size)
+        return tuple(x for x in out if 0 <= x[0] < x[1] < top)
 
     # --- the scan ----------------------------------------------------------------------------
 
-    def scan_unit(self, offset: int) -> model.CuFacts:
-        """Decode the subprograms, parameters and inline sites of the unit at `offset`."""
+    def scan_unit(self, offset: int, deadline: Deadline = NO_DEADLINE) -> model.CuFacts:
+        """Decode the subprograms, parameters and inline sites of the unit at `offset`.
+
+        `deadline` bounds the time spent; past it, `BudgetExceeded` (a BinaryFormatError).
+        """
         u = self._unit_at(offset)
         self._abbrevs(u)  # the whole table, so the top DIE below need not parse it again
         header = self.get_unit_header(offset)
         try:
-            return _UnitScan(self, u, header).run()
-        except (IndexError, ValueError, KeyError) as e:
+            return _UnitScan(self, u, header, deadline).run()
+        except BudgetExceeded as e:
+            raise BudgetExceeded(
+                f"{self.source}: unit at .debug_info+0x{offset:x} ({header.name}): {e}"
+            ) from None
+        except (*DECODE_ERRORS, RecursionError) as e:
             raise BinaryFormatError(
-                f"{self.source}: corrupt DWARF in unit at .debug_info+0x{offset:x}: {e!r}"
+                f"{self.source}: corrupt DWARF in unit at .debug_info+0x{offset:x}"
+                f" ({header.name}): {explain(e)}"
             ) from None
 
     # --- single DIEs and types ----------------------------------------------------------------
@@ -626,18 +662,18 @@ class DwarfData:
                 self._s[".debug_abbrev"], *key, self.source, plans, wanted=_TYPE_ATTRIBUTES
             )
             self._type_abbrevs[key] = table
-        bases = self._unit_bases.get(u.offset)
-        if bases is None:
-            code, pos = uleb(self._info, u.die_offset)
-            top, _ = self._decode(u, _Bases(), pos, table[code])
-            bases = self._unit_bases[u.offset] = self._bases(u, top)
         try:
+            bases = self._unit_bases.get(u.offset)
+            if bases is None:
+                code, pos = uleb(self._info, u.die_offset)
+                top, _ = self._decode(u, _Bases(), pos, table[code])
+                bases = self._unit_bases[u.offset] = self._bases(u, top)
             code, pos = uleb(self._info, die_offset)
             ab = table[code]
             vals, _ = self._decode(u, bases, pos, ab)
-        except (IndexError, ValueError, KeyError) as e:
+        except DECODE_ERRORS as e:
             raise BinaryFormatError(
-                f"{self.source}: bad DIE at .debug_info+0x{die_offset:x}: {e!r}"
+                f"{self.source}: bad DIE at .debug_info+0x{die_offset:x}: {explain(e)}"
             ) from None
         return ab.tag, vals
 
@@ -767,6 +803,30 @@ def _skip_only(kind: int, size: int) -> Abbrev:
     return Abbrev(0, False, -1, ((kind, 0),), -1, ())
 
 
+def _sibling(u: _Unit, pos: int, value: int) -> int:
+    """The DIE a DW_AT_sibling (CU-relative, read at `pos`) points to: after `pos`, in the unit."""
+    target = u.offset + value
+    if target <= pos or target > u.end:
+        raise _bad_sibling(u, pos, target)
+    return target
+
+
+def _bad_sibling(u: _Unit, pos: int, target: int) -> ValueError:
+    if target <= pos:
+        return ValueError(f"a DW_AT_sibling near 0x{pos:x} points back to 0x{target:x}")
+    return ValueError(f"a DW_AT_sibling near 0x{pos:x} points past the end of its unit")
+
+
+def _offset(v: object, default: int) -> int:
+    """An attribute that must be a non-negative offset or address; `default` if it is not."""
+    return v if isinstance(v, int) and v >= 0 else default
+
+
+def _small(v: object) -> int | None:
+    """A DW_AT_language that is a sane number (stored as an SQLite integer), else None."""
+    return v if isinstance(v, int) and 0 <= v < 1 << 32 else None
+
+
 def _read_off(data: bytes, pos: int, size: int) -> int:
     return U32(data, pos)[0] if size == 4 else U64(data, pos)[0]
 
@@ -783,10 +843,13 @@ def _str(v: object) -> str:
 class _UnitScan:
     """The walk over one unit; holds the raw DIE values until names are resolved."""
 
-    def __init__(self, dwarf: DwarfData, u: _Unit, header: UnitHeader) -> None:
+    def __init__(
+        self, dwarf: DwarfData, u: _Unit, header: UnitHeader, deadline: Deadline = NO_DEADLINE
+    ) -> None:
         self.d = dwarf
         self.u = u
         self.header = header
+        self.deadline = deadline
         self.data = dwarf._info
         self.abbrevs = dwarf._abbrevs(u)
         self.bases = _Bases()
@@ -812,7 +875,7 @@ class _UnitScan:
                 s[".debug_line"], s[".debug_line_str"], s[".debug_str"], stmt, comp_dir
             )
         if top.has_children:
-            end = u.end
+            unit_start, end = u.offset, u.end
             while pos < end:
                 die = pos
                 code = data[pos]
@@ -827,7 +890,12 @@ class _UnitScan:
                     pos = self.subprogram(die, pos, ab)
                 elif ab.has_children:
                     if ab.sibling_at >= 0:
-                        pos = u.offset + U32(data, pos + ab.sibling_at)[0]
+                        # Inline, not `_sibling()`: this is the scanner's hottest branch. Only a
+                        # pointer backwards is checked; one past the unit ends the loop above.
+                        nxt = unit_start + U32(data, pos + ab.sibling_at)[0]
+                        if nxt <= pos:
+                            raise _bad_sibling(u, pos, nxt)
+                        pos = nxt
                     else:
                         pos = self.d._skip_tree(u, abbrevs, pos, ab)
                 elif ab.fixed_size >= 0:
@@ -836,19 +904,30 @@ class _UnitScan:
                     pos = self.d._skip(u, pos, ab)
         return self.resolve(files, comp_dir)
 
-    def subprogram(self, die: int, pos: int, ab: Abbrev) -> int:
+    def subprogram(self, die: int, pos: int, ab: Abbrev, depth: int = 0) -> int:
+        self.deadline.check()
         vals, pos = self.d._decode(self.u, self.bases, pos, ab)
         params: list[int] = []
         self.subs.append((die, vals, params))
         if ab.has_children:
-            pos = self.children(pos, die, None, params)
+            pos = self.children(pos, die, None, params, depth + 1)
         return pos
 
     def children(
-        self, pos: int, container: int, parent: int | None, params: list[int] | None
+        self,
+        pos: int,
+        container: int,
+        parent: int | None,
+        params: list[int] | None,
+        depth: int = 1,
     ) -> int:
         data, abbrevs, u = self.data, self.abbrevs, self.u
+        unit_start, end = u.offset, u.end
+        if depth > MAX_DIE_DEPTH:
+            raise ValueError(f"DIEs at 0x{pos:x} nest more than {MAX_DIE_DEPTH} levels deep")
         while True:
+            if pos >= end:
+                raise ValueError(f"children at 0x{pos:x} run past the end of their unit")
             die = pos
             code = data[pos]
             if code < 0x80:
@@ -869,16 +948,19 @@ class _UnitScan:
                 vals, pos = self.d._decode(self.u, self.bases, pos, ab)
                 self.inlines.append((die, vals, container, parent))
                 if ab.has_children:
-                    pos = self.children(pos, container, die, None)
+                    pos = self.children(pos, container, die, None, depth + 1)
             elif tag == TAG_LEXICAL_BLOCK:
                 pos = self.d._skip(u, pos, ab)
                 if ab.has_children:
-                    pos = self.children(pos, container, parent, None)
+                    pos = self.children(pos, container, parent, None, depth + 1)
             elif tag == TAG_SUBPROGRAM:
-                pos = self.subprogram(die, pos, ab)
+                pos = self.subprogram(die, pos, ab, depth)
             elif ab.has_children:
                 if ab.sibling_at >= 0:
-                    pos = u.offset + U32(data, pos + ab.sibling_at)[0]
+                    nxt = unit_start + U32(data, pos + ab.sibling_at)[0]
+                    if nxt <= pos:
+                        raise _bad_sibling(u, pos, nxt)
+                    pos = nxt
                 else:
                     pos = self.d._skip_tree(u, abbrevs, pos, ab)
             elif ab.fixed_size >= 0:
@@ -920,7 +1002,9 @@ class _UnitScan:
 
         param_lists = {die: param_dies for die, _vals, param_dies in self.subs}
         subprograms = []
+        deadline = self.deadline
         for die, vals, param_dies in self.subs:
+            deadline.check()
             vs = chain(vals, by_off)
             ranges = self.d._ranges(self.u, self.bases, vals, base)
             entry = vals.get(AT_ENTRY_PC)
@@ -963,20 +1047,24 @@ class _UnitScan:
                     return_size=return_size,
                 )
             )
-        sites = [
-            model.InlineSite(
-                die_offset=die,
-                cu_offset=self.u.offset,
-                origin=vals[AT_ABSTRACT_ORIGIN],
-                call_file=path(vals.get(AT_CALL_FILE)),
-                call_line=vals.get(AT_CALL_LINE),
-                ranges=self.d._ranges(self.u, self.bases, vals, base),
-                container=container,
-                parent=parent,
+        sites: list[model.InlineSite] = []
+        for n, (die, vals, container, parent) in enumerate(self.inlines):
+            if AT_ABSTRACT_ORIGIN not in vals:
+                continue
+            if n % 256 == 0:
+                deadline.check()
+            sites.append(
+                model.InlineSite(
+                    die_offset=die,
+                    cu_offset=self.u.offset,
+                    origin=vals[AT_ABSTRACT_ORIGIN],
+                    call_file=path(vals.get(AT_CALL_FILE)),
+                    call_line=vals.get(AT_CALL_LINE),
+                    ranges=self.d._ranges(self.u, self.bases, vals, base),
+                    container=container,
+                    parent=parent,
+                )
             )
-            for die, vals, container, parent in self.inlines
-            if AT_ABSTRACT_ORIGIN in vals
-        ]
         subprograms.sort(key=lambda s: s.die_offset)
         return model.CuFacts(
             unit=self.header.to_compile_unit(),
@@ -1053,7 +1141,7 @@ class _UnitScan:
                 else:
                     info = ("scalar", size if isinstance(size, int) else None)
                 break
-        except (IndexError, KeyError, ValueError):
+        except DECODE_ERRORS:
             info = (None, None)
         self.types[offset] = info
         return info
@@ -1065,6 +1153,8 @@ class _UnitScan:
             return "constant" if AT_CONST_VALUE in vals else "optimized-out"
         if isinstance(loc, bytes):
             return self.d.location_at_entry(loc)
+        if loc < 0:
+            return "unknown"
         u, s, b = self.u, self.d._s, self.bases
 
         def entries() -> Iterator[tuple[int, int, bytes]]:

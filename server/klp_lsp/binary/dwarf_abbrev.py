@@ -136,6 +136,61 @@ K_LISTX = 35  # loclistx / rnglistx (uleb index)
 K_FLAG = 36
 
 
+_STRINGS = frozenset({K_STRING, K_STRP, K_LINE_STRP, K_STRX, K_STRX1, K_STRX2, K_STRX3, K_STRX4})
+_CONSTANTS = frozenset({K_U1, K_U2, K_U4, K_U8, K_ULEB, K_SLEB, K_IMPLICIT_CONST})
+_REFERENCES = frozenset({K_REF1, K_REF2, K_REF4, K_REF8, K_REF_UDATA, K_REF_ADDR})
+_ADDRESSES = frozenset({K_ADDR, K_ADDRX, K_ADDRX1, K_ADDRX2, K_ADDRX3, K_ADDRX4})
+# Section offsets: DW_FORM_sec_offset, the DWARF 5 list indices, and the unsigned constants
+# (DWARF 2-3 give them as data4/data8); never a signed one.
+_OFFSETS = frozenset({K_SEC_OFFSET, K_LISTX, K_U1, K_U2, K_U4, K_U8, K_ULEB})
+_BLOCKS = frozenset({K_BLOCK, K_BLOCK1, K_BLOCK2, K_BLOCK4})
+
+# The forms (step kinds) each kept attribute may have (DWARF 5 section 7.5.5, table 7.5): a
+# declaration giving another form is corrupt, and the attribute is skipped rather than decoded
+# into a value of a type the scanner does not expect (a name that is a number, a reference
+# that is a block). Checked once per abbreviation, so the DIE walk pays nothing for it.
+_ALLOWED: dict[int, frozenset[int]] = {
+    AT_NAME: _STRINGS,
+    AT_COMP_DIR: _STRINGS,
+    AT_PRODUCER: _STRINGS,
+    AT_LINKAGE_NAME: _STRINGS,
+    AT_MIPS_LINKAGE_NAME: _STRINGS,
+    AT_ABSTRACT_ORIGIN: _REFERENCES,
+    AT_SPECIFICATION: _REFERENCES,
+    AT_SIBLING: _REFERENCES,
+    AT_DECL_FILE: _CONSTANTS,
+    AT_DECL_LINE: _CONSTANTS,
+    AT_CALL_FILE: _CONSTANTS,
+    AT_CALL_LINE: _CONSTANTS,
+    AT_INLINE: _CONSTANTS,
+    AT_CALLING_CONVENTION: _CONSTANTS,
+    AT_LANGUAGE: _CONSTANTS,
+    AT_EXTERNAL: _CONSTANTS | {K_FLAG, K_FLAG_PRESENT},
+    AT_DECLARATION: _CONSTANTS | {K_FLAG, K_FLAG_PRESENT},
+    AT_NORETURN: _CONSTANTS | {K_FLAG, K_FLAG_PRESENT},
+    AT_LOW_PC: _ADDRESSES,
+    AT_HIGH_PC: _ADDRESSES | _CONSTANTS,
+    AT_ENTRY_PC: _ADDRESSES | _CONSTANTS,
+    AT_RANGES: _OFFSETS,
+    AT_STMT_LIST: _OFFSETS,
+    AT_STR_OFFSETS_BASE: _OFFSETS,
+    AT_ADDR_BASE: _OFFSETS,
+    AT_RNGLISTS_BASE: _OFFSETS,
+    AT_LOCLISTS_BASE: _OFFSETS,
+    AT_LOCATION: _BLOCKS | _OFFSETS,
+    AT_TYPE: _REFERENCES,
+    AT_BYTE_SIZE: _CONSTANTS,
+    AT_ENCODING: _CONSTANTS,
+}
+
+
+def form_fits(attr: int, kind: int) -> bool:
+    """Whether a kept attribute may have a form of this step kind (DW_FORM_indirect always may:
+    its real form is checked when a DIE is decoded)."""
+    allowed = _ALLOWED.get(attr)
+    return allowed is None or kind in allowed or kind == K_INDIRECT
+
+
 def form_step(form: int, address_size: int, offset_size: int) -> tuple[int, int]:
     """The (step kind, fixed size or 0) that decodes one form; fixed size 0 means variable."""
     f = _FORM_STEPS.get(form)
@@ -201,6 +256,30 @@ _FORM_STEPS: dict[int, tuple[int, int]] = {
 }
 
 
+# What decoding malformed bytes raises: reading past the end of a section (IndexError,
+# struct.error), an undefined abbreviation code (KeyError), a bad form or an unterminated string
+# (ValueError). The entry points turn these into a `BinaryFormatError` naming the place.
+DECODE_ERRORS = (IndexError, ValueError, KeyError, struct.error)
+
+# A LEB128 value longer than 10 bytes (a shift past 70 bits) is corrupt: no DWARF value needs more
+# than 64 bits, and decoding an endless run of continuation bytes would build an ever larger
+# integer. `uleb` and `sleb` check the literal 70: they are the hottest functions of the scanner.
+
+
+def explain(e: BaseException) -> str:
+    """A short description of a decoding error, for a one-line message."""
+    if isinstance(e, KeyError):
+        return f"undefined abbreviation code {e.args[0] if e.args else '?'}"
+    if isinstance(e, (IndexError, struct.error)):
+        return "data runs past the end of its section"
+    if isinstance(e, RecursionError):
+        return "DIEs nest too deeply"
+    text = str(e)
+    if text in ("subsection not found", "substring not found"):
+        return "unterminated string"
+    return text or type(e).__name__
+
+
 def uleb(data: bytes, pos: int) -> tuple[int, int]:
     """Decode an unsigned LEB128 at `pos`; return (value, next position)."""
     b = data[pos]
@@ -216,6 +295,8 @@ def uleb(data: bytes, pos: int) -> tuple[int, int]:
         if b < 0x80:
             return value, pos
         shift += 7
+        if shift > 70:
+            raise ValueError(f"LEB128 value at 0x{pos:x} is longer than 10 bytes")
 
 
 def sleb(data: bytes, pos: int) -> tuple[int, int]:
@@ -231,6 +312,8 @@ def sleb(data: bytes, pos: int) -> tuple[int, int]:
             if b & 0x40:
                 value -= 1 << shift
             return value, pos
+        if shift > 70:
+            raise ValueError(f"LEB128 value at 0x{pos:x} is longer than 10 bytes")
 
 
 def cstr(data: bytes, pos: int) -> str:
@@ -315,8 +398,10 @@ def parse_abbrev_table(
             table[code] = plan
             if only_code is not None:
                 return table
-    except (IndexError, ValueError) as e:
-        raise BinaryFormatError(f"{source}: bad .debug_abbrev table at 0x{offset:x}: {e}") from None
+    except DECODE_ERRORS as e:
+        raise BinaryFormatError(
+            f"{source}: bad .debug_abbrev table at 0x{offset:x}: {explain(e)}"
+        ) from None
 
 
 _IMPLICIT_CONST: int = _F["DW_FORM_implicit_const"]
@@ -350,7 +435,7 @@ def _skip_to_code(data: bytes, offset: int, code: int) -> int | None:
             end = data.index(b"\0\0", pos) + 2
             pos = end if data[end] else _walk_attributes(data, pos)
         found, _ = uleb(data, pos)
-    except (IndexError, ValueError):
+    except DECODE_ERRORS:
         return None
     return pos if found == code else None
 
@@ -402,7 +487,7 @@ def _plan(
         kind, size = form_step(form, address_size, offset_size)
         if attr == AT_SIBLING and kind == K_REF4 and all_fixed:
             sibling_at = prefix
-        wanted = attr in wanted_attributes
+        wanted = attr in wanted_attributes and form_fits(attr, kind)
         if kind == K_IMPLICIT_CONST:
             if wanted:
                 decode.append((kind, implicit, attr))

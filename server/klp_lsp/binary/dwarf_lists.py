@@ -1,6 +1,9 @@
 """DWARF side tables the scanner consults: line-program file names, range and location lists.
 
 Each function reads one entry of one section, so a worker process can decode any CU on its own.
+Malformed data raises `ValueError` naming the section and the offset of the entry; a list longer
+than `MAX_LIST_ENTRIES` is malformed too (a corrupt one could otherwise be read to the end of its
+section by every DIE that points into it).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from elftools.dwarf.enums import ENUM_DW_LNCT
 
 from klp_lsp.binary.dwarf_abbrev import (
+    DECODE_ERRORS,
     K_BLOCK,
     K_BLOCK1,
     K_BLOCK2,
@@ -29,9 +33,11 @@ from klp_lsp.binary.dwarf_abbrev import (
     U32,
     U64,
     cstr,
+    explain,
     form_step,
     uleb,
 )
+from klp_lsp.limits import MAX_LIST_ENTRIES
 
 _LNCT_PATH: int = ENUM_DW_LNCT["DW_LNCT_path"]
 _LNCT_DIRECTORY_INDEX: int = ENUM_DW_LNCT["DW_LNCT_directory_index"]
@@ -90,6 +96,14 @@ def normalise_paths(comp_dir: str, entries: Sequence[tuple[str, str] | None]) ->
     return out
 
 
+def _context(section: str, offset: int, e: BaseException) -> ValueError:
+    return ValueError(f"{section}+0x{offset:x}: {explain(e)}")
+
+
+def _too_long() -> ValueError:
+    return ValueError(f"the list has more than {MAX_LIST_ENTRIES} entries")
+
+
 def line_file_table(
     line: bytes, line_str: bytes, debug_str: bytes, offset: int, comp_dir: str
 ) -> list[tuple[str, str] | None]:
@@ -99,6 +113,15 @@ def line_file_table(
     1-based (slot 0 is None) and directory 0 means comp_dir. `normalise_path` makes a path of an
     entry; callers do it only for the entries they use.
     """
+    try:
+        return _line_file_table(line, line_str, debug_str, offset, comp_dir)
+    except DECODE_ERRORS as e:
+        raise _context(".debug_line", offset, e) from None
+
+
+def _line_file_table(
+    line: bytes, line_str: bytes, debug_str: bytes, offset: int, comp_dir: str
+) -> list[tuple[str, str] | None]:
     pos = offset
     unit_length = U32(line, pos)[0]
     pos += 4
@@ -146,6 +169,10 @@ def line_file_table(
             form, pos = uleb(line, pos)
             formats.append((ctype, form_step(form, address_size, offset_size)))
         count, pos = uleb(line, pos)
+        # Every entry takes at least one byte: a larger count is corrupt, and without formats
+        # nothing would advance.
+        if count and (not formats or count > len(line) - pos):
+            raise ValueError(f"{count} entries of {len(formats)} fields do not fit the header")
         out = []
         for _ in range(count):
             path = ""
@@ -208,61 +235,71 @@ def rnglist(
     data: bytes, pos: int, base: int, address_size: int, addr: bytes, addr_base: int
 ) -> Ranges:
     """Decode a DWARF 5 range list (DW_RLE_*) at `pos` of .debug_rnglists."""
-    out: list[tuple[int, int]] = []
-    while True:
-        kind = data[pos]
-        pos += 1
-        if kind == 0:  # DW_RLE_end_of_list
-            return tuple(out)
-        if kind == 1:  # DW_RLE_base_addressx
-            i, pos = uleb(data, pos)
-            base = read_addr(addr, addr_base + i * address_size, address_size)
-        elif kind == 2:  # DW_RLE_startx_endx
-            i, pos = uleb(data, pos)
-            j, pos = uleb(data, pos)
-            lo = read_addr(addr, addr_base + i * address_size, address_size)
-            hi = read_addr(addr, addr_base + j * address_size, address_size)
-            out.append((lo, hi))
-        elif kind == 3:  # DW_RLE_startx_length
-            i, pos = uleb(data, pos)
-            n, pos = uleb(data, pos)
-            lo = read_addr(addr, addr_base + i * address_size, address_size)
-            out.append((lo, lo + n))
-        elif kind == 4:  # DW_RLE_offset_pair
-            a, pos = uleb(data, pos)
-            b, pos = uleb(data, pos)
-            out.append((base + a, base + b))
-        elif kind == 5:  # DW_RLE_base_address
-            base = read_addr(data, pos, address_size)
-            pos += address_size
-        elif kind == 6:  # DW_RLE_start_end
-            lo = read_addr(data, pos, address_size)
-            hi = read_addr(data, pos + address_size, address_size)
-            pos += 2 * address_size
-            out.append((lo, hi))
-        elif kind == 7:  # DW_RLE_start_length
-            lo = read_addr(data, pos, address_size)
-            pos += address_size
-            n, pos = uleb(data, pos)
-            out.append((lo, lo + n))
-        else:
-            raise ValueError(f"unknown DW_RLE 0x{kind:x} in .debug_rnglists")
+    start = pos
+    try:
+        out: list[tuple[int, int]] = []
+        for _ in range(MAX_LIST_ENTRIES):
+            kind = data[pos]
+            pos += 1
+            if kind == 0:  # DW_RLE_end_of_list
+                return tuple(out)
+            if kind == 1:  # DW_RLE_base_addressx
+                i, pos = uleb(data, pos)
+                base = read_addr(addr, addr_base + i * address_size, address_size)
+            elif kind == 2:  # DW_RLE_startx_endx
+                i, pos = uleb(data, pos)
+                j, pos = uleb(data, pos)
+                lo = read_addr(addr, addr_base + i * address_size, address_size)
+                hi = read_addr(addr, addr_base + j * address_size, address_size)
+                out.append((lo, hi))
+            elif kind == 3:  # DW_RLE_startx_length
+                i, pos = uleb(data, pos)
+                n, pos = uleb(data, pos)
+                lo = read_addr(addr, addr_base + i * address_size, address_size)
+                out.append((lo, lo + n))
+            elif kind == 4:  # DW_RLE_offset_pair
+                a, pos = uleb(data, pos)
+                b, pos = uleb(data, pos)
+                out.append((base + a, base + b))
+            elif kind == 5:  # DW_RLE_base_address
+                base = read_addr(data, pos, address_size)
+                pos += address_size
+            elif kind == 6:  # DW_RLE_start_end
+                lo = read_addr(data, pos, address_size)
+                hi = read_addr(data, pos + address_size, address_size)
+                pos += 2 * address_size
+                out.append((lo, hi))
+            elif kind == 7:  # DW_RLE_start_length
+                lo = read_addr(data, pos, address_size)
+                pos += address_size
+                n, pos = uleb(data, pos)
+                out.append((lo, lo + n))
+            else:
+                raise ValueError(f"unknown DW_RLE 0x{kind:x}")
+        raise _too_long()
+    except DECODE_ERRORS as e:
+        raise _context(".debug_rnglists", start, e) from None
 
 
 def ranges_v4(data: bytes, pos: int, base: int, address_size: int) -> Ranges:
     """Decode a DWARF 2-4 range list at `pos` of .debug_ranges."""
-    out: list[tuple[int, int]] = []
-    top = (1 << (8 * address_size)) - 1
-    while True:
-        lo = read_addr(data, pos, address_size)
-        hi = read_addr(data, pos + address_size, address_size)
-        pos += 2 * address_size
-        if lo == 0 and hi == 0:
-            return tuple(out)
-        if lo == top:
-            base = hi
-        else:
-            out.append((base + lo, base + hi))
+    start = pos
+    try:
+        out: list[tuple[int, int]] = []
+        top = (1 << (8 * address_size)) - 1
+        for _ in range(MAX_LIST_ENTRIES):
+            lo = read_addr(data, pos, address_size)
+            hi = read_addr(data, pos + address_size, address_size)
+            pos += 2 * address_size
+            if lo == 0 and hi == 0:
+                return tuple(out)
+            if lo == top:
+                base = hi
+            else:
+                out.append((base + lo, base + hi))
+        raise _too_long()
+    except DECODE_ERRORS as e:
+        raise _context(".debug_ranges", start, e) from None
 
 
 def iter_loclist(
@@ -272,70 +309,80 @@ def iter_loclist(
 
     A DW_LLE_default_location entry comes as (-1, -1, expression).
     """
-    while True:
-        kind = data[pos]
-        pos += 1
-        lo = hi = -1
-        if kind == 0:  # DW_LLE_end_of_list
-            return
-        if kind == 1:  # DW_LLE_base_addressx
-            i, pos = uleb(data, pos)
-            base = read_addr(addr, addr_base + i * address_size, address_size)
-            continue
-        if kind == 6:  # DW_LLE_base_address
-            base = read_addr(data, pos, address_size)
-            pos += address_size
-            continue
-        if kind == 2:  # DW_LLE_startx_endx
-            i, pos = uleb(data, pos)
-            j, pos = uleb(data, pos)
-            lo = read_addr(addr, addr_base + i * address_size, address_size)
-            hi = read_addr(addr, addr_base + j * address_size, address_size)
-        elif kind == 3:  # DW_LLE_startx_length
-            i, pos = uleb(data, pos)
+    start = pos
+    try:
+        for _ in range(MAX_LIST_ENTRIES):
+            kind = data[pos]
+            pos += 1
+            lo = hi = -1
+            if kind == 0:  # DW_LLE_end_of_list
+                return
+            if kind == 1:  # DW_LLE_base_addressx
+                i, pos = uleb(data, pos)
+                base = read_addr(addr, addr_base + i * address_size, address_size)
+                continue
+            if kind == 6:  # DW_LLE_base_address
+                base = read_addr(data, pos, address_size)
+                pos += address_size
+                continue
+            if kind == 2:  # DW_LLE_startx_endx
+                i, pos = uleb(data, pos)
+                j, pos = uleb(data, pos)
+                lo = read_addr(addr, addr_base + i * address_size, address_size)
+                hi = read_addr(addr, addr_base + j * address_size, address_size)
+            elif kind == 3:  # DW_LLE_startx_length
+                i, pos = uleb(data, pos)
+                n, pos = uleb(data, pos)
+                lo = read_addr(addr, addr_base + i * address_size, address_size)
+                hi = lo + n
+            elif kind == 4:  # DW_LLE_offset_pair
+                a, pos = uleb(data, pos)
+                b, pos = uleb(data, pos)
+                lo, hi = base + a, base + b
+            elif kind == 5:  # DW_LLE_default_location
+                pass
+            elif kind == 7:  # DW_LLE_start_end
+                lo = read_addr(data, pos, address_size)
+                hi = read_addr(data, pos + address_size, address_size)
+                pos += 2 * address_size
+            elif kind == 8:  # DW_LLE_start_length
+                lo = read_addr(data, pos, address_size)
+                pos += address_size
+                n, pos = uleb(data, pos)
+                hi = lo + n
+            else:
+                raise ValueError(f"unknown DW_LLE 0x{kind:x}")
             n, pos = uleb(data, pos)
-            lo = read_addr(addr, addr_base + i * address_size, address_size)
-            hi = lo + n
-        elif kind == 4:  # DW_LLE_offset_pair
-            a, pos = uleb(data, pos)
-            b, pos = uleb(data, pos)
-            lo, hi = base + a, base + b
-        elif kind == 5:  # DW_LLE_default_location
-            pass
-        elif kind == 7:  # DW_LLE_start_end
-            lo = read_addr(data, pos, address_size)
-            hi = read_addr(data, pos + address_size, address_size)
-            pos += 2 * address_size
-        elif kind == 8:  # DW_LLE_start_length
-            lo = read_addr(data, pos, address_size)
-            pos += address_size
-            n, pos = uleb(data, pos)
-            hi = lo + n
-        else:
-            raise ValueError(f"unknown DW_LLE 0x{kind:x} in .debug_loclists")
-        n, pos = uleb(data, pos)
-        yield lo, hi, data[pos : pos + n]
-        pos += n
+            yield lo, hi, data[pos : pos + n]
+            pos += n
+        raise _too_long()
+    except DECODE_ERRORS as e:
+        raise _context(".debug_loclists", start, e) from None
 
 
 def iter_loc_v4(
     data: bytes, pos: int, base: int, address_size: int
 ) -> Iterator[tuple[int, int, bytes]]:
     """The (lo, hi, expression) entries of the DWARF 2-4 location list at `pos` of .debug_loc."""
-    top = (1 << (8 * address_size)) - 1
-    while True:
-        lo = read_addr(data, pos, address_size)
-        hi = read_addr(data, pos + address_size, address_size)
-        pos += 2 * address_size
-        if lo == 0 and hi == 0:
-            return
-        if lo == top:
-            base = hi
-            continue
-        n = U16(data, pos)[0]
-        pos += 2
-        yield base + lo, base + hi, data[pos : pos + n]
-        pos += n
+    start = pos
+    try:
+        top = (1 << (8 * address_size)) - 1
+        for _ in range(MAX_LIST_ENTRIES):
+            lo = read_addr(data, pos, address_size)
+            hi = read_addr(data, pos + address_size, address_size)
+            pos += 2 * address_size
+            if lo == 0 and hi == 0:
+                return
+            if lo == top:
+                base = hi
+                continue
+            n = U16(data, pos)[0]
+            pos += 2
+            yield base + lo, base + hi, data[pos : pos + n]
+            pos += n
+        raise _too_long()
+    except DECODE_ERRORS as e:
+        raise _context(".debug_loc", start, e) from None
 
 
 def expression_at(entries: Iterable[tuple[int, int, bytes]], pc: int) -> bytes | None:

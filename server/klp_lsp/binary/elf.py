@@ -4,6 +4,13 @@ vmlinux (ET_EXEC on x86-64, PIE ET_DYN on arm64) uses its run-time addresses. A 
 module (ET_REL `.ko`) gets a synthetic layout: every SHF_ALLOC section, in section-header order,
 is placed at the next address aligned to its `sh_addralign`, starting from 0. Symbol addresses,
 relocated DWARF addresses, mcount records and `read_code` all use that same layout.
+
+Every count, size and offset read from the file is checked before use: a malformed file raises
+`BinaryFormatError` naming the file and the section or table entry. Nothing larger than
+`limits.MAX_SECTION_BYTES` is ever decompressed or zero-filled, nor a compressed module larger
+than `limits.MAX_MODULE_BYTES` once decompressed, so a header that claims 2^40 bytes costs
+nothing. Addresses stay below 2^64 and FUNC symbols lie inside their sections, so every value
+the index stores fits SQLite's signed 64-bit integers.
 """
 
 from __future__ import annotations
@@ -11,20 +18,23 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
+import io
 import lzma
 import mmap
 import os
 import shutil
 import struct
 import subprocess
+import tempfile
 import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, NamedTuple
+from typing import BinaryIO, Literal, NamedTuple
 
 from klp_lsp.errors import BinaryFormatError, DebugInfoMissing, UnsupportedArchitecture
+from klp_lsp.limits import MAX_MODULE_BYTES, MAX_SECTION_BYTES
 from klp_lsp.model import Arch, Binding, ElfSymbol
 
 ElfType = Literal["ET_EXEC", "ET_DYN", "ET_REL"]
@@ -58,6 +68,10 @@ STT_GNU_IFUNC = 10
 NT_GNU_BUILD_ID = 3
 
 _BINDINGS: dict[int, Binding] = {0: "local", 1: "global", 2: "weak", 10: "global"}
+_ADDRESS_SPACE = 1 << 64
+# GNU build-ids are 8 to 20 bytes (xxhash, md5, uuid, sha1); a custom `--build-id=0x...` can be
+# longer, but a descriptor beyond this is a corrupt note, not a name for an index file.
+_MAX_BUILD_ID_BYTES = 64
 
 # Relocation types that only store S + A, by machine: type -> width in bytes. These are the
 # only kinds found in the corpus modules' `.rela.debug_*` and `.rela__mcount_loc` /
@@ -147,39 +161,118 @@ def parse_gnu_build_id(notes: bytes, align: int = 4) -> str | None:
         name_start = pos + 12
         desc_start = (name_start + namesz + step - 1) // step * step
         if ntype == NT_GNU_BUILD_ID and notes[name_start : name_start + namesz] == b"GNU\0":
+            if descsz > _MAX_BUILD_ID_BYTES:
+                return None
             return notes[desc_start : desc_start + descsz].hex() or None
         pos = (desc_start + descsz + step - 1) // step * step
     return None
 
 
-def _decompress(path: Path, raw: bytes) -> bytes:
-    """Decompress a `.ko.xz` / `.ko.zst` file's bytes."""
+def _too_large(path: Path, what: str, limit: int) -> BinaryFormatError:
+    return BinaryFormatError(f"{path}: {what} is larger than {limit >> 20} MiB (the limit)")
+
+
+_CHUNK = 1 << 20
+
+
+def _inflate(path: Path, raw: bytes, limit: int, out: BinaryIO) -> None:
+    """Decompress xz or zstd data (by `path`'s suffix) into `out`, a chunk at a time.
+
+    More than `limit` bytes of output is an error, raised as soon as it is reached, so a small
+    file that inflates to gigabytes costs no more than `limit` bytes of `out`.
+    """
+    written = 0
+
+    def put(chunk: bytes) -> None:
+        nonlocal written
+        written += len(chunk)
+        if written > limit:
+            raise _too_large(path, "the decompressed data", limit)
+        out.write(chunk)
+
     if path.name.endswith(".xz"):
+        xz = lzma.LZMADecompressor()
         try:
-            return lzma.decompress(raw)
+            put(xz.decompress(raw, max_length=_CHUNK))
+            while not xz.eof and not xz.needs_input:
+                put(xz.decompress(b"", max_length=_CHUNK))
         except lzma.LZMAError as e:
             raise BinaryFormatError(f"{path}: cannot decompress xz: {e}") from e
+        if not xz.eof:
+            raise BinaryFormatError(f"{path}: cannot decompress xz: the data is truncated")
+        return
     try:
         import zstandard
     except ImportError:
-        pass
-    else:
+        tool = shutil.which("zstd")
+        if tool is None:
+            raise DebugInfoMissing(
+                f"{path}: is zstd-compressed; install the python 'zstandard' package"
+                " or the 'zstd' program"
+            ) from None
+        _inflate_with_tool(path, tool, raw, put)
+        return
+    try:
+        declared = zstandard.get_frame_parameters(raw).content_size
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as reader:
+            while chunk := reader.read(_CHUNK):
+                put(chunk)
+    except zstandard.ZstdError as e:
+        raise BinaryFormatError(f"{path}: cannot decompress zstd: {e}") from e
+    # The stream reader ends quietly on a truncated frame; the frame header says how much the
+    # compressor wrote (zstd records it whenever it knew the input size).
+    if declared not in (zstandard.CONTENTSIZE_UNKNOWN, written):
+        raise BinaryFormatError(f"{path}: cannot decompress zstd: the data is truncated")
+
+
+def _inflate_with_tool(path: Path, tool: str, raw: bytes, put: Callable[[bytes], None]) -> None:
+    """`zstd -dc`, its output passed to `put` a chunk at a time."""
+    import threading
+
+    with subprocess.Popen(
+        [tool, "-dc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+        assert stdin is not None and stdout is not None and stderr is not None
+
+        def feed() -> None:
+            with contextlib.suppress(BrokenPipeError):
+                stdin.write(raw)
+            stdin.close()
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
         try:
-            out: bytes = zstandard.ZstdDecompressor().decompress(raw, max_output_size=1 << 32)
-            return out
-        except zstandard.ZstdError as e:
-            raise BinaryFormatError(f"{path}: cannot decompress zstd: {e}") from e
-    tool = shutil.which("zstd")
-    if tool is None:
-        raise DebugInfoMissing(
-            f"{path}: is zstd-compressed; install the python 'zstandard' package"
-            " or the 'zstd' program"
-        )
-    proc = subprocess.run([tool, "-dc"], input=raw, capture_output=True, check=False)
+            while chunk := stdout.read(_CHUNK):
+                put(chunk)
+        except BinaryFormatError:
+            proc.kill()
+            raise
+        message = stderr.read().decode(errors="replace").strip().splitlines()
+        feeder.join()
     if proc.returncode != 0:
-        message = proc.stderr.decode(errors="replace").strip().splitlines()
         raise BinaryFormatError(f"{path}: cannot decompress zstd: {' '.join(message)}")
-    return proc.stdout
+
+
+def _decompress_to_mapping(path: Path, raw: bytes) -> mmap.mmap:
+    """A compressed module's ELF bytes, decompressed into an unlinked temporary file and mapped.
+
+    The module is never held in memory: the mapping is backed by the file, like an
+    uncompressed one.
+    """
+    with tempfile.TemporaryFile(prefix="klp-lsp-") as f:
+        _inflate(path, raw, MAX_MODULE_BYTES, f)
+        f.flush()
+        if f.tell() == 0:
+            raise BinaryFormatError(f"{path}: decompresses to nothing, not an ELF object")
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _decompress_bytes(path: Path, raw: bytes, limit: int) -> bytes:
+    """Decompressed bytes of an xz or zstd payload, at most `limit` of them."""
+    out = io.BytesIO()
+    _inflate(path, raw, limit, out)
+    return out.getvalue()
 
 
 class ElfBinary:
@@ -207,7 +300,14 @@ class ElfBinary:
         p = Path(path)
         try:
             if p.name.endswith((".xz", ".zst")):
-                return cls(p, _decompress(p, p.read_bytes()), None)
+                if p.stat().st_size > MAX_MODULE_BYTES:
+                    raise _too_large(p, "the compressed file", MAX_MODULE_BYTES)
+                mapped = _decompress_to_mapping(p, p.read_bytes())
+                try:
+                    return cls(p, mapped, mapped)
+                except BaseException:
+                    mapped.close()
+                    raise
             with p.open("rb") as f:
                 if os.fstat(f.fileno()).st_size == 0:
                     raise BinaryFormatError(f"{p}: empty file, not an ELF object")
@@ -299,6 +399,11 @@ class ElfBinary:
                     next_address = (next_address + align - 1) // align * align
                     addresses[i] = next_address
                     next_address += h[5]
+                    if next_address > _ADDRESS_SPACE:
+                        raise self._fail(
+                            f"section {i}: sh_size {h[5]:#x} or sh_addralign {h[8]:#x}"
+                            " puts the module's sections past 2^64"
+                        )
                 else:
                     addresses[i] = 0
         self._sections: list[Section] = []
@@ -424,6 +529,10 @@ class ElfBinary:
 
     def _section_bytes(self, s: Section) -> memoryview | bytes:
         if s.type == SHT_NOBITS:
+            if s.size > MAX_SECTION_BYTES:
+                raise _too_large(
+                    self._path, f"section {s.name} ({s.size:#x} bytes)", MAX_SECTION_BYTES
+                )
             return bytes(s.size)
         view = self._data[s.offset : s.offset + s.size]
         if not s.flags & SHF_COMPRESSED:
@@ -431,18 +540,25 @@ class ElfBinary:
         if s.size < _CHDR.size:
             raise self._fail(f"compressed section {s.name} is truncated")
         ch_type, _, ch_size, _ = _CHDR.unpack_from(view, 0)
+        if ch_size > MAX_SECTION_BYTES:
+            raise _too_large(
+                self._path, f"section {s.name} (ch_size {ch_size:#x})", MAX_SECTION_BYTES
+            )
         payload = bytes(view[_CHDR.size :])
         try:
             if ch_type == 1:  # ELFCOMPRESS_ZLIB
-                out = zlib.decompress(payload)
+                inflate = zlib.decompressobj()
+                out = inflate.decompress(payload, ch_size + 1)
             elif ch_type == 2:  # ELFCOMPRESS_ZSTD
-                out = _decompress(Path(f"{self._path}[{s.name}].zst"), payload)
+                out = _decompress_bytes(Path(f"{self._path}[{s.name}].zst"), payload, ch_size)
             else:
                 raise self._fail(f"section {s.name} uses unknown compression {ch_type}")
         except zlib.error as e:
             raise self._fail(f"section {s.name}: cannot decompress: {e}") from e
+        except BinaryFormatError as e:
+            raise self._fail(f"section {s.name}: cannot decompress: {e}") from None
         if len(out) != ch_size:
-            raise self._fail(f"section {s.name}: decompressed to {len(out)} bytes, not {ch_size}")
+            raise self._fail(f"section {s.name}: decompresses to other than {ch_size} bytes")
         return out
 
     def get_section_data(self, name: str) -> memoryview | bytes | None:
@@ -470,9 +586,11 @@ class ElfBinary:
     def read_code(self, address: int, size: int) -> bytes:
         """`size` bytes at `address` (this object's layout); unrelocated for ET_REL."""
         s = self.find_section_at(address)
-        if s is None or address + size > s.address + s.size:
+        if s is None or size < 0 or address + size > s.address + s.size:
             raise self._fail(f"no section holds {size} bytes at {address:#x}")
         if s.type == SHT_NOBITS:
+            if size > MAX_SECTION_BYTES:
+                raise _too_large(self._path, f"a read of {size:#x} bytes", MAX_SECTION_BYTES)
             return bytes(size)
         start = s.offset + address - s.address
         return bytes(self._data[start : start + size])
@@ -514,6 +632,8 @@ class ElfBinary:
                 name = strings[st_name : end if end >= 0 else None].decode("utf-8", "replace")
                 cache[st_name] = name
             if shndx == SHN_XINDEX and shndx_table is not None:
+                if index * 4 + 4 > len(shndx_table):
+                    raise self._fail(f".symtab_shndx has no entry for symbol {index}")
                 shndx = _U32.unpack_from(shndx_table, index * 4)[0]
             section: str | None = None
             address = value
@@ -521,7 +641,8 @@ class ElfBinary:
                 sec = sections[shndx]
                 section = sec.name
                 if relocatable:
-                    address = value + sec.address
+                    # As the loader computes it, modulo 2^64.
+                    address = (value + sec.address) % _ADDRESS_SPACE
             out.append(RawSymbol(index, name, address, size, info & 0xF, info >> 4, shndx, section))
         self._symbols = tuple(out)
         return self._symbols
@@ -537,11 +658,24 @@ class ElfBinary:
         if self._function_symbols is not None:
             return self._function_symbols
         out: list[ElfSymbol] = []
+        sections = self._sections
         for s in self.iter_symbols():
             if s.type not in (STT_FUNC, STT_GNU_IFUNC) or s.section is None:
                 continue
             if not s.name or s.name.startswith("$"):
                 continue
+            sec = sections[s.shndx]
+            if sec.is_alloc and not sec.address <= s.address <= s.address + s.size <= (
+                sec.address + sec.size
+            ):
+                raise self._fail(
+                    f".symtab entry {s.symtab_index} ({s.name[:80]}): {s.address:#x}+{s.size:#x}"
+                    f" lies outside its section {sec.name}"
+                )
+            if s.size >= 1 << 63:
+                raise self._fail(
+                    f".symtab entry {s.symtab_index} ({s.name[:80]}): size {s.size:#x}"
+                )
             out.append(
                 ElfSymbol(s.name, s.address, s.size, s.section, _BINDINGS.get(s.binding, "global"))
             )

@@ -23,6 +23,7 @@ from pathlib import Path
 from klp_lsp.analysis.clones import parse_clone_name
 from klp_lsp.binary.disasm import Decoder
 from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
+from klp_lsp.binary.dwarf_abbrev import DECODE_ERRORS, explain
 from klp_lsp.binary.elf import STT_FUNC, ElfBinary, RawSymbol, Section
 from klp_lsp.errors import BinaryFormatError
 from klp_lsp.model import Arch, ObjectCode, ObjectFunction, ObjectInsn
@@ -385,5 +386,7 @@ def read_object_code(
             raise BinaryFormatError(f"{path}: not a relocatable object (.o)")
         try:
             return _Reader(binary, source_roots).run(display_path or str(path))
-        except (IndexError, ValueError, KeyError) as e:
-            raise BinaryFormatError(f"{path}: cannot read its code or DWARF: {e!r}") from e
+        except DECODE_ERRORS as e:
+            raise BinaryFormatError(
+                f"{path}: cannot read its code or DWARF: {explain(e)}"
+            ) from None

@@ -8,11 +8,18 @@ CUs, which are computed on demand from their code.
 
 Work is spread over a process pool: over CUs for one large object, over objects for many modules.
 Forked workers inherit the parent's open binary (see `_WorkerCache`) and send back table rows.
+
+A compile unit that cannot be read (malformed DWARF, or over its time budget,
+`limits.cu_budget_seconds`) costs that CU only: it is stored with state `CU_FAILED` and the
+reason, and `klp-lsp show` names it. A worker never lets any other exception out: what is not a
+`KlpError` comes back as a `BinaryFormatError` naming the file.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,10 +33,11 @@ from klp_lsp.analysis.patchability import function_has_mcount
 from klp_lsp.analysis.producer import parse_producer
 from klp_lsp.analysis.symbols import CuLocator, assign_sympos, find_symbol_start
 from klp_lsp.binary.elf import ElfBinary
-from klp_lsp.errors import DebugInfoMissing, IndexError_
+from klp_lsp.errors import BinaryFormatError, DebugInfoMissing, IndexError_, KlpError
 from klp_lsp.index.locate import index_path
 from klp_lsp.index.store import (
     CU_ANALYSED,
+    CU_FAILED,
     CU_LISTED,
     CuRow,
     FactRows,
@@ -39,7 +47,8 @@ from klp_lsp.index.store import (
     fact_rows,
     source_name,
 )
-from klp_lsp.model import Arch, ElfSymbol
+from klp_lsp.limits import Deadline, cu_budget_seconds
+from klp_lsp.model import Arch, CompileUnit, ElfSymbol
 from klp_lsp.progress import Cancelled, Progress, progress_title
 
 if TYPE_CHECKING:
@@ -134,7 +143,9 @@ class _WorkerCache:
             self.clear()
             self.binary = ElfBinary.open(path)
             self.owned = True
-            self.dwarf = DwarfData(self.binary.get_dwarf_sections(DWARF_SECTIONS), self.binary.arch)
+            self.dwarf = DwarfData(
+                self.binary.get_dwarf_sections(DWARF_SECTIONS), self.binary.arch, str(path)
+            )
             self.units, self.known_callees = units, known_callees
             self.key = key
         if self.analyser is None:
@@ -169,20 +180,115 @@ def _index_batch(
     units: Sequence[CuRow] | None,
     offsets: Sequence[int],
     known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
+    budget: float | None = None,
 ) -> BatchResult:
-    """Scan the DWARF of some CUs, analyse their machine code, make their rows (in a worker)."""
-    with _WORKER.lock:
-        binary, dwarf, analyser = _WORKER.get(path, units, known_callees)
-        starts, arch = _WORKER.symbol_starts, binary.arch
+    """Scan the DWARF of some CUs, analyse their machine code, make their rows (in a worker).
 
-        def symbol_start(address: int) -> int:
-            found = find_symbol_start(address, starts, arch)
-            return address if found is None else found
+    Each CU has its own `Deadline` of `budget` seconds; one that fails is reported in the rows'
+    `failed` list and the others go on.
+    """
+    try:
+        with _WORKER.lock:
+            return _index_batch_locked(path, units, offsets, known_callees, budget)
+    except KlpError:
+        raise
+    except Exception as e:
+        raise _cannot_index(path, e) from None
 
-        facts = [dwarf.scan_unit(o) for o in offsets]
-        uses, dependents = analyser.analyse(facts)
-        rows = fact_rows(facts, uses, dependents, symbol_start)
-    return rows, facts[-1].unit.name if facts else ""
+
+def _index_batch_locked(
+    path: Path,
+    units: Sequence[CuRow] | None,
+    offsets: Sequence[int],
+    known_callees: Mapping[str, regfacts.KnownCallee] | None,
+    budget: float | None,
+) -> BatchResult:
+    binary, dwarf, analyser = _WORKER.get(path, units, known_callees)
+    starts, arch = _WORKER.symbol_starts, binary.arch
+
+    def symbol_start(address: int) -> int:
+        found = find_symbol_start(address, starts, arch)
+        return address if found is None else found
+
+    seconds = cu_budget_seconds() if budget is None else budget
+    parts: list[FactRows] = []
+    last = ""
+    for offset in offsets:
+        deadline = Deadline(seconds)
+        try:
+            cu = dwarf.scan_unit(offset, deadline)
+            uses, dependents = analyser.analyse([cu], deadline)
+            parts.append(fact_rows([cu], uses, dependents, symbol_start))
+        except KlpError as e:
+            parts.append(fact_rows((), failed=[(offset, str(e))]))
+            continue
+        except Exception as e:
+            # A reader or the analysis tripped over something malformed that no check
+            # anticipated: this CU is lost, not the index.
+            parts.append(fact_rows((), failed=[(offset, _internal(path, offset, e))]))
+            continue
+        last = cu.unit.name
+    return FactRows.concat(parts), last
+
+
+def build_index_task(
+    path: Path,
+    index_dir: Path,
+    *,
+    jobs: int = 0,
+    known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
+) -> BuildResult:
+    """`build_index` as the task of a pool over binaries: nothing but a `KlpError` leaves it,
+    so the parent never prints a worker's traceback."""
+    try:
+        return build_index(path, index_dir, jobs=jobs, known_callees=known_callees)
+    except KlpError:
+        raise
+    except Exception as e:
+        raise _cannot_index(path, e) from None
+
+
+def worker_died(path: Path | str) -> BinaryFormatError:
+    """The error for a pool whose worker process ended abruptly (a signal, the OOM killer, a
+    crash in a C extension): `BrokenProcessPool` has no more to say than that."""
+    return BinaryFormatError(
+        f"{path}: a worker process indexing it ended abruptly (killed by a signal or out of memory)"
+    )
+
+
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
+
+def _cannot_index(path: Path, e: BaseException) -> BinaryFormatError:
+    return BinaryFormatError(f"{path}: cannot be indexed: internal error ({_one_line(e)})")
+
+
+def _internal(path: Path, offset: int, e: Exception) -> str:
+    return (
+        f"{path}: unit at .debug_info+0x{offset:x}: internal error while reading it"
+        f" ({_one_line(e)})"
+    )
+
+
+def die_with_parent(parent: int) -> None:
+    """Initializer of pool workers: end when the process that started the pool ends.
+
+    A worker blocks on its call queue, whose other end it holds itself, so it never learns that
+    a parent killed with SIGKILL is gone and would sleep forever. Linux sends it SIGKILL instead
+    (prctl PR_SET_PDEATHSIG; the pool's processes are started by the thread that submits to
+    it, which lives as long as the pool); a parent that died before that is checked for after.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _default_jobs(jobs: int) -> int:
@@ -246,8 +352,16 @@ def _symbol_rows(
 
 
 def _list_units(dwarf: DwarfData) -> list[CuRow]:
+    """Every unit with its top DIE's facts; one whose header or top DIE is unreadable is listed
+    as failed (the unit lengths still lead to the next one)."""
     rows = []
-    for h in dwarf.list_units():
+    for offset in dwarf.iter_unit_offsets():
+        try:
+            h = dwarf.get_unit_header(offset)
+        except BinaryFormatError as e:
+            unit = CompileUnit(offset, "", "", "", None, False)
+            rows.append(CuRow(unit, parse_producer(""), (), CU_FAILED, str(e)))
+            continue
         unit = h.to_compile_unit()
         rows.append(
             CuRow(unit=unit, flags=parse_producer(h.producer), ranges=tuple(h.ranges), state=0)
@@ -264,6 +378,7 @@ def build_index(
     cu_names: Sequence[str] | None = None,
     executor: Executor | None = None,
     known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
+    cu_budget: float | None = None,
 ) -> BuildResult:
     """Index `path` into `index_dir` (all CUs, or first only those named in `cu_names`).
 
@@ -271,6 +386,7 @@ def build_index(
     missing index is created with just those CUs analysed, and an existing partial one gains them.
     `known_callees` (a module's build, from the vmlinux index: `regfacts.read_known_callees`)
     gives its calls to vmlinux asm helpers their clobber sets, so their dependents are found.
+    `cu_budget` is the seconds one CU may take (default: `limits.cu_budget_seconds()`).
     """
     started = time.monotonic()
     path = Path(path)
@@ -316,7 +432,7 @@ def build_index(
             try:
                 from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
 
-                dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
+                dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch, str(path))
                 units = _list_units(dwarf)
                 writer.set_meta(
                     {
@@ -350,14 +466,16 @@ def build_index(
             todo = [
                 u
                 for u in _select_units(units, cu_names)
-                if states.get(u.unit.offset, CU_LISTED) < CU_ANALYSED
+                if u.state < CU_ANALYSED and states.get(u.unit.offset, CU_LISTED) < CU_ANALYSED
             ]
             if todo:
                 from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
 
                 if dwarf is None:
-                    dwarf = DwarfData(binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch)
-                build = _Build(binary, path, dwarf, units, known_callees)
+                    dwarf = DwarfData(
+                        binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch, str(path)
+                    )
+                build = _Build(binary, path, dwarf, units, known_callees, cu_budget)
                 # A first pass for some CUs says which (the editor shows it while waiting).
                 title = progress_title(
                     binary.object_name,
@@ -430,6 +548,7 @@ class _Build:
     dwarf: DwarfData
     units: Sequence[CuRow]
     known_callees: Mapping[str, regfacts.KnownCallee] | None
+    cu_budget: float | None = None
 
 
 def _index_units(
@@ -463,7 +582,7 @@ def _index_units(
         nonlocal done
         rows, last_name = result
         writer.add_fact_rows(rows, state=CU_ANALYSED)
-        done += len(rows.cus)
+        done += len(rows.cus) + len(rows.failed)
         if progress is not None:
             progress.advance(done, last_name)
             if progress.cancelled():
@@ -473,16 +592,20 @@ def _index_units(
         if first is not None:
             first()
 
+    from concurrent.futures import BrokenExecutor
+
     _WORKER.adopt(build.path, binary, build.dwarf, all_units, build.known_callees)
     try:
         if workers == 1:
             run_first()
             for batch in batches:
-                consume(_index_batch(build.path, None, batch))
+                consume(_index_batch(build.path, None, batch, None, build.cu_budget))
         elif executor is not None:
             # Its workers were started before this build: they open the binary themselves.
             futures = [
-                executor.submit(_index_batch, build.path, all_units, b, build.known_callees)
+                executor.submit(
+                    _index_batch, build.path, all_units, b, build.known_callees, build.cu_budget
+                )
                 for b in batches
             ]
             _consume_in_order(futures, consume, run_first)
@@ -497,16 +620,26 @@ def _index_units(
             from concurrent.futures import ProcessPoolExecutor
 
             fork = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(workers, len(batches)), mp_context=fork) as pool:
+            with ProcessPoolExecutor(
+                min(workers, len(batches)),
+                mp_context=fork,
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
+            ) as pool:
                 try:
                     _consume_in_order(
-                        [pool.submit(_index_batch, build.path, None, b) for b in batches],
+                        [
+                            pool.submit(_index_batch, build.path, None, b, None, build.cu_budget)
+                            for b in batches
+                        ],
                         consume,
                         run_first,
                     )
                 except BaseException:
                     pool.shutdown(cancel_futures=True)
                     raise
+    except BrokenExecutor:
+        raise worker_died(build.path) from None
     finally:
         _WORKER.clear()
     if progress is not None:

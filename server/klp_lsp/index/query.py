@@ -38,6 +38,7 @@ from klp_lsp.model import (
     InstanceFacts,
     Param,
     SymbolFact,
+    UnreadableUnit,
 )
 
 
@@ -785,6 +786,14 @@ class IndexSet:
                 else r
             )
         return merged
+
+    def unreadable_units(self) -> list[UnreadableUnit]:
+        """The compile units each index lacks because they could not be read."""
+        return [
+            UnreadableUnit(o.object, offset, name, reason)
+            for o in self.objects
+            for offset, name, reason in o.index.failed_cus()
+        ]
 
     def get_object(self, name: str) -> ObjectIndex | None:
         for o in self.objects:

@@ -47,6 +47,7 @@ from klp_lsp.binary.disasm import (
 from klp_lsp.binary.elf import ElfBinary
 from klp_lsp.errors import BinaryFormatError
 from klp_lsp.index.store import CuRow, Index, from_db
+from klp_lsp.limits import MAX_FUNCTION_BYTES, NO_DEADLINE, Deadline
 from klp_lsp.model import (
     CallEdge,
     CallKind,
@@ -257,9 +258,15 @@ class RegisterAnalyser:
         return address
 
     def _read(self, ranges: Sequence[tuple[int, int]]) -> list[_Chunk]:
-        """The code of each range with capstone's fast pass over it (unreadable ones left out)."""
+        """The code of each range with capstone's fast pass over it (unreadable ones left out).
+
+        A range larger than `MAX_FUNCTION_BYTES` is corrupt (a size or high_pc that spans a
+        whole section) and left out too: decoding it could take minutes and gigabytes.
+        """
         chunks = []
         for lo, hi in ranges:
+            if hi - lo > MAX_FUNCTION_BYTES:
+                continue
             try:
                 code = self.binary.read_code(lo, hi - lo)
             except BinaryFormatError:
@@ -653,23 +660,26 @@ class RegisterAnalyser:
     # --- the analysis ----------------------------------------------------------------------
 
     def analyse(
-        self, facts: Sequence[CuFacts]
+        self, facts: Sequence[CuFacts], deadline: Deadline = NO_DEADLINE
     ) -> tuple[list[RegisterUse], list[RegisterDependent]]:
         """Register uses and dependents of every function whose code lies in these CUs.
 
         Each CU is analysed on its own, as GCC compiled it: what a CU knows of another (its
         noreturn declarations, parameter locations, exact clobbers) must not leak into it just
         because both were sent in the same batch, or the index would depend on the batching.
+        `deadline` is checked between functions.
         """
         uses: list[RegisterUse] = []
         deps: list[RegisterDependent] = []
         for cu in facts:
-            cu_uses, cu_deps = self._analyse_cu(cu)
+            cu_uses, cu_deps = self._analyse_cu(cu, deadline)
             uses.extend(cu_uses)
             deps.extend(cu_deps)
         return uses, deps
 
-    def _analyse_cu(self, cu: CuFacts) -> tuple[list[RegisterUse], list[RegisterDependent]]:
+    def _analyse_cu(
+        self, cu: CuFacts, deadline: Deadline = NO_DEADLINE
+    ) -> tuple[list[RegisterUse], list[RegisterDependent]]:
         instance_ranges: dict[int, tuple[tuple[int, int], ...]] = {}
         params: dict[int, tuple[str, ...]] = {}
         return_sizes: dict[int, int | None] = {}
@@ -717,6 +727,7 @@ class RegisterAnalyser:
             if not cu.unit.is_asm and set(parse_clone_name(f.name).kinds) & _SIGNATURE_CLONES
         }
         for start, f in group.items():
+            deadline.check()
             ranges = self._ranges_of(f, instance_ranges)
             chunks = self._read(ranges)
             if plain and start not in clones:
@@ -735,6 +746,7 @@ class RegisterAnalyser:
                 read_pointer=self._read_pointer,
                 is_function_start=self._is_function_start,
             )
+        deadline.check()
         clobbers = compute_clobbers(self.arch, ffacts, self._default_clobbers)
         clobbers.update((start, self.abi.call_clobbered) for start in quick)
         if cu.unit.is_asm:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 SCHEMA: Final = """
 CREATE TABLE meta (
@@ -17,7 +17,8 @@ CREATE TABLE meta (
     value TEXT NOT NULL
 );
 
--- One row per DWARF compile unit. `state`: 0 listed, 1 DWARF facts stored, 2 register facts too.
+-- One row per DWARF compile unit. `state`: 0 listed, 1 DWARF facts stored, 2 register facts too,
+-- 3 could not be read (malformed DWARF, over its time budget): `error` says why.
 CREATE TABLE cus (
     id INTEGER PRIMARY KEY,          -- offset of the CU header in .debug_info
     name TEXT NOT NULL,
@@ -29,7 +30,8 @@ CREATE TABLE cus (
     ipa_ra INTEGER NOT NULL,
     opt_level TEXT NOT NULL,
     live_patching TEXT,
-    state INTEGER NOT NULL DEFAULT 0
+    state INTEGER NOT NULL DEFAULT 0,
+    error TEXT
 );
 
 -- The files of each CU's line table (its source, the .c files it includes, its headers), as

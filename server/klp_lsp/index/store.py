@@ -8,6 +8,8 @@ together with the `state` of the CUs it completes, so a reader never sees half a
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import posixpath
 import sqlite3
@@ -30,10 +32,26 @@ from klp_lsp.model import (
 _SIGN = 1 << 63
 _WRAP = 1 << 64
 
+# Scan state of a CU in the `cus` table. A failed CU (unreadable DWARF, over its budget) is as
+# final as an analysed one: the index is complete without it, and `error` says why it is missing.
+CU_LISTED, CU_SCANNED, CU_ANALYSED, CU_FAILED = 0, 1, 2, 3
+
 
 def to_db(address: int) -> int:
-    """Store an unsigned 64-bit address in SQLite's signed INTEGER."""
+    """Store an unsigned 64-bit address in SQLite's signed INTEGER.
+
+    The readers keep addresses inside [0, 2^64); anything else is a bug, reported as such rather
+    than as SQLite's OverflowError.
+    """
+    if not 0 <= address < _WRAP:
+        raise ValueError(f"address {address:#x} does not fit 64 bits")
     return address - _WRAP if address >= _SIGN else address
+
+
+def _int64(value: int | None) -> int | None:
+    """A number read from a file (a line, a DW_AT_inline, a DIE reference) when SQLite can store
+    it; None when it cannot (only a corrupt file gives one)."""
+    return value if value is None or -_SIGN <= value < _SIGN else None
 
 
 def from_db(value: int) -> int:
@@ -120,7 +138,8 @@ class CuRow:
     unit: CompileUnit
     flags: CompilerFlags
     ranges: tuple[tuple[int, int], ...]
-    state: int  # CU_LISTED, CU_SCANNED or CU_ANALYSED
+    state: int  # CU_LISTED, CU_SCANNED, CU_ANALYSED or CU_FAILED
+    error: str | None = None  # why a CU_FAILED unit could not be read
 
 
 Row = tuple[object, ...]
@@ -144,6 +163,16 @@ class FactRows:
     calls: list[Row]
     register_dependents: list[Row]
     cu_files: list[Row] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (CU, reason)
+
+    @classmethod
+    def concat(cls, parts: Sequence[FactRows]) -> FactRows:
+        """The rows of several CUs' `FactRows` in one, in order."""
+        out = cls(*([] for _ in dataclasses.fields(cls)))
+        for part in parts:
+            for f in dataclasses.fields(cls):
+                getattr(out, f.name).extend(getattr(part, f.name))
+        return out
 
 
 def fact_rows(
@@ -151,6 +180,7 @@ def fact_rows(
     register_use: Sequence[RegisterUse] = (),
     dependents: Sequence[RegisterDependent] = (),
     symbol_start: Callable[[int], int] = lambda address: address,
+    failed: Sequence[tuple[int, str]] = (),
 ) -> FactRows:
     """The rows of whole CUs' DWARF facts and register facts, for `IndexWriter.add_fact_rows`.
 
@@ -175,12 +205,12 @@ def fact_rows(
                         sp.name,
                         sp.linkage_name,
                         sp.decl_file,
-                        sp.decl_line,
+                        _int64(sp.decl_line),
                         int(sp.external),
-                        sp.inline,
-                        sp.calling_convention,
+                        _int64(sp.inline),
+                        _int64(sp.calling_convention),
                         int(sp.noreturn),
-                        sp.return_size,
+                        _int64(sp.return_size),
                     )
                 )
             if sp.ranges:
@@ -191,12 +221,15 @@ def fact_rows(
                 if origin_sp is not None and origin_sp.abstract_origin is not None:
                     origin = origin_sp.abstract_origin
                 entry = symbol_start(min(r[0] for r in sp.ranges))
-                instances.append(
-                    (sp.die_offset, origin, cu_id, to_db(entry), format_ranges(sp.ranges))
-                )
+                if _int64(origin) is not None:
+                    instances.append(
+                        (sp.die_offset, origin, cu_id, to_db(entry), format_ranges(sp.ranges))
+                    )
             for i, p in enumerate(sp.params):
                 params.append((sp.die_offset, i, p.name, p.location, p.type_kind))
         for site in cu.inline_sites:
+            if _int64(site.origin) is None:
+                continue
             lo = min((r[0] for r in site.ranges), default=None)
             sites.append(
                 (
@@ -206,7 +239,7 @@ def fact_rows(
                     site.container,
                     site.parent,
                     site.call_file,
-                    site.call_line,
+                    _int64(site.call_line),
                     None if lo is None else to_db(lo),
                 )
             )
@@ -249,6 +282,7 @@ def fact_rows(
             for d in dependents
         ],
         cu_files=files,
+        failed=list(failed),
     )
 
 
@@ -267,6 +301,44 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return con
 
 
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """SQLite and file-system errors of a writer (a read-only or full disk, a locked index) as
+    one-line `IndexError_`s."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise IndexError_(f"{path}: cannot write the index: {e}") from e
+    except OSError as e:
+        raise IndexError_(f"{path}: cannot write the index: {e.strerror or e}") from e
+
+
+def remove_orphans(path: Path) -> list[Path]:
+    """Remove the temporary files of builds of `path` whose process no longer runs.
+
+    A build killed before it published (`kill -9`, a crash, a power cut) leaves
+    `.NAME.PID.tmp` behind; it was never visible under the real name, so it is only garbage.
+    """
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if not pid.isdigit() or _process_runs(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: not ours to judge
+    return True
+
+
 class IndexWriter:
     """Builds or extends one index file."""
 
@@ -277,36 +349,42 @@ class IndexWriter:
 
     @classmethod
     def create(cls, path: Path) -> IndexWriter:
-        """Start a new index under a temporary name beside `path`."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Start a new index under a temporary name beside `path`.
+
+        Temporary files of builds that were killed (their process is gone) are removed first.
+        """
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        con = sqlite3.connect(tmp, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=OFF")
-        con.execute("PRAGMA synchronous=OFF")
-        con.executescript(SCHEMA)
-        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        with _writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_orphans(path)
+            tmp.unlink(missing_ok=True)
+            con = sqlite3.connect(tmp, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=OFF")
+            con.execute("PRAGMA synchronous=OFF")
+            con.executescript(SCHEMA)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return cls(con, path, tmp)
 
     @classmethod
     def extend(cls, path: Path) -> IndexWriter:
         """Open a published index to add the compile units it still lacks."""
         con = _connect(path, readonly=False)
-        con.execute("PRAGMA journal_mode=WAL")
+        with _writing(path):
+            con.execute("PRAGMA journal_mode=WAL")
         return cls(con, path, None)
 
     # --- writing ---------------------------------------------------------------------------
 
     def set_meta(self, values: dict[str, str]) -> None:
-        with self._con:
+        with _writing(self.path), self._con:
             self._con.executemany(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", values.items()
             )
 
     def add_cus(self, cus: Sequence[CuRow]) -> None:
-        with self._con:
+        with _writing(self.path), self._con:
             self._con.executemany(
-                "INSERT INTO cus VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO cus VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         c.unit.offset,
@@ -320,6 +398,7 @@ class IndexWriter:
                         c.flags.opt_level,
                         c.flags.live_patching,
                         c.state,
+                        c.error,
                     )
                     for c in cus
                 ],
@@ -330,7 +409,7 @@ class IndexWriter:
             )
 
     def add_symbols(self, symbols: Sequence[SymbolRow]) -> None:
-        with self._con:
+        with _writing(self.path), self._con:
             self._con.executemany(
                 "INSERT INTO symbols(name, address, size, section, binding, sympos, origin,"
                 " clone_kinds, has_mcount, cu_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -354,7 +433,7 @@ class IndexWriter:
     def add_fact_rows(self, rows: FactRows, *, state: int) -> None:
         """Store rows made by `fact_rows` in one transaction and mark their CUs `state`."""
         con = self._con
-        with con:
+        with _writing(self.path), con:
             con.executemany(
                 "INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows.functions
             )
@@ -379,6 +458,10 @@ class IndexWriter:
                 )
                 con.executemany("INSERT INTO cu_files VALUES (?,?)", rows.cu_files)
             con.executemany("UPDATE cus SET state = ? WHERE id = ?", [(state, c) for c in rows.cus])
+            con.executemany(
+                "UPDATE cus SET state = ?, error = ? WHERE id = ?",
+                [(CU_FAILED, reason, c) for c, reason in rows.failed],
+            )
 
     def count_cus_below(self, state: int) -> int:
         """How many CUs have not reached `state` yet."""
@@ -388,13 +471,14 @@ class IndexWriter:
 
     def publish(self) -> None:
         """Make the index visible under its real name (atomic rename)."""
-        self._con.commit()
-        if self._tmp is not None:
-            self._con.close()
-            os.replace(self._tmp, self.path)
-            self._tmp = None
-            self._con = _connect(self.path, readonly=False)
-            self._con.execute("PRAGMA journal_mode=WAL")
+        with _writing(self.path):
+            self._con.commit()
+            if self._tmp is not None:
+                self._con.close()
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+                self._con = _connect(self.path, readonly=False)
+                self._con.execute("PRAGMA journal_mode=WAL")
 
     def close(self) -> None:
         self._con.close()
@@ -467,6 +551,13 @@ class Index:
         )
         return [r[0] for r in rows]
 
+    def failed_cus(self) -> list[tuple[int, str, str]]:
+        """(id, name, reason) of every CU that could not be read, in file order."""
+        rows = self._con.execute(
+            "SELECT id, name, error FROM cus WHERE state = ? ORDER BY id", (CU_FAILED,)
+        )
+        return [(r[0], r[1], r[2] or "") for r in rows]
+
     def params_of(self, die: int) -> tuple[Param, ...]:
         rows = self._con.execute(
             "SELECT name, location, type_kind FROM params WHERE owner_die = ? ORDER BY idx", (die,)
@@ -491,7 +582,7 @@ def _cu_row(r: sqlite3.Row, ranges: tuple[tuple[int, int], ...]) -> CuRow:
         live_patching=r["live_patching"],
         patchable_entry=None,
     )
-    return CuRow(unit=unit, flags=flags, ranges=ranges, state=r["state"])
+    return CuRow(unit=unit, flags=flags, ranges=ranges, state=r["state"], error=r["error"])
 
 
 def complete_index(index_dir: Path, build_id: str) -> Path | None:

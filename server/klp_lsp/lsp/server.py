@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 
 from klp_lsp import __version__
@@ -24,6 +25,7 @@ from klp_lsp.lsp.checked import CheckedDocuments
 from klp_lsp.lsp.config import Config
 from klp_lsp.lsp.documents import DocumentKind
 from klp_lsp.lsp.indexing import IndexManager, source_root_from_dwarf
+from klp_lsp.lsp.protocol import KlpProtocol
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 class KlpServer(LanguageServer):
     """pygls' server plus klp-lsp's state: settings, indexes, open documents."""
 
+    protocol: KlpProtocol
+
     def __init__(self) -> None:
         super().__init__(
             name="klp-lsp",
             version=__version__,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=KlpProtocol,
         )
         self.config = Config()
         self.root: Path | None = None
@@ -116,6 +121,18 @@ class KlpServer(LanguageServer):
             return cast(F, wrapper)
 
         return decorate
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """pygls' error reporter; a message body that is not JSON gets its -32700 answer here.
+
+        pygls' read loop hands errors of `json.loads` (JSONDecodeError, UnicodeDecodeError: both
+        ValueErrors) only to this method, as `source` `JsonRpcException`, so the protocol never
+        sees them (see `lsp/protocol.py`).
+        """
+        if source is JsonRpcException and isinstance(error, ValueError):
+            self.protocol.answer_parse_error(error)
+            return
+        super().report_server_error(error, source)
 
     # --- settings ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from unidiff.patch import Hunk as UnidiffHunk
 from unidiff.patch import PatchSet
 
 from klp_lsp.errors import PatchParseError
+from klp_lsp.limits import MAX_LINE_CHARS, MAX_PATCH_BYTES
 
 # `git format-patch` starts every message with this line; the date is a fixed magic value.
 _MBOX_FROM = re.compile(r"^From ([0-9a-f]{7,40}) Mon Sep 17 00:00:00 2001$")
@@ -102,20 +103,71 @@ class Patch:
     files: tuple[FileDiff, ...]
 
 
-def read_patch(path: Path) -> tuple[tuple[Patch, ...], tuple[Problem, ...]]:
-    """Read and parse one patch file; raises `PatchParseError` only if it cannot be read."""
+def read_patch_text(path: Path) -> str:
+    """The text of one patch file; `PatchParseError` when it cannot be read or is too large.
+
+    At most `MAX_PATCH_BYTES` + 1 bytes are read, so a device or a pipe without end costs
+    nothing either.
+    """
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_PATCH_BYTES + 1)
     except OSError as e:
         raise PatchParseError(f"{path}: cannot read patch: {e.strerror or e}") from e
+    if len(raw) > MAX_PATCH_BYTES:
+        raise PatchParseError(f"{path}: {_too_large(MAX_PATCH_BYTES + 1)}")
     # Patches may carry text in any 8-bit encoding; surrogateescape keeps line counts and bytes.
     text = raw.decode("utf-8", errors="surrogateescape")
-    return parse_patch_text(text, str(path))
+    problem = patch_limit_problem(text, str(path))
+    if problem is not None:
+        raise PatchParseError(f"{path}: line {problem.line}: {problem.message}")
+    return text
+
+
+def read_patch(path: Path) -> tuple[tuple[Patch, ...], tuple[Problem, ...]]:
+    """Read and parse one patch file; raises `PatchParseError` only if it cannot be read."""
+    return parse_patch_text(read_patch_text(path), str(path))
+
+
+def _too_large(size: int) -> str:
+    more = "more than " if size > MAX_PATCH_BYTES else ""
+    return (
+        f"the patch is {more}{size / (1 << 20):.1f} MiB; klp-lsp reads patches of up to"
+        f" {MAX_PATCH_BYTES >> 20} MiB"
+    )
+
+
+def patch_limit_problem(text: str, patch_file: str) -> Problem | None:
+    """A problem when `text` exceeds `MAX_PATCH_BYTES` or has a line over `MAX_LINE_CHARS`.
+
+    Such a patch is not parsed at all: no real patch looks like that, and its cost (the diff
+    parser, tree-sitter over the pre-image) would grow with it.
+    """
+    return _limit_problem(text, text.splitlines(), patch_file)
+
+
+def _limit_problem(text: str, lines: list[str], patch_file: str) -> Problem | None:
+    if len(text) > MAX_PATCH_BYTES // 4:
+        size = len(text.encode("utf-8", errors="replace"))
+        if size > MAX_PATCH_BYTES:
+            return Problem(patch_file, 0, _too_large(size))
+    if max(map(len, lines), default=0) > MAX_LINE_CHARS:
+        number = next(i for i, line in enumerate(lines, 1) if len(line) > MAX_LINE_CHARS)
+        return Problem(
+            patch_file,
+            number,
+            f"the line is {len(lines[number - 1])} characters long; klp-lsp reads patch lines"
+            f" of up to {MAX_LINE_CHARS}",
+        )
+    return None
 
 
 def parse_patch_text(text: str, patch_file: str) -> tuple[tuple[Patch, ...], tuple[Problem, ...]]:
     """Parse a plain diff or an mbox of `git format-patch` messages into patches and problems."""
     lines = text.splitlines()
+    too_large = _limit_problem(text, lines, patch_file)
+    if too_large is not None:
+        return (), (too_large,)
     problems: list[Problem] = []
     patches: list[Patch] = []
     for start, end in _split_messages(lines):
