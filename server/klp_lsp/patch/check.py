@@ -8,13 +8,14 @@ closes the set of functions a live patch must replace. The CLI and the language 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from klp_lsp.binary.abi import sort_registers
 from klp_lsp.index.query import IndexSet, ObjectIndex
-from klp_lsp.index.store import CU_ANALYSED, source_name
+from klp_lsp.index.store import CU_ANALYSED, CuRow, source_name
 from klp_lsp.model import (
     ChangedFunction,
     CheckResult,
@@ -144,6 +145,10 @@ class Checker:
         self._mapper = ChangeMapper()
         # The changes of the last check, for `check --compile` to explain what the compiler saw.
         self.changes: list[Change] = []
+        # The CUs of each source file, with the CU tables they were read from (an index that
+        # grows gets new tables, and the map is made again).
+        self._by_path: tuple[list[dict[int, CuRow]], dict[str, list[tuple[str, CuRow]]]] | None
+        self._by_path = None
 
     @property
     def images(self) -> dict[str, tuple[str | None, str | None]]:
@@ -166,22 +171,31 @@ class Checker:
                 break
         return None, "no source tree found (DW_AT_comp_dir does not exist here); pass --source"
 
+    def _cus_by_path(self) -> dict[str, list[tuple[str, CuRow]]]:
+        """(object, CU) of every indexed CU, by tree-relative source file."""
+        tables = [o.cus() for o in self.indexes.objects]
+        cached = self._by_path
+        same = cached is not None and len(cached[0]) == len(tables)
+        if cached is not None and same and all(map(operator.is_, cached[0], tables)):
+            return cached[1]
+        by_path: dict[str, list[tuple[str, CuRow]]] = {}
+        for o, cus in zip(self.indexes.objects, tables, strict=True):
+            for cu in cus.values():
+                name = source_name(cu.unit.name, cu.unit.comp_dir)
+                by_path.setdefault(name, []).append((o.object, cu))
+        self._by_path = (tables, by_path)
+        return by_path
+
     def built_files(self) -> set[str]:
         """Source files compiled into the indexed objects (CU names)."""
-        return {
-            source_name(cu.unit.name, cu.unit.comp_dir)
-            for o in self.indexes.objects
-            for cu in o.cus().values()
-        }
+        return set(self._cus_by_path())
 
     def units_of(self, path: str) -> tuple[CompileUnitRef, ...]:
         """The compile units the source file `path` is built as, in every indexed object; for a
         `.c` file other files #include, the CUs its functions were compiled in."""
         own = tuple(
-            CompileUnitRef(o.object, cu.unit.name, cu.flags, cu.state >= CU_ANALYSED)
-            for o in self.indexes.objects
-            for cu in o.cus().values()
-            if source_name(cu.unit.name, cu.unit.comp_dir) == path
+            CompileUnitRef(obj, cu.unit.name, cu.flags, cu.state >= CU_ANALYSED)
+            for obj, cu in self._cus_by_path().get(path, ())
         )
         if own or not path.endswith(".c"):
             return own

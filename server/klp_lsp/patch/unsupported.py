@@ -10,7 +10,11 @@ kernel's object through a livepatch relocation) but the author should know it do
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import bisect
+import difflib
+import itertools
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +28,14 @@ _TRACE_DEFINERS = frozenset(
     {"TRACE_EVENT", "DEFINE_EVENT", "DECLARE_EVENT_CLASS", "TRACE_EVENT_CONDITION",
      "DEFINE_EVENT_PRINT", "DECLARE_TRACE", "TRACE_EVENT_FN"}
 )  # fmt: skip
+
+
+# Names whose presence anywhere in a file means it must be split into items to be judged.
+_DEFINERS = ("DEFINE_PER_CPU", "DEFINE_STATIC_KEY_", "DEFINE_STATIC_CALL", "CREATE_TRACE_POINTS",
+             *sorted(_TRACE_DEFINERS))  # fmt: skip
+# An export the way kernel style writes it: one whole line, `EXPORT_SYMBOL_GPL(name);`.
+_EXPORT_WORD = re.compile(r"\bEXPORT_")
+_EXPORT_LINE = re.compile(r"^[ \t]*EXPORT_\w*[ \t]*\([^()\n;]*\)[ \t]*;[ \t]*$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +73,30 @@ def _defined(items: Iterable[Item], prefix: str | tuple[str, ...]) -> dict[str, 
 def find_unsupported(
     path: str, pre_text: str, post_text: str, changed_functions: Sequence[str]
 ) -> list[Unsupported]:
-    """The unsupported constructs a patch brings into `path` (see the module docstring)."""
-    pre, post = split_items(pre_text), split_items(post_text)
-    out: list[Unsupported] = []
+    """The unsupported constructs a patch brings into `path` (see the module docstring).
 
+    Splitting a large file into items costs a few hundred milliseconds, so a patch whose
+    changes each lie inside a block (`_local_changes`) is judged with less: not at all when
+    neither text names a definer; else from the post-image's items near the definers, the
+    changes and the changed functions only (`_items_near`).
+    """
+    local = _local_changes(pre_text, post_text)
+    if local is not None:
+        if not any(name in text for text in (pre_text, post_text) for name in _DEFINERS):
+            return []
+        near = _items_near(post_text, local, changed_functions)
+        if near is not None:
+            # Only the blocks' own items differ between the texts, and a block is no
+            # file-scope macro call: nothing is added, changed or removed at file scope.
+            return _uses(path, near, changed_functions)
+    pre, post = split_items(pre_text), split_items(post_text)
+    return _macro_changes(pre, post) + _uses(path, post, changed_functions)
+
+
+def _macro_changes(pre: Sequence[Item], post: Sequence[Item]) -> list[Unsupported]:
+    """Exports, per-CPU variables, static keys and tracepoints the patch adds, changes or
+    removes at file scope."""
+    out: list[Unsupported] = []
     pre_keys = {k for it in pre if (k := _macro_key(it)) is not None}
     for it in post:
         key = _macro_key(it)
@@ -134,8 +166,13 @@ def find_unsupported(
                 )
             )
 
-    # Uses, in the changed functions, of per-CPU variables, static keys and tracepoints that
-    # this file defines.
+    return out
+
+
+def _uses(path: str, post: Sequence[Item], changed_functions: Sequence[str]) -> list[Unsupported]:
+    """Uses, in the changed functions, of per-CPU variables, static keys and tracepoints that
+    the file defines."""
+    out: list[Unsupported] = []
     per_cpu = _defined(post, _PER_CPU)
     keys = _defined(post, _STATIC_KEY)
     creates_tracepoints = any(
@@ -191,3 +228,207 @@ def find_unsupported(
                     )
                 )
     return out
+
+
+def _local_changes(pre: str, post: str) -> list[tuple[int, int]] | None:
+    """The post-image ranges of what the patch changes, when each changed run of lines lies
+    inside a brace-enclosed block in both texts and leaves the same bracket depth behind, with
+    no export or comment delimiter in it, and every export of the file is a whole line
+    (`EXPORT_SYMBOL_GPL(name);`); None otherwise. Then every item but the blocks' own is the
+    same in both texts, offsets and lines apart."""
+    for text in (pre, post):
+        if len(_EXPORT_WORD.findall(text)) != len(_EXPORT_LINE.findall(text)):
+            return None
+    runs = _changed_runs(pre, post)
+    depths = _depths_at(pre, [pre_lo for pre_lo, _, _, _ in runs])
+    out: list[tuple[int, int]] = []
+    for (pre_lo, pre_hi, post_lo, post_hi), depth in zip(runs, depths, strict=True):
+        if depth is None or depth < 1:
+            return None
+        effects = set()
+        for changed in (pre[pre_lo:pre_hi], post[post_lo:post_hi]):  # whole lines
+            if _EXPORT_WORD.search(changed) or "/*" in changed or "*/" in changed:
+                return None
+            if changed.endswith("\\\n"):
+                return None
+            effects.add(_depth_change(changed, 1 - depth))
+        # The changed lines of both texts stay inside the block and leave the same depth.
+        if len(effects) != 1 or None in effects:
+            return None
+        out.append((post_lo, post_hi))
+    return out
+
+
+def _changed_runs(pre: str, post: str) -> list[tuple[int, int, int, int]]:
+    """(pre start, pre end, post start, post end) of each run of lines that differs, as offsets
+    of whole lines; the common head and tail are set apart first, so the line diff only sees
+    what lies between the first and the last change."""
+    head, tail = _common_lines(pre, post)
+    a = pre[head : len(pre) - tail].split("\n")
+    b = post[head : len(post) - tail].split("\n")
+    starts_a = list(itertools.accumulate((len(line) + 1 for line in a), initial=head))
+    starts_b = list(itertools.accumulate((len(line) + 1 for line in b), initial=head))
+    runs = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b).get_opcodes():
+        if op != "equal":
+            runs.append(
+                (
+                    starts_a[i1],
+                    min(starts_a[i2], len(pre) - tail),
+                    starts_b[j1],
+                    min(starts_b[j2], len(post) - tail),
+                )
+            )
+    return runs
+
+
+def _items_near(
+    text: str, regions: Sequence[tuple[int, int]], functions: Sequence[str]
+) -> list[Item] | None:
+    """The items `_uses` looks at, split from windows of `text` instead of all of it: those
+    around each definer and `CREATE_TRACE_POINTS`, around each file-scope mention of the
+    `functions` and around the changed `regions`. None when a function is not among them.
+
+    A window runs between two of `_clean_starts`, where the splitter starts afresh, so its
+    items are exactly those of the whole text there.
+    """
+    starts, depth_at = _clean_starts(text)
+    spots = [spot for lo, hi in regions for spot in (lo, max(lo, hi - 1))]
+    for name in _DEFINERS:
+        spots.extend(m.start() for m in re.finditer(re.escape(name), text))
+    for name in dict.fromkeys(functions):
+        spots.extend(
+            m.start()
+            for m in re.finditer(rf"\b{re.escape(name)}\b", text)
+            if depth_at(m.start()) == 0
+        )
+    windows: list[tuple[int, int]] = []
+    for spot in sorted(spots):
+        i = bisect.bisect_right(starts, spot)
+        lo, hi = starts[i - 1], starts[i] if i < len(starts) else len(text)
+        if windows and lo <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
+        else:
+            windows.append((lo, hi))
+    items: list[Item] = []
+    for lo, hi in windows:
+        # Newlines in front keep the text's line numbers; they cost one lexeme.
+        items.extend(split_items("\n" * text.count("\n", 0, lo) + text[lo:hi]))
+    found = {it.name for it in items if it.kind == "function"}
+    return items if all(name in found for name in functions) else None
+
+
+def _clean_starts(text: str) -> tuple[list[int], Callable[[int], int]]:
+    """Offsets where the item splitter starts afresh, and the bracket depth at any offset.
+
+    A `;` at depth 0 ends an item, and so does a function's closing brace: the newline after
+    either, when nothing but blanks is between, starts the next item in a clean state (a `#`
+    after it starts a directive, as at any line start). The text's start is one too.
+    """
+    starts = [0]
+    positions: list[int] = [0]
+    depths: list[int] = [0]
+    depth = 0
+    for m in _SCAN.finditer("\n" + text):
+        kind = m.lastgroup
+        if kind == "open":
+            depth += 1
+        elif kind == "close":
+            depth = max(depth - 1, 0)
+            # A function's closing brace alone on its line, a blank line after it (kernel
+            # style; a struct's `}` carries its `;`), ends the function's item.
+            if depth == 0 and m.group() == "}":
+                at = m.start() - 1  # in `text`
+                if text.startswith("}\n\n", at) and (at == 0 or text[at - 1] == "\n"):
+                    starts.append(at + 1)
+        elif kind == "semi" and depth == 0:
+            after = m.end() - 1  # in `text`
+            line_end = text.find("\n", after)
+            if line_end > 0 and not text[after:line_end].strip(" \t"):
+                starts.append(line_end)
+            continue
+        else:
+            continue
+        positions.append(m.end() - 1)
+        depths.append(depth)
+
+    def depth_at(offset: int) -> int:
+        return depths[bisect.bisect_right(positions, offset) - 1]
+
+    return starts, depth_at
+
+
+# What moves the item splitter's bracket depth, and what hides brackets from it (comments,
+# string and character literals, preprocessor lines), as `c_items._lex` reads them.
+_SCAN = re.compile(
+    r"""
+    (?P<directive>\n[ \t\r\f\v]*(?:/\*(?:[^*]|\*(?!/))*\*/[ \t\r\f\v]*)*\#
+        (?:/\*(?:[^*]|\*(?!/))*\*/|//(?:[^\n\\]|\\.)*|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|\\\n|[^\n])*)
+    |(?P<comment>/\*(?:[^*]|\*(?!/))*\*/|//(?:[^\n\\]|\\.)*)
+    |(?P<string>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')
+    |(?P<open>[(\[{])
+    |(?P<close>[)\]}])
+    |(?P<semi>;)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _depths_at(text: str, positions: Sequence[int]) -> list[int | None]:
+    """The splitter's bracket depth at each of the ascending `positions`; None for one inside a
+    comment, literal or preprocessor line."""
+    out: list[int | None] = []
+    wanted = iter(positions)
+    pos = next(wanted, None)
+    depth = 0
+    # A directive match starts at the newline before it: the text gets one in front, and
+    # offsets in it are one more than in `text`.
+    for m in _SCAN.finditer("\n" + text):
+        while pos is not None and m.start() >= pos + 1:
+            out.append(depth)
+            pos = next(wanted, None)
+        while pos is not None and m.end() > pos + 1:
+            out.append(None)
+            pos = next(wanted, None)
+        if pos is None:
+            break
+        kind = m.lastgroup
+        if kind == "open":
+            depth += 1
+        elif kind == "close":
+            depth = max(depth - 1, 0)
+    while pos is not None:
+        out.append(depth)
+        pos = next(wanted, None)
+    return out
+
+
+def _depth_change(segment: str, floor: int) -> int | None:
+    """How much the segment's brackets change the depth; None when it dips below `floor`."""
+    depth = 0
+    for m in _SCAN.finditer("\n" + segment):
+        if m.lastgroup == "open":
+            depth += 1
+        elif m.lastgroup == "close":
+            depth -= 1
+            if depth < floor:
+                return None
+    return depth
+
+
+def _common_lines(a: str, b: str) -> tuple[int, int]:
+    """The lengths of the longest common prefix and suffix of whole lines (ending in newlines)
+    of `a` and `b`, not overlapping: what lies between them is what differs."""
+    lines_a, lines_b = a.split("\n"), b.split("\n")
+    most = min(len(lines_a), len(lines_b)) - 1  # the last piece ends no line
+    i = 0
+    while i < most and lines_a[i] == lines_b[i]:
+        i += 1
+    j = 0
+    rest = min(len(lines_a), len(lines_b)) - i
+    while j < rest and lines_a[-1 - j] == lines_b[-1 - j]:
+        j += 1
+    head = sum(len(line) + 1 for line in lines_a[:i])
+    # The suffix starts after a newline: its first piece is a whole line, its last the rest.
+    tail = sum(len(line) + 1 for line in lines_a[len(lines_a) - j :]) - 1 if j else 0
+    return head, tail
