@@ -35,7 +35,7 @@ _DEFINERS = ("DEFINE_PER_CPU", "DEFINE_STATIC_KEY_", "DEFINE_STATIC_CALL", "CREA
              *sorted(_TRACE_DEFINERS))  # fmt: skip
 # An export the way kernel style writes it: one whole line, `EXPORT_SYMBOL_GPL(name);`.
 _EXPORT_WORD = re.compile(r"\bEXPORT_")
-_EXPORT_LINE = re.compile(r"^[ \t]*EXPORT_\w*[ \t]*\([^()\n;]*\)[ \t]*;[ \t]*$", re.MULTILINE)
+_EXPORT_LINE = re.compile(r"[ \t]*EXPORT_\w*[ \t]*\([^()\n;]*\)[ \t]*;[ \t]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,9 +236,8 @@ def _local_changes(pre: str, post: str) -> list[tuple[int, int]] | None:
     no export or comment delimiter in it, and every export of the file is a whole line
     (`EXPORT_SYMBOL_GPL(name);`); None otherwise. Then every item but the blocks' own is the
     same in both texts, offsets and lines apart."""
-    for text in (pre, post):
-        if len(_EXPORT_WORD.findall(text)) != len(_EXPORT_LINE.findall(text)):
-            return None
+    if not (_exports_are_lines(pre) and _exports_are_lines(post)):
+        return None
     runs = _changed_runs(pre, post)
     depths = _depths_at(pre, [pre_lo for pre_lo, _, _, _ in runs])
     out: list[tuple[int, int]] = []
@@ -257,6 +256,20 @@ def _local_changes(pre: str, post: str) -> list[tuple[int, int]] | None:
             return None
         out.append((post_lo, post_hi))
     return out
+
+
+def _exports_are_lines(text: str) -> bool:
+    """True when every `EXPORT_` word of the text starts a line that is one whole export."""
+    at = text.find("EXPORT_")
+    while at >= 0:
+        if at == 0 or not (text[at - 1].isalnum() or text[at - 1] == "_"):
+            line_start = text.rfind("\n", 0, at) + 1
+            line_end = text.find("\n", at)
+            line = text[line_start : len(text) if line_end < 0 else line_end]
+            if not _EXPORT_LINE.fullmatch(line):
+                return False
+        at = text.find("EXPORT_", at + 7)
+    return True
 
 
 def _changed_runs(pre: str, post: str) -> list[tuple[int, int, int, int]]:
