@@ -21,26 +21,17 @@ ItemKind = Literal["directive", "function", "declaration"]
 DeclKind = Literal["type", "variable", "prototype", "macro-call", "asm", "other"]
 TokenKind = Literal["ident", "number", "string", "punct"]
 
+# Comments and string or character literals, as C reads them (a backslash-newline continues a
+# `//` comment); `patch/unsupported.py` skips them with the same patterns.
+C_COMMENT = r"/\*(?:[^*]|\*(?!/))*\*/|//(?:[^\n\\]|\\.)*"
+C_LITERAL = r"\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'"
+
+# The lexemes but white space within a line (`_lex` skips it); each run of newlines and blank
+# lines is one lexeme, a backslash-newline a "space" one.
 _LEX = re.compile(
-    r"""
-    (?P<comment>/\*.*?\*/|//(?:[^\n\\]|\\.)*)
-    |(?P<string>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')
-    |(?P<newline>\n)
-    |(?P<space>[ \t\r\f\v]+|\\\n)
-    |(?P<ident>[A-Za-z_]\w*)
-    |(?P<number>\.?\d(?:[\w.]|[eEpP][+-])*)
-    |(?P<punct>->|\+\+|--|<<=?|>>=?|[<>=!+\-*/%&|^]=|&&|\|\||\#\#|\.\.\.|\S)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-
-
-# `_LEX` without white space inside lines (`_lex` skips it) and with each run of newlines and
-# blank lines as one lexeme: a third fewer lexemes for the splitter to look at.
-_LEX_SKIPPING = re.compile(
-    r"""
-    (?P<comment>/\*.*?\*/|//(?:[^\n\\]|\\.)*)
-    |(?P<string>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')
+    rf"""
+    (?P<comment>{C_COMMENT})
+    |(?P<string>{C_LITERAL})
     |(?P<newline>\n(?:[ \t\r\f\v]*\n)*)
     |(?P<space>\\\n)
     |(?P<ident>[A-Za-z_]\w*)
@@ -196,7 +187,7 @@ def _lex(text: str, pos: int, end: int) -> Iterator[tuple[str, str, int, int]]:
     """(kind, text, start, end) of every lexeme but white space within a line; a directive is
     one "directive" lexeme, a run of newlines (blank lines included) one "newline" lexeme."""
     at_line_start = True
-    matches = _LEX_SKIPPING.finditer(text, pos, end)
+    matches = _LEX.finditer(text, pos, end)
     while True:
         for m in matches:
             kind = m.lastgroup or ""
@@ -206,7 +197,7 @@ def _lex(text: str, pos: int, end: int) -> Iterator[tuple[str, str, int, int]]:
                     stop = _directive_end(text, start, end)
                     yield "directive", text[start:stop], start, stop
                     at_line_start = False
-                    matches = _LEX_SKIPPING.finditer(text, stop, end)
+                    matches = _LEX.finditer(text, stop, end)
                     break
                 at_line_start = False
             elif kind == "newline":
@@ -220,11 +211,9 @@ def _lex(text: str, pos: int, end: int) -> Iterator[tuple[str, str, int, int]]:
 
 def _directive_end(text: str, pos: int, end: int) -> int:
     """The offset of the newline that ends the directive starting at `pos` (or `end`)."""
-    while pos < end:
-        m = _LEX.match(text, pos, end)
-        if m is None or m.lastgroup == "newline":
-            return pos
-        pos = m.end()
+    for m in _LEX.finditer(text, pos, end):
+        if m.lastgroup == "newline":
+            return m.start()
     return end
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from klp_lsp.patch.c_items import Item, references, render, split_items
+from klp_lsp.patch.c_items import C_COMMENT, C_LITERAL, Item, references, render, split_items
 
 UnsupportedKind = Literal["export-symbol", "per-cpu", "static-key", "tracepoint"]
 _PER_CPU = "DEFINE_PER_CPU"
@@ -374,13 +374,13 @@ def _clean_starts(text: str) -> tuple[list[int], Callable[[int], int]]:
 # What moves the item splitter's bracket depth, and what hides brackets from it (comments,
 # string and character literals, preprocessor lines), as `c_items._lex` reads them.
 _SCAN = re.compile(
-    r"""
-    (?P<directive>\n[ \t\r\f\v]*(?:/\*(?:[^*]|\*(?!/))*\*/[ \t\r\f\v]*)*\#
-        (?:/\*(?:[^*]|\*(?!/))*\*/|//(?:[^\n\\]|\\.)*|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|\\\n|[^\n])*)
-    |(?P<comment>/\*(?:[^*]|\*(?!/))*\*/|//(?:[^\n\\]|\\.)*)
-    |(?P<string>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')
-    |(?P<open>[(\[{])
-    |(?P<close>[)\]}])
+    rf"""
+    (?P<directive>\n[ \t\r\f\v]*(?:(?:{C_COMMENT})[ \t\r\f\v]*)*\#
+        (?:{C_COMMENT}|{C_LITERAL}|\\\n|[^\n])*)
+    |(?P<comment>{C_COMMENT})
+    |(?P<string>{C_LITERAL})
+    |(?P<open>[(\[{{])
+    |(?P<close>[)\]}}])
     |(?P<semi>;)
     """,
     re.VERBOSE | re.DOTALL,
