@@ -255,6 +255,41 @@ def test_plan_reads_build_ids_and_reports_bad_files(tmp_path: Path) -> None:
     assert no_src.error == f"source {tmp_path / 'nope'}: not a directory"
 
 
+def readelf_dwarf_size(path: Path) -> int:
+    """.debug_info and the location lists as `readelf -S` sizes them (uncompressed files)."""
+    table = subprocess.run(
+        ["readelf", "-SW", str(path)], check=True, capture_output=True, text=True
+    ).stdout
+    sizes = re.findall(
+        r"\] \.debug_(?:info|loclists|loc) +\w+ +[0-9a-f]+ [0-9a-f]+ ([0-9a-f]+)", table
+    )
+    assert sizes, table
+    return sum(int(size, 16) for size in sizes)
+
+
+def test_plan_estimates_work_from_the_dwarf(tmp_path: Path) -> None:
+    x86, arm64 = fixture_binary("x86_64"), fixture_binary("arm64")
+    plans = {
+        p.spec.name: p
+        for p in map(
+            plan_kernel,
+            (KernelSpec("x86_64", (x86,), SOURCE), KernelSpec("arm64", (arm64,), SOURCE)),
+        )
+    }
+    work = {name: plan.binaries[0].work for name, plan in plans.items()}
+    assert work == {"x86_64": readelf_dwarf_size(x86), "arm64": readelf_dwarf_size(arm64)}
+    # The arm64 file is the larger, yet it has less DWARF to walk: the file size is no estimate
+    # (on Debian an amd64 vmlinux file is twice an arm64 one, for .rela.debug_*, and indexes
+    # faster).
+    assert x86.stat().st_size < arm64.stat().st_size and work["x86_64"] > work["arm64"]
+    # Compressed debug sections count as what they inflate to.
+    packed = tmp_path / "vmlinux"
+    subprocess.run(["objcopy", "--compress-debug-sections=zlib", str(x86), str(packed)], check=True)
+    assert packed.stat().st_size < x86.stat().st_size
+    (job,) = plan_kernel(KernelSpec("packed", (packed,), SOURCE)).binaries
+    assert job.work == work["x86_64"]
+
+
 # --- tasks without a cluster --------------------------------------------------------------------
 
 
@@ -524,6 +559,36 @@ def test_one_vmlinux_spreads_over_the_cluster(
     assert k.status == "needs-care"
     assert k.binaries[0].index is not None
     check_same(Path(k.binaries[0].index), plain.index_path)
+
+
+def test_the_most_work_starts_first(tmp_path: Path) -> None:
+    # One worker thread: the index tasks run one after another, in the order the client asks.
+    distributed = pytest.importorskip("distributed")
+    from klp_lsp.fleet.engine import FleetOptions, run_fleet
+
+    specs = [
+        KernelSpec("arm64", (fixture_binary("arm64"),), SOURCE),
+        KernelSpec("x86_64", (fixture_binary("x86_64"),), SOURCE),
+    ]
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        distributed.get_task_stream(client) as stream,
+    ):
+        options = FleetOptions(tmp_path / "idx", scheduler=cluster.scheduler_address)
+        report = run_fleet(load_fleet_of(specs), _patches(), options)
+    assert [k.status for k in report.kernels] == ["needs-care", "needs-care"]
+    started = sorted(
+        (min(s["start"] for s in t["startstops"] if s["action"] == "compute"), t["key"])
+        for t in stream.data
+        if str(t["key"]).startswith("klp-index-")
+    )
+    # The x86_64 vmlinux has more DWARF (readelf -S), though its file is the smaller.
+    by_arch = {readelf_build_id(fixture_binary(arch))[:16]: arch for arch in ("x86_64", "arm64")}
+    order = [next(a for b, a in by_arch.items() if b in str(key)) for _, key in started]
+    assert order == ["x86_64", "arm64"]
 
 
 def load_fleet_of(kernels: list[KernelSpec]) -> object:

@@ -26,7 +26,8 @@ class BinaryJob:
     build_id: str
     object: str
     is_module: bool
-    size: int
+    size: int  # the file's size
+    work: int  # the DWARF its index walks (`ElfBinary.dwarf_size`): the estimate of its cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,12 @@ def plan_kernel(spec: KernelSpec) -> KernelPlan:
             with ElfBinary.open(f) as binary:
                 jobs.append(
                     BinaryJob(
-                        f, binary.build_id, binary.object_name, is_module_file(f), f.stat().st_size
+                        f,
+                        binary.build_id,
+                        binary.object_name,
+                        is_module_file(f),
+                        f.stat().st_size,
+                        binary.dwarf_size,
                     )
                 )
         except (KlpError, OSError) as e:
