@@ -283,23 +283,41 @@ def rnglist(
 
 def ranges_v4(data: bytes, pos: int, base: int, address_size: int) -> Ranges:
     """Decode a DWARF 2-4 range list at `pos` of .debug_ranges."""
+    entries = _v4_entries(data, pos, base, address_size, ".debug_ranges", expressions=False)
+    return tuple((lo, hi) for lo, hi, _ in entries)
+
+
+def _v4_entries(
+    data: bytes, pos: int, base: int, address_size: int, section: str, *, expressions: bool
+) -> Iterator[tuple[int, int, bytes]]:
+    """The (lo, hi, expression) entries of a DWARF 2-4 range or location list at `pos`.
+
+    Both are pairs of addresses ended by (0, 0), where a pair whose first address is all ones
+    selects a new base address; a location list's pairs are followed by a 2-byte length and
+    that many bytes of expression (`expressions`), a range list's are not (expression b"").
+    """
     start = pos
     try:
-        out: list[tuple[int, int]] = []
         top = (1 << (8 * address_size)) - 1
         for _ in range(MAX_LIST_ENTRIES):
             lo = read_addr(data, pos, address_size)
             hi = read_addr(data, pos + address_size, address_size)
             pos += 2 * address_size
             if lo == 0 and hi == 0:
-                return tuple(out)
+                return
             if lo == top:
                 base = hi
-            else:
-                out.append((base + lo, base + hi))
+                continue
+            expression = b""
+            if expressions:
+                n = U16(data, pos)[0]
+                pos += 2
+                expression = data[pos : pos + n]
+                pos += n
+            yield base + lo, base + hi, expression
         raise _too_long()
     except DECODE_ERRORS as e:
-        raise _context(".debug_ranges", start, e) from None
+        raise _context(section, start, e) from None
 
 
 def iter_loclist(
@@ -364,25 +382,7 @@ def iter_loc_v4(
     data: bytes, pos: int, base: int, address_size: int
 ) -> Iterator[tuple[int, int, bytes]]:
     """The (lo, hi, expression) entries of the DWARF 2-4 location list at `pos` of .debug_loc."""
-    start = pos
-    try:
-        top = (1 << (8 * address_size)) - 1
-        for _ in range(MAX_LIST_ENTRIES):
-            lo = read_addr(data, pos, address_size)
-            hi = read_addr(data, pos + address_size, address_size)
-            pos += 2 * address_size
-            if lo == 0 and hi == 0:
-                return
-            if lo == top:
-                base = hi
-                continue
-            n = U16(data, pos)[0]
-            pos += 2
-            yield base + lo, base + hi, data[pos : pos + n]
-            pos += n
-        raise _too_long()
-    except DECODE_ERRORS as e:
-        raise _context(".debug_loc", start, e) from None
+    return _v4_entries(data, pos, base, address_size, ".debug_loc", expressions=True)
 
 
 def expression_at(entries: Iterable[tuple[int, int, bytes]], pc: int) -> bytes | None:
