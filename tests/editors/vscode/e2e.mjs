@@ -291,7 +291,8 @@ async function hoverLineStart(editor, line) {
     await input.fill(`:${line}`);
     await page.keyboard.press('Enter');
     await input.waitFor({ state: 'hidden', timeout: TIMEOUT });
-    const box = await editor.evaluate((root, n) => {
+    // Read the line's place again on every try (late code lenses move the lines).
+    const locate = () => editor.evaluate((root, n) => {
         const number = [...root.querySelectorAll('.line-numbers')].find((e) => e.textContent.trim() === String(n));
         const lines = root.querySelector('.view-lines');
         if (!number || !lines) {
@@ -300,12 +301,16 @@ async function hoverLineStart(editor, line) {
         const r = number.getBoundingClientRect();
         return { x: lines.getBoundingClientRect().x + 3, y: r.y + r.height / 2 };
     }, line);
-    if (!box) {
+    if (!(await locate())) {
         throw new Error(`line ${line} is not on screen`);
     }
     const widget = page.locator('.monaco-hover:not(.hidden)').filter({ hasText: /\S/ });
     let text = '';
     await waitFor(async () => {
+        const box = await locate();
+        if (!box) {
+            return false;
+        }
         await page.mouse.move(box.x + 40, box.y - 40);
         await page.mouse.move(box.x, box.y);
         await widget.first().waitFor({ state: 'visible', timeout: 3000 });
@@ -397,7 +402,9 @@ async function revealWord(rel, word) {
 
 /** Hover the first visible occurrence of `word` and return the hover widget's text. */
 async function hover(editor, word) {
-    const box = await editor.evaluate((root, w) => {
+    // Where the word is, read again on every try: code lenses and inlay hints that arrive late
+    // move the lines, and a mouse kept at a stale spot (over a lens) never asks for a hover.
+    const locate = () => editor.evaluate((root, w) => {
         const re = new RegExp(`\\b${w}\\b`);
         for (const span of root.querySelectorAll('.view-line span span')) {
             const text = span.textContent ?? '';
@@ -413,12 +420,16 @@ async function hover(editor, word) {
         }
         return null;
     }, word);
-    if (!box) {
+    if (!(await locate())) {
         throw new Error(`"${word}" is not visible in the editor`);
     }
     const widget = page.locator('.monaco-hover:not(.hidden)').filter({ hasText: /\S/ });
     let text = '';
     await waitFor(async () => {
+        const box = await locate();
+        if (!box) {
+            return false;
+        }
         // Move off and back on: a hover asked before the server was ready does not come back.
         await page.mouse.move(box.x, box.y - 40);
         await page.mouse.move(box.x, box.y);
