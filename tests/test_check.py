@@ -148,6 +148,51 @@ def test_json_shape(indexes: IndexSet) -> None:
     assert set(doc["replace"][0]) >= {"object", "symbol", "sympos", "reason"}
 
 
+def producer_of(binary: Path, cu: str) -> str:
+    """DW_AT_producer of the compile unit `cu`, as binutils' `readelf --debug-dump=info`."""
+    dump = subprocess.run(
+        ["readelf", "--debug-dump=info", str(binary)], check=True, capture_output=True, text=True
+    ).stdout
+    for unit in dump.split("Compilation Unit @")[1:]:
+        lines = unit.splitlines()
+        name = next(ln for ln in lines if "DW_AT_name" in ln)
+        if name.rstrip().endswith(f": {cu}"):
+            return next(ln for ln in lines if "DW_AT_producer" in ln)
+    raise AssertionError(f"no unit {cu}")
+
+
+def test_json_files_say_where_each_file_is_built(indexes: IndexSet, arch: str) -> None:
+    doc = result_to_json(check(indexes, "demo.patch"))
+    files = {f["path"]: f for f in doc["files"]}
+    assert list(files) == ["kernel/demo_core.c", "lib/demo_lib.c"]
+    core, lib = files["kernel/demo_core.c"], files["lib/demo_lib.c"]
+    assert (core["patch_line"], core["status"], lib["patch_line"]) == (12, "modified", 34)
+    # demo_core.c is built with ftrace flags (so no IPA-RA): -pg -mfentry on x86-64,
+    # -fpatchable-function-entry=2 on arm64; demo_lib.c without them, with IPA-RA: what the
+    # producer strings say.
+    flag, ftrace = {
+        "x86_64": ("-mfentry", "fentry"),
+        "arm64": ("-fpatchable-function-entry", "patchable"),
+    }[arch]
+    vmlinux = fixture_binary(arch)
+    assert flag in producer_of(vmlinux, "kernel/demo_core.c")
+    assert flag not in producer_of(vmlinux, "lib/demo_lib.c")
+    assert core["units"] == [
+        {"object": "vmlinux", "cu": "kernel/demo_core.c", "included": False, "analysed": True,
+         "ftrace": ftrace, "ipa_ra": False}
+    ]  # fmt: skip
+    assert [(u["cu"], u["ftrace"], u["ipa_ra"]) for u in lib["units"]] == [
+        ("lib/demo_lib.c", "none", True)
+    ]
+    # Each hunk with its `@@` line and the functions it changes, as the editor's lenses say.
+    assert [(h["patch_line"], h["header"], [f["name"] for f in h["functions"]]) for h in
+            core["hunks"] + lib["hunks"]] == [
+        (16, "@@ -51,7 +51,7 @@", ["demo_account"]),
+        (25, "@@ -123,6 +123,8 @@", ["demo_lookup"]),
+        (38, "@@ -9,7 +9,7 @@", ["demo_lib_step"]),
+    ]  # fmt: skip
+
+
 def _sarif_schema() -> dict[str, object] | None:
     """The SARIF 2.1.0 schema from npm's @microsoft/jest-sarif, cached; None when offline."""
     cache = Path.home() / ".cache" / "klp-lsp-tests" / "sarif-2.1.0-rtm.5.json"

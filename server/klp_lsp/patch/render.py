@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from klp_lsp.model import CheckResult, CompileReport, Finding, ReplaceEntry
+from klp_lsp.model import CheckResult, CompileReport, FileImpact, Finding, ReplaceEntry
 
 # docs/findings/ of the checkout this package runs from (an editable install, as the README
 # sets up); the pages are plain Markdown that editors open from a file URI.
@@ -77,7 +77,48 @@ def result_to_json(result: CheckResult) -> dict[str, Any]:
             {"file": p.file, "line": p.line, "message": p.message} for p in result.problems
         ],
         "notes": list(result.notes),
+        "files": [file_to_json(f) for f in result.files],
         "compile": None if result.compile is None else compile_to_json(result.compile),
+    }
+
+
+def file_to_json(file: FileImpact) -> dict[str, Any]:
+    """One file of the patches: the compile units it is built as and what each hunk changes
+    (what the editor's hover on a `diff --git` line and its hunk lenses say)."""
+    return {
+        "patch_file": file.patch_file,
+        "patch_line": file.line,
+        "path": file.path,
+        "status": file.status,
+        "units": [
+            {
+                "object": u.object,
+                "cu": u.name,
+                "included": u.included,
+                "analysed": u.analysed,
+                "ftrace": None if u.compiler is None else u.compiler.ftrace,
+                "ipa_ra": None if u.compiler is None else u.compiler.ipa_ra,
+            }
+            for u in file.units
+        ],
+        "problems": list(file.problems),
+        "hunks": [
+            {
+                "patch_line": h.line,
+                "end_line": h.end_line,
+                "header": h.header,
+                "section": h.section,
+                "functions": [
+                    {"name": f.name, "object": f.object, "status": f.status} for f in h.functions
+                ],
+                "data": list(h.data),
+                "macros": list(h.macros),
+                "macro_users": h.macro_users,
+                "notes": list(h.notes),
+                "problems": list(h.problems),
+            }
+            for h in file.hunks
+        ],
     }
 
 
