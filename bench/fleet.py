@@ -13,7 +13,8 @@ from outside, with the machine's 1-minute load before and after. `--cluster` sta
 user would, runs the same fleet with `--scheduler`, and stops them. The model takes the per-
 kernel costs measured by the 1-worker run (index seconds of each binary on its worker, check
 seconds, and the rest of the wall time as fixed start-up) and schedules N kernels, cycling
-through the measured ones, on M workers, largest first (what Dask's priorities do here).
+through the measured ones, on M workers, costliest first (which the fleet's task order, most
+DWARF first, approximates).
 """
 
 from __future__ import annotations
