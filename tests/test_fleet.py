@@ -16,7 +16,9 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from klp_fixtures import FIXTURES, fixture_binary
@@ -526,27 +528,32 @@ def test_indexes_come_back_to_the_client(scheduler: str, tmp_path: Path) -> None
             check_same(Path(b.index), plain.index_path)
 
 
+@contextmanager
+def traced_cluster(workers: int) -> Iterator[tuple[str, Any]]:
+    """A cluster of one-thread workers in this process, and the task stream it records."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        distributed.get_task_stream(client) as stream,
+    ):
+        yield cluster.scheduler_address, stream
+
+
 def test_one_vmlinux_spreads_over_the_cluster(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A cluster of threads in this process, so that one CU per batch (monkeypatched) holds in
     # the writer task too; the batches share the workers' process with the writer.
-    distributed = pytest.importorskip("distributed")
     from klp_lsp.fleet.engine import FleetOptions, run_fleet
     from klp_lsp.index import builder
 
     monkeypatch.setattr(builder, "_BATCH_BYTES", 1)
     spec = KernelSpec("x86_64", (fixture_binary("x86_64"),), SOURCE)
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-        distributed.get_task_stream(client) as stream,
-    ):
-        options = FleetOptions(
-            tmp_path / "idx", scheduler=cluster.scheduler_address, spread_bytes=0
-        )
+    with traced_cluster(2) as (address, stream):
+        options = FleetOptions(tmp_path / "idx", scheduler=address, spread_bytes=0)
         report = run_fleet(load_fleet_of([spec]), _patches(), options)
     plain = build_index(fixture_binary("x86_64"), tmp_path / "plain", jobs=1)
     index = Index(plain.index_path)
@@ -563,21 +570,14 @@ def test_one_vmlinux_spreads_over_the_cluster(
 
 def test_the_most_work_starts_first(tmp_path: Path) -> None:
     # One worker thread: the index tasks run one after another, in the order the client asks.
-    distributed = pytest.importorskip("distributed")
     from klp_lsp.fleet.engine import FleetOptions, run_fleet
 
     specs = [
         KernelSpec("arm64", (fixture_binary("arm64"),), SOURCE),
         KernelSpec("x86_64", (fixture_binary("x86_64"),), SOURCE),
     ]
-    with (
-        distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-        distributed.get_task_stream(client) as stream,
-    ):
-        options = FleetOptions(tmp_path / "idx", scheduler=cluster.scheduler_address)
+    with traced_cluster(1) as (address, stream):
+        options = FleetOptions(tmp_path / "idx", scheduler=address)
         report = run_fleet(load_fleet_of(specs), _patches(), options)
     assert [k.status for k in report.kernels] == ["needs-care", "needs-care"]
     started = sorted(
