@@ -124,6 +124,7 @@ class Session:
         """Index `files[i]` for each chosen i, one binary per task, largest first."""
         from concurrent.futures import (  # see builder imports
             BrokenExecutor,
+            Future,
             ProcessPoolExecutor,
             as_completed,
         )
@@ -137,13 +138,18 @@ class Session:
             initializer=die_with_parent,
             initargs=(os.getpid(),),
         ) as pool:
-            pending = {
-                pool.submit(
-                    build_index_task, files[i], self.index_dir, jobs=1, known_callees=known
-                ): i
-                for i in order
-            }
+            pending: dict[Future[BuildResult], int] = {}
             try:
+                try:
+                    # A worker that dies at once breaks the pool while tasks are still being
+                    # submitted: `submit` raises then, not `result`.
+                    for i in order:
+                        task = pool.submit(
+                            build_index_task, files[i], self.index_dir, jobs=1, known_callees=known
+                        )
+                        pending[task] = i
+                except BrokenExecutor:
+                    raise worker_died(files[next(iter(pending.values()), i)]) from None
                 for future in as_completed(pending):
                     i = pending[future]
                     try:
