@@ -44,21 +44,28 @@ def _bug(*_args: Any, **_kwargs: Any) -> Any:
     raise AttributeError("'NoneType' object has no attribute 'name'\n  (a second line)")
 
 
-def test_a_worker_of_the_pool_over_binaries_that_raises(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (
+            _bug,
+            "demo.ko: cannot be indexed: internal error"
+            " (AttributeError: 'NoneType' object has no attribute 'name' (a second line))",
+        ),
+        (_kill_self, "demo.ko: a worker process indexing it ended abruptly"),
+    ],
+    ids=["raises", "dies"],
+)
+def test_a_worker_of_the_pool_over_binaries(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fault: Any,
+    expected: str,
 ) -> None:
-    monkeypatch.setattr(builder, "build_index", _bug)
+    monkeypatch.setattr(builder, "build_index", fault)
     line = _show(tmp_path, capsys, *MODULES)
-    assert line.startswith("klp-lsp: ") and "demo.ko: cannot be indexed: internal error" in line
-    assert "AttributeError: 'NoneType' object has no attribute 'name' (a second line)" in line
-
-
-def test_a_worker_of_the_pool_over_binaries_that_dies(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(builder, "build_index", _kill_self)
-    line = _show(tmp_path, capsys, *MODULES)
-    assert line.startswith("klp-lsp: ") and "demo.ko: a worker process indexing it ended" in line
+    assert line.startswith("klp-lsp: ") and expected in line
 
 
 def test_a_worker_of_the_pool_over_compile_units_that_dies(
