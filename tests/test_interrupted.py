@@ -105,6 +105,14 @@ def _assert_never_half(d: Path) -> None:
             assert all(row[10] >= 2 for row in got["cus"])
 
 
+def _spawned(pid: int) -> bool:
+    """Whether `pid` is a process started by multiprocessing's spawn (not its helpers)."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def _gone(pids: list[int]) -> bool:
     return not [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
 
@@ -140,23 +148,40 @@ def _wait_for(predicate: object, timeout: float = 60) -> bool:
     return False
 
 
-# Seconds after the writer starts writing (its temporary file appears). Measured on the fixture
-# `klp-lsp index --jobs 2`: at 0 and 0.05 s the temporary file is empty, at 0.2 s it lists the
-# CUs, at 0.5 s it holds the symbols too, at 1.0 s the index is published.
-_DELAYS = (0.0, 0.05, 0.2, 0.5, 1.0)
+@pytest.fixture(scope="module")
+def index_seconds(tmp_path_factory: pytest.TempPathFactory) -> float:
+    """How long an uninterrupted `klp-lsp index --jobs 2` of the fixture writes, from its
+    temporary file's appearance to its exit, on this machine now: the kills below land at
+    fractions of it, so every one of them interrupts a writer (fixed sleeps did not on a fast
+    machine, where the whole build takes 0.2 s)."""
+    d = tmp_path_factory.mktemp("timed")
+    writer = _start("index", str(VMLINUX), "--index-dir", str(d), "--jobs", "2", "--quiet")
+    assert _wait_for(lambda: any(_index_files(d)[1]) or writer.poll() is not None)
+    started = time.monotonic()
+    assert writer.wait() == 0
+    return time.monotonic() - started
 
 
-@pytest.mark.parametrize("delay", _DELAYS)
+# Fractions of `index_seconds` after the temporary file appears: at 0 it is empty, then it lists
+# the CUs, holds the symbols, and gains analysed CUs batch by batch.
+_FRACTIONS = (0.0, 0.1, 0.25, 0.5)
+
+
+@pytest.mark.parametrize("fraction", _FRACTIONS)
 def test_kill_index(
-    tmp_path: Path, reference: dict[str, list[tuple[object, ...]]], delay: float
+    tmp_path: Path,
+    reference: dict[str, list[tuple[object, ...]]],
+    index_seconds: float,
+    fraction: float,
 ) -> None:
     writer = _start("index", str(VMLINUX), "--index-dir", str(tmp_path), "--jobs", "2", "--quiet")
     try:
         assert _wait_for(lambda: any(_index_files(tmp_path)[1]) or writer.poll() is not None)
-        time.sleep(delay)
+        time.sleep(fraction * index_seconds)
         writer.send_signal(signal.SIGKILL)
     finally:
         writer.wait()
+    assert writer.returncode == -signal.SIGKILL, "the writer had finished: nothing was interrupted"
     _assert_no_process_left(tmp_path)
     _assert_never_half(tmp_path)
     _show(tmp_path)
@@ -178,12 +203,13 @@ def _background_index_pids(index_dir: Path) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize("delay", _DELAYS)
+@pytest.mark.parametrize("fraction", _FRACTIONS)
 def test_kill_the_background_completion_of_check(
     tmp_path: Path,
     reference: dict[str, list[tuple[object, ...]]],
     monkeypatch: pytest.MonkeyPatch,
-    delay: float,
+    index_seconds: float,
+    fraction: float,
 ) -> None:
     """`check` indexes the CUs a patch touches, answers, and leaves the rest to a detached
     `klp-lsp index`; that process is killed.
@@ -208,8 +234,11 @@ def test_kill_the_background_completion_of_check(
     (published,), _ = _index_files(tmp_path)
     assert dict(_dump(published)["meta"])["complete"] == "0", "check left a partial index"
     pids: list[int] = []
-    _wait_for(lambda: bool(pids.extend(_background_index_pids(tmp_path)) or pids), timeout=10)
-    time.sleep(delay)
+    assert _wait_for(
+        lambda: bool(pids.extend(_background_index_pids(tmp_path)) or pids), timeout=10
+    ), "no background index process"
+    time.sleep(fraction * index_seconds)
+    assert not _gone(pids), "the background index had finished: nothing was interrupted"
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -258,9 +287,13 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("delay", (0.0, 0.5, 1.5))
+@pytest.mark.parametrize("fraction", (0.0, 0.1, 0.25))
 def test_kill_the_language_servers_indexing_child(
-    tmp_path: Path, reference: dict[str, list[tuple[object, ...]]], server: object, delay: float
+    tmp_path: Path,
+    reference: dict[str, list[tuple[object, ...]]],
+    server: object,
+    index_seconds: float,
+    fraction: float,
 ) -> None:
     from lsp_wire import Wire
 
@@ -273,11 +306,18 @@ def test_kill_the_language_servers_indexing_child(
     params = {"processId": os.getpid(), "capabilities": {}, "initializationOptions": options}
     assert wire.request("initialize", params) is not None
     wire.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+    # The indexing child is a spawned process; the server's other child is multiprocessing's
+    # resource tracker, started first, whose death stops nothing.
     children: list[int] = []
-    assert _wait_for(lambda: bool(children.extend(_children(wire.proc.pid)) or children))
-    time.sleep(delay)
+    assert _wait_for(
+        lambda: bool(
+            children.extend(p for p in _children(wire.proc.pid) if _spawned(p)) or children
+        )
+    )
+    time.sleep(fraction * index_seconds)
+    assert not _gone(children), "the indexing child had finished: nothing was interrupted"
     # The indexing child and, when it has started them, its pool workers.
-    family = _descendants(wire.proc.pid)
+    family = [*children, *(d for c in children for d in _descendants(c))]
     for pid in children:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -289,8 +329,8 @@ def test_kill_the_language_servers_indexing_child(
         60,
     )
     assert state is not None
-    if state["params"]["state"] == "error":
-        assert "the indexing process died" in state["params"]["message"]
+    assert state["params"]["state"] == "error", state
+    assert "the indexing process died" in state["params"]["message"]
     # The server answers on, whatever happened to its child.
     assert wire.request("workspace/symbol", {"query": "demo"}) is not None
     _assert_never_half(tmp_path)
