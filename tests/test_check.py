@@ -179,6 +179,7 @@ def test_json_files_say_where_each_file_is_built(indexes: IndexSet, arch: str) -
     assert flag not in producer_of(vmlinux, "lib/demo_lib.c")
     assert core["units"] == [
         {"object": "vmlinux", "cu": "kernel/demo_core.c", "included": False, "analysed": True,
+         "error": None,
          "ftrace": ftrace, "ipa_ra": False}
     ]  # fmt: skip
     assert [(u["cu"], u["ftrace"], u["ipa_ra"]) for u in lib["units"]] == [
@@ -191,6 +192,31 @@ def test_json_files_say_where_each_file_is_built(indexes: IndexSet, arch: str) -
         (25, "@@ -123,6 +123,8 @@", ["demo_lookup"]),
         (38, "@@ -9,7 +9,7 @@", ["demo_lib_step"]),
     ]  # fmt: skip
+
+
+def test_json_files_name_an_unreadable_unit(tmp_path: Path) -> None:
+    # A mutant of the fixture vmlinux whose kernel/demo_core.c unit cannot be read (one byte
+    # makes a DW_AT_sibling point backwards, tests/fixtures/corrupt/manifest.json): the file
+    # still maps to its CU, which is not analysed and says why; demo_lib.c is unaffected.
+    import lzma
+
+    from klp_lsp.index.builder import build_index
+
+    vmlinux = tmp_path / "vmlinux"
+    mutant = FIXTURES / "corrupt" / "elf" / "x86_64-vmlinux-sibling-loop-spin.xz"
+    vmlinux.write_bytes(lzma.decompress(mutant.read_bytes()))
+    built = build_index(vmlinux, tmp_path / "idx", jobs=1)
+    indexes = IndexSet.open([built.index_path])
+    try:
+        doc = result_to_json(check(indexes, "demo.patch"))
+    finally:
+        indexes.close()
+    units = {f["path"]: f["units"] for f in doc["files"]}
+    (core,) = units["kernel/demo_core.c"]
+    assert core["analysed"] is False
+    assert "a DW_AT_sibling near 0xcb4 points back to 0xc6d" in core["error"]
+    (lib,) = units["lib/demo_lib.c"]
+    assert (lib["analysed"], lib["error"]) == (True, None)
 
 
 def _sarif_schema() -> dict[str, object] | None:

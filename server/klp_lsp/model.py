@@ -633,6 +633,7 @@ class CompileUnitRef:
     # The file is #included into this CU rather than compiled on its own (kernel/sched/rt.c in
     # kernel/sched/build_policy.c).
     included: bool = False
+    error: str | None = None  # why the CU could not be read (it will never be analysed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,10 +127,6 @@ class SymbolRow:
     cu_id: int | None
 
 
-# Scan state of a CU in the `cus` table.
-CU_LISTED, CU_SCANNED, CU_ANALYSED = 0, 1, 2
-
-
 @dataclass(frozen=True, slots=True)
 class CuRow:
     """A compile unit and its compiler guarantees."""

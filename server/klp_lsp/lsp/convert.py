@@ -518,9 +518,12 @@ def file_markdown(file: FileImpact, objects: Sequence[str]) -> str:
         "",
     ]
     for u in file.units:
-        state = (
-            "" if u.analysed else " (not indexed yet: its facts come with the rest of the index)"
-        )
+        if u.error is not None:
+            state = f" (unreadable, so not in the index: {u.error})"
+        elif not u.analysed:
+            state = " (not indexed yet: its facts come with the rest of the index)"
+        else:
+            state = ""
         how = f"inside CU `{u.name}`, which #includes it" if u.included else f"as CU `{u.name}`"
         lines.append(f"- built into **{u.object}** {how}{state}")
         lines.append(f"  - {flags_line(u.compiler)}")

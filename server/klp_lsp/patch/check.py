@@ -137,6 +137,13 @@ def _names(items: Iterable[str], limit: int = _PREVIEW) -> str:
     return text + (f" and {len(seen) - limit} more" if len(seen) > limit else "")
 
 
+
+def _unit_ref(obj: str, cu: CuRow, included: bool) -> CompileUnitRef:
+    """A CU as the file mapping names it: analysed only when its facts are in the index (a
+    failed CU is as final as an analysed one, but has none)."""
+    analysed = cu.state == CU_ANALYSED
+    return CompileUnitRef(obj, cu.unit.name, cu.flags, analysed, included, cu.error)
+
 class Checker:
     """Checks patches and edits against one kernel's indexes; reuse it across checks."""
 
@@ -193,10 +200,7 @@ class Checker:
     def units_of(self, path: str) -> tuple[CompileUnitRef, ...]:
         """The compile units the source file `path` is built as, in every indexed object; for a
         `.c` file other files #include, the CUs its functions were compiled in."""
-        own = tuple(
-            CompileUnitRef(obj, cu.unit.name, cu.flags, cu.state >= CU_ANALYSED)
-            for obj, cu in self._cus_by_path().get(path, ())
-        )
+        own = tuple(_unit_ref(obj, cu, False) for obj, cu in self._cus_by_path().get(path, ()))
         if own or not path.endswith(".c"):
             return own
         found = []
@@ -205,8 +209,7 @@ class Checker:
             for cu_id in o.cus_declaring(path):
                 cu = cus.get(cu_id)
                 if cu is not None:
-                    analysed = cu.state >= CU_ANALYSED
-                    found.append(CompileUnitRef(o.object, cu.unit.name, cu.flags, analysed, True))
+                    found.append(_unit_ref(o.object, cu, True))
         return tuple(found)
 
     # --- entry points ----------------------------------------------------------------------

@@ -96,6 +96,7 @@ def file_to_json(file: FileImpact) -> dict[str, Any]:
                 "cu": u.name,
                 "included": u.included,
                 "analysed": u.analysed,
+                "error": u.error,
                 "ftrace": None if u.compiler is None else u.compiler.ftrace,
                 "ipa_ra": None if u.compiler is None else u.compiler.ipa_ra,
             }
