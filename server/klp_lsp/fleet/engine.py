@@ -278,12 +278,10 @@ class _Run:
         large = [j for j in todo if j.size >= self.options.spread_bytes]
         threads = sum(self.client.nthreads().values())
         spread = threads if 0 < len(large) < threads else 1
-        # vmlinux first, most work first (longest-processing-time order: the last tasks to
-        # start are the short ones, so no worker finishes long after the others). Tasks of one
-        # priority start in the order they are submitted.
-        for job in sorted(todo, key=lambda j: (j.is_module, -j.work)):
-            if job.is_module:
-                continue
+        # vmlinux files most work first (longest-processing-time order: the last tasks to start
+        # are the short ones, so no worker finishes long after the others). Tasks of one
+        # priority start in the order they are submitted; modules follow, below.
+        for job in sorted((j for j in todo if not j.is_module), key=lambda j: -j.work):
             self.building[job.build_id] = self.client.submit(
                 _index_task,
                 job,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -125,11 +126,13 @@ class KlpServer(LanguageServer):
     def report_server_error(self, error: Exception, source: Any) -> None:
         """pygls' error reporter; a message body that is not JSON gets its -32700 answer here.
 
-        pygls' read loop hands errors of `json.loads` (JSONDecodeError, UnicodeDecodeError: both
-        ValueErrors) only to this method, as `source` `JsonRpcException`, so the protocol never
-        sees them (see `lsp/protocol.py`).
+        pygls' read loop hands errors of `json.loads` (JSONDecodeError, UnicodeDecodeError) only
+        to this method, as `source` `JsonRpcException`, so the protocol never sees them (see
+        `lsp/protocol.py`). Other errors from the same loop are not parse errors.
         """
-        if source is JsonRpcException and isinstance(error, ValueError):
+        if source is JsonRpcException and isinstance(
+            error, json.JSONDecodeError | UnicodeDecodeError
+        ):
             self.protocol.answer_parse_error(error)
             return
         super().report_server_error(error, source)

@@ -137,12 +137,12 @@ def _names(items: Iterable[str], limit: int = _PREVIEW) -> str:
     return text + (f" and {len(seen) - limit} more" if len(seen) > limit else "")
 
 
-
 def _unit_ref(obj: str, cu: CuRow, included: bool) -> CompileUnitRef:
     """A CU as the file mapping names it: analysed only when its facts are in the index (a
     failed CU is as final as an analysed one, but has none)."""
     analysed = cu.state == CU_ANALYSED
     return CompileUnitRef(obj, cu.unit.name, cu.flags, analysed, included, cu.error)
+
 
 class Checker:
     """Checks patches and edits against one kernel's indexes; reuse it across checks."""
