@@ -124,6 +124,30 @@ def test_compressed_section_claiming_2_40_bytes(tmp_path: Path) -> None:
     assert "section .debug_str (ch_size 0x10000000000) is larger than 1024 MiB" in line
 
 
+def test_zstd_section_larger_than_its_ch_size(tmp_path: Path) -> None:
+    """A zstd-compressed section (objcopy --compress-debug-sections=zstd) whose Elf64_Chdr
+    claims 16 bytes: refused once the 17th is inflated, the file named once."""
+    packed = tmp_path / "packed"
+    subprocess.run(
+        ["objcopy", "--compress-debug-sections=zstd", str(fixture_binary("x86_64")), str(packed)],
+        check=True,
+    )
+    with ElfBinary.open(packed) as elf:
+        s = elf.get_section(".debug_str")
+        assert s is not None and s.flags & 0x800  # SHF_COMPRESSED
+        offset = s.offset
+    data = bytearray(packed.read_bytes())
+    assert struct.unpack_from("<I", data, offset)[0] == 2  # ELFCOMPRESS_ZSTD
+    struct.pack_into("<Q", data, offset + 8, 16)  # ch_size
+    binary = tmp_path / "vmlinux"
+    binary.write_bytes(bytes(data))
+    line = _show_error(binary)
+    assert line == (
+        f"klp-lsp: {binary}: section .debug_str: the decompressed data is larger than 16 bytes"
+        " (its ch_size)"
+    )
+
+
 def test_module_layout_past_the_address_space(tmp_path: Path) -> None:
     """A module `.bss` of 2^64 - 1 bytes would put the synthetic layout past 2^64."""
     binary = _with_section_field(

@@ -168,15 +168,27 @@ def parse_gnu_build_id(notes: bytes, align: int = 4) -> str | None:
     return None
 
 
-def _too_large(path: Path, what: str, limit: int) -> BinaryFormatError:
-    return BinaryFormatError(f"{path}: {what} is larger than {limit >> 20} MiB (the limit)")
+def _too_large(
+    name: str | Path, what: str, limit: int, limit_is: str = "the limit"
+) -> BinaryFormatError:
+    whole_mib = limit >= 1 << 20 and not limit % (1 << 20)
+    size = f"{limit >> 20} MiB" if whole_mib else f"{limit} bytes"
+    return BinaryFormatError(f"{name}: {what} is larger than {size} ({limit_is})")
 
 
 _CHUNK = 1 << 20
 
 
-def _inflate(path: Path, raw: bytes, limit: int, out: BinaryIO) -> None:
-    """Decompress xz or zstd data (by `path`'s suffix) into `out`, a chunk at a time.
+def _inflate(
+    name: str | Path,
+    codec: str,
+    raw: bytes,
+    limit: int,
+    out: BinaryIO,
+    limit_is: str = "the limit",
+) -> None:
+    """Decompress `codec` ("xz" or "zstd") data into `out`, a chunk at a time; errors begin
+    with `name` (a file, or a file and section).
 
     More than `limit` bytes of output is an error, raised as soon as it is reached, so a small
     file that inflates to gigabytes costs no more than `limit` bytes of `out`.
@@ -187,19 +199,19 @@ def _inflate(path: Path, raw: bytes, limit: int, out: BinaryIO) -> None:
         nonlocal written
         written += len(chunk)
         if written > limit:
-            raise _too_large(path, "the decompressed data", limit)
+            raise _too_large(name, "the decompressed data", limit, limit_is)
         out.write(chunk)
 
-    if path.name.endswith(".xz"):
+    if codec == "xz":
         xz = lzma.LZMADecompressor()
         try:
             put(xz.decompress(raw, max_length=_CHUNK))
             while not xz.eof and not xz.needs_input:
                 put(xz.decompress(b"", max_length=_CHUNK))
         except lzma.LZMAError as e:
-            raise BinaryFormatError(f"{path}: cannot decompress xz: {e}") from e
+            raise BinaryFormatError(f"{name}: cannot decompress xz: {e}") from e
         if not xz.eof:
-            raise BinaryFormatError(f"{path}: cannot decompress xz: the data is truncated")
+            raise BinaryFormatError(f"{name}: cannot decompress xz: the data is truncated")
         return
     try:
         import zstandard
@@ -207,10 +219,10 @@ def _inflate(path: Path, raw: bytes, limit: int, out: BinaryIO) -> None:
         tool = shutil.which("zstd")
         if tool is None:
             raise DebugInfoMissing(
-                f"{path}: is zstd-compressed; install the python 'zstandard' package"
+                f"{name}: is zstd-compressed; install the python 'zstandard' package"
                 " or the 'zstd' program"
             ) from None
-        _inflate_with_tool(path, tool, raw, put)
+        _inflate_with_tool(name, tool, raw, put)
         return
     try:
         declared = zstandard.get_frame_parameters(raw).content_size
@@ -218,14 +230,16 @@ def _inflate(path: Path, raw: bytes, limit: int, out: BinaryIO) -> None:
             while chunk := reader.read(_CHUNK):
                 put(chunk)
     except zstandard.ZstdError as e:
-        raise BinaryFormatError(f"{path}: cannot decompress zstd: {e}") from e
+        raise BinaryFormatError(f"{name}: cannot decompress zstd: {e}") from e
     # The stream reader ends quietly on a truncated frame; the frame header says how much the
     # compressor wrote (zstd records it whenever it knew the input size).
     if declared not in (zstandard.CONTENTSIZE_UNKNOWN, written):
-        raise BinaryFormatError(f"{path}: cannot decompress zstd: the data is truncated")
+        raise BinaryFormatError(f"{name}: cannot decompress zstd: the data is truncated")
 
 
-def _inflate_with_tool(path: Path, tool: str, raw: bytes, put: Callable[[bytes], None]) -> None:
+def _inflate_with_tool(
+    name: str | Path, tool: str, raw: bytes, put: Callable[[bytes], None]
+) -> None:
     """`zstd -dc`, its output passed to `put` a chunk at a time."""
     import threading
 
@@ -251,7 +265,7 @@ def _inflate_with_tool(path: Path, tool: str, raw: bytes, put: Callable[[bytes],
         message = stderr.read().decode(errors="replace").strip().splitlines()
         feeder.join()
     if proc.returncode != 0:
-        raise BinaryFormatError(f"{path}: cannot decompress zstd: {' '.join(message)}")
+        raise BinaryFormatError(f"{name}: cannot decompress zstd: {' '.join(message)}")
 
 
 def _decompress_to_mapping(path: Path, raw: bytes) -> mmap.mmap:
@@ -261,17 +275,17 @@ def _decompress_to_mapping(path: Path, raw: bytes) -> mmap.mmap:
     uncompressed one.
     """
     with tempfile.TemporaryFile(prefix="klp-lsp-") as f:
-        _inflate(path, raw, MAX_MODULE_BYTES, f)
+        _inflate(path, "xz" if path.name.endswith(".xz") else "zstd", raw, MAX_MODULE_BYTES, f)
         f.flush()
         if f.tell() == 0:
             raise BinaryFormatError(f"{path}: decompresses to nothing, not an ELF object")
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _decompress_bytes(path: Path, raw: bytes, limit: int) -> bytes:
+def _decompress_bytes(name: str, codec: str, raw: bytes, limit: int, limit_is: str) -> bytes:
     """Decompressed bytes of an xz or zstd payload, at most `limit` of them."""
     out = io.BytesIO()
-    _inflate(path, raw, limit, out)
+    _inflate(name, codec, raw, limit, out, limit_is)
     return out.getvalue()
 
 
@@ -564,13 +578,12 @@ class ElfBinary:
                 inflate = zlib.decompressobj()
                 out = inflate.decompress(payload, ch_size + 1)
             elif ch_type == 2:  # ELFCOMPRESS_ZSTD
-                out = _decompress_bytes(Path(f"{self._path}[{s.name}].zst"), payload, ch_size)
+                where = f"{self._path}: section {s.name}"
+                out = _decompress_bytes(where, "zstd", payload, ch_size, "its ch_size")
             else:
                 raise self._fail(f"section {s.name} uses unknown compression {ch_type}")
         except zlib.error as e:
             raise self._fail(f"section {s.name}: cannot decompress: {e}") from e
-        except BinaryFormatError as e:
-            raise self._fail(f"section {s.name}: cannot decompress: {e}") from None
         if len(out) != ch_size:
             raise self._fail(f"section {s.name}: decompresses to other than {ch_size} bytes")
         return out
