@@ -9,6 +9,7 @@ patched function); what is checked is what the command prints.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -79,3 +80,32 @@ def test_a_worker_of_the_pool_over_compile_units_that_dies(
         " (killed by a signal or out of memory)"
     )
     assert not list((tmp_path / "idx").glob("*.klpidx")), "no index is published"
+
+
+def test_a_worker_of_the_pool_over_compile_units_that_raises(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One unit trips an unanticipated exception inside a worker: that unit is lost, not the
+    # index (exit 0), and `show` names it with the exception in one line.
+    scan = DwarfData.scan_unit
+
+    def scan_but_sched(self: DwarfData, offset: int, *args: Any) -> Any:
+        if self.get_unit_header(offset).name == "kernel/demo_sched.c":
+            _bug()
+        return scan(self, offset, *args)
+
+    monkeypatch.setattr(DwarfData, "scan_unit", scan_but_sched)
+    vmlinux = fixture_binary("x86_64")
+    code = cli.main(
+        ["show", "demo_lookup", "--json", "--jobs", "2", "--binary", str(vmlinux),
+         "--index-dir", str(tmp_path / "idx")]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (unit,) = json.loads(out)["unreadable_units"]
+    assert unit["cu"] == "kernel/demo_sched.c"
+    assert unit["reason"].endswith(
+        "internal error while reading it (AttributeError: 'NoneType' object has no attribute"
+        " 'name' (a second line))"
+    )
+    assert "Traceback" not in err
