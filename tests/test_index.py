@@ -183,6 +183,30 @@ class _Titles:
         return False
 
 
+def test_only_this_hosts_dead_builds_are_swept(tmp_path: Path) -> None:
+    # Temporary files of killed builds beside an index: this host's whose process is gone are
+    # removed when the next build starts; another host's (an index directory shared by a
+    # fleet's workers) and a running process's stay.
+    import os
+    import socket
+
+    target = build_index(fixture_binary("x86_64"), tmp_path, jobs=1).index_path
+    target.unlink()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    ours_dead = target.with_name(f".{target.name}.{host}.{dead.pid}.tmp")
+    ours_running = target.with_name(f".{target.name}.{host}.{os.getppid()}.tmp")
+    theirs = target.with_name(f".{target.name}.other-{host}.{dead.pid}.tmp")
+    for f in (ours_dead, ours_running, theirs):
+        f.write_bytes(b"partial")
+    build_index(fixture_binary("x86_64"), tmp_path, jobs=1)
+    assert target.exists()
+    assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == sorted(
+        [ours_running.name, theirs.name]
+    )
+
+
 def test_progress_title_names_the_compile_units_indexed_first() -> None:
     assert progress_title("vmlinux", None) == "indexing vmlinux"
     assert progress_title("vmlinux", ["kernel/sched/rt.c"]) == "indexing kernel/sched/rt.c"

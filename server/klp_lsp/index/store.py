@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import posixpath
+import socket
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -309,20 +310,27 @@ def _writing(path: Path) -> Iterator[None]:
         raise IndexError_(f"{path}: cannot write the index: {e.strerror or e}") from e
 
 
-def remove_orphans(path: Path) -> list[Path]:
-    """Remove the temporary files of builds of `path` whose process no longer runs.
+def temporary_path(path: Path) -> Path:
+    """Where this process builds `path` before publishing it: `.NAME.HOST.PID.tmp`. The host
+    is part of the name because an index directory may be shared (a fleet's workers on a
+    shared file system), and a process id means something only on its own host."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
 
-    A build killed before it published (`kill -9`, a crash, a power cut) leaves
-    `.NAME.PID.tmp` behind; it was never visible under the real name, so it is only garbage.
+
+def remove_orphans(path: Path) -> None:
+    """Remove the temporary files of builds of `path`, on this host, whose process no longer
+    runs.
+
+    A build killed before it published (`kill -9`, a crash, a power cut) leaves its temporary
+    file behind; it was never visible under the real name, so it is only garbage. Files of
+    other hosts are left alone: whether their process runs cannot be told from here.
     """
-    removed = []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
-        if not pid.isdigit() or _process_runs(int(pid)):
+    prefix, host = f".{path.name}.", socket.gethostname()
+    for tmp in path.parent.glob(f"{prefix}*.tmp"):
+        owner, _, pid = tmp.name[len(prefix) : -len(".tmp")].rpartition(".")
+        if owner != host or not pid.isdigit() or _process_runs(int(pid)):
             continue
         tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed
 
 
 def _process_runs(pid: int) -> bool:
@@ -349,7 +357,7 @@ class IndexWriter:
 
         Temporary files of builds that were killed (their process is gone) are removed first.
         """
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = temporary_path(path)
         with _writing(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             remove_orphans(path)
