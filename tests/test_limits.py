@@ -6,7 +6,9 @@ Each case runs the real command line (`python -m klp_lsp`) under `RLIMIT_AS` and
 
 from __future__ import annotations
 
+import json
 import lzma
+import os
 import resource
 import struct
 import subprocess
@@ -32,7 +34,9 @@ def _limited() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (_MEMORY, _MEMORY))
 
 
-def _klp(*args: str, cwd: Path = ROOT) -> tuple[int, str, str, float]:
+def _klp(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> tuple[int, str, str, float]:
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "klp_lsp", *args],
@@ -41,6 +45,7 @@ def _klp(*args: str, cwd: Path = ROOT) -> tuple[int, str, str, float]:
         timeout=_SECONDS,
         preexec_fn=_limited,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )
     return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
 
@@ -145,6 +150,28 @@ def test_zstd_section_larger_than_its_ch_size(tmp_path: Path) -> None:
     assert line == (
         f"klp-lsp: {binary}: section .debug_str: the decompressed data is larger than 16 bytes"
         " (its ch_size)"
+    )
+
+
+def test_compile_units_over_their_budget(tmp_path: Path) -> None:
+    """$KLP_LSP_CU_BUDGET=0: every compile unit gives up at once; each is named as unreadable
+    with the budget as the reason, and `show` still answers from the ELF symbols."""
+    vmlinux = fixture_binary("x86_64")
+    code, out, err, _seconds = _klp(
+        "show", "demo_lookup", "--binary", str(vmlinux), "--json",
+        "--index-dir", str(tmp_path), env={"KLP_LSP_CU_BUDGET": "0"},
+    )  # fmt: skip
+    assert code == 0, err
+    units = json.loads(out)["unreadable_units"]
+    with ElfBinary.open(vmlinux) as elf:
+        from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
+
+        names = [u.name for u in DwarfData(elf.get_dwarf_sections(DWARF_SECTIONS), elf.arch, "")
+                 .list_units()]  # fmt: skip
+    assert [u["cu"] for u in units] == names
+    assert all(
+        u["reason"].endswith("gave up after 0 s (the per-compile-unit budget, $KLP_LSP_CU_BUDGET)")
+        for u in units
     )
 
 

@@ -180,16 +180,15 @@ def _index_batch(
     units: Sequence[CuRow] | None,
     offsets: Sequence[int],
     known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
-    budget: float | None = None,
 ) -> BatchResult:
     """Scan the DWARF of some CUs, analyse their machine code, make their rows (in a worker).
 
-    Each CU has its own `Deadline` of `budget` seconds; one that fails is reported in the rows'
-    `failed` list and the others go on.
+    Each CU has its own `Deadline` of `limits.cu_budget_seconds()`; one that fails is reported
+    in the rows' `failed` list and the others go on.
     """
     try:
         with _WORKER.lock:
-            return _index_batch_locked(path, units, offsets, known_callees, budget)
+            return _index_batch_locked(path, units, offsets, known_callees)
     except KlpError:
         raise
     except Exception as e:
@@ -201,7 +200,6 @@ def _index_batch_locked(
     units: Sequence[CuRow] | None,
     offsets: Sequence[int],
     known_callees: Mapping[str, regfacts.KnownCallee] | None,
-    budget: float | None,
 ) -> BatchResult:
     binary, dwarf, analyser = _WORKER.get(path, units, known_callees)
     starts, arch = _WORKER.symbol_starts, binary.arch
@@ -210,7 +208,7 @@ def _index_batch_locked(
         found = find_symbol_start(address, starts, arch)
         return address if found is None else found
 
-    seconds = cu_budget_seconds() if budget is None else budget
+    seconds = cu_budget_seconds()
     parts: list[FactRows] = []
     last = ""
     for offset in offsets:
@@ -378,7 +376,6 @@ def build_index(
     cu_names: Sequence[str] | None = None,
     executor: Executor | None = None,
     known_callees: Mapping[str, regfacts.KnownCallee] | None = None,
-    cu_budget: float | None = None,
 ) -> BuildResult:
     """Index `path` into `index_dir` (all CUs, or first only those named in `cu_names`).
 
@@ -386,7 +383,7 @@ def build_index(
     missing index is created with just those CUs analysed, and an existing partial one gains them.
     `known_callees` (a module's build, from the vmlinux index: `regfacts.read_known_callees`)
     gives its calls to vmlinux asm helpers their clobber sets, so their dependents are found.
-    `cu_budget` is the seconds one CU may take (default: `limits.cu_budget_seconds()`).
+    Each CU may take `limits.cu_budget_seconds()` (`$KLP_LSP_CU_BUDGET`).
     """
     started = time.monotonic()
     path = Path(path)
@@ -475,7 +472,7 @@ def build_index(
                     dwarf = DwarfData(
                         binary.get_dwarf_sections(DWARF_SECTIONS), binary.arch, str(path)
                     )
-                build = _Build(binary, path, dwarf, units, known_callees, cu_budget)
+                build = _Build(binary, path, dwarf, units, known_callees)
                 # A first pass for some CUs says which (the editor shows it while waiting).
                 title = progress_title(
                     binary.object_name,
@@ -548,7 +545,6 @@ class _Build:
     dwarf: DwarfData
     units: Sequence[CuRow]
     known_callees: Mapping[str, regfacts.KnownCallee] | None
-    cu_budget: float | None = None
 
 
 def _index_units(
@@ -599,13 +595,11 @@ def _index_units(
         if workers == 1:
             run_first()
             for batch in batches:
-                consume(_index_batch(build.path, None, batch, None, build.cu_budget))
+                consume(_index_batch(build.path, None, batch, None))
         elif executor is not None:
             # Its workers were started before this build: they open the binary themselves.
             futures = [
-                executor.submit(
-                    _index_batch, build.path, all_units, b, build.known_callees, build.cu_budget
-                )
+                executor.submit(_index_batch, build.path, all_units, b, build.known_callees)
                 for b in batches
             ]
             _consume_in_order(futures, consume, run_first)
@@ -628,10 +622,7 @@ def _index_units(
             ) as pool:
                 try:
                     _consume_in_order(
-                        [
-                            pool.submit(_index_batch, build.path, None, b, None, build.cu_budget)
-                            for b in batches
-                        ],
+                        [pool.submit(_index_batch, build.path, None, b, None) for b in batches],
                         consume,
                         run_first,
                     )
