@@ -141,6 +141,35 @@ class _Edits:
     added: list[tuple[int, int, int]] = field(default_factory=list)
 
 
+def changed_line_runs(
+    old_lines: Sequence[str], new_lines: Sequence[str]
+) -> list[tuple[int, int, int, int]]:
+    """(old start, old end, new start, new end), 0-based line indices, of each run of lines
+    that differs between the two texts.
+
+    An edit is usually local: only what lies between the common head and tail is matched, as
+    difflib is quadratic in the number of repeated lines (`}`, blank) it has to consider.
+    """
+    head = 0
+    limit = min(len(old_lines), len(new_lines))
+    while head < limit and old_lines[head] == new_lines[head]:
+        head += 1
+    tail = 0
+    while (
+        tail < limit - head
+        and old_lines[len(old_lines) - 1 - tail] == new_lines[len(new_lines) - 1 - tail]
+    ):
+        tail += 1
+    old_mid = old_lines[head : len(old_lines) - tail]
+    new_mid = new_lines[head : len(new_lines) - tail]
+    matcher = difflib.SequenceMatcher(None, old_mid, new_mid, autojunk=False)
+    return [
+        (i1 + head, i2 + head, j1 + head, j2 + head)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
+        if tag != "equal"
+    ]
+
+
 class ChangeMapper:
     """Maps patches and buffer edits to changes; holds one parser for all files.
 
@@ -240,25 +269,7 @@ class ChangeMapper:
         old_lines = old_text.split("\n")
         new_lines = new_text.split("\n")
         edits = _Edits()
-        # An edit is usually local: match only what lies between the common head and tail, as
-        # difflib is quadratic in the number of repeated lines (`}`, blank) it has to consider.
-        head = 0
-        limit = min(len(old_lines), len(new_lines))
-        while head < limit and old_lines[head] == new_lines[head]:
-            head += 1
-        tail = 0
-        while (
-            tail < limit - head
-            and old_lines[len(old_lines) - 1 - tail] == new_lines[len(new_lines) - 1 - tail]
-        ):
-            tail += 1
-        old_mid = old_lines[head : len(old_lines) - tail]
-        new_mid = new_lines[head : len(new_lines) - tail]
-        matcher = difflib.SequenceMatcher(None, old_mid, new_mid, autojunk=False)
-        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-            if tag == "equal":
-                continue
-            i1, i2, j1, j2 = i1 + head, i2 + head, j1 + head, j2 + head
+        for i1, i2, j1, j2 in changed_line_runs(old_lines, new_lines):
             for i in range(i1, i2):
                 edits.removed.append((i + 1, j1, j1 + 1))
             for j in range(j1, j2):

@@ -11,7 +11,6 @@ kernel's object through a livepatch relocation) but the author should know it do
 from __future__ import annotations
 
 import bisect
-import difflib
 import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from klp_lsp.patch.c_items import C_COMMENT, C_LITERAL, Item, references, render, split_items
+from klp_lsp.patch.changes import changed_line_runs
 
 UnsupportedKind = Literal["export-symbol", "per-cpu", "static-key", "tracepoint"]
 _PER_CPU = "DEFINE_PER_CPU"
@@ -274,25 +274,14 @@ def _exports_are_lines(text: str) -> bool:
 
 def _changed_runs(pre: str, post: str) -> list[tuple[int, int, int, int]]:
     """(pre start, pre end, post start, post end) of each run of lines that differs, as offsets
-    of whole lines; the common head and tail are set apart first, so the line diff only sees
-    what lies between the first and the last change."""
-    head, tail = _common_lines(pre, post)
-    a = pre[head : len(pre) - tail].split("\n")
-    b = post[head : len(post) - tail].split("\n")
-    starts_a = list(itertools.accumulate((len(line) + 1 for line in a), initial=head))
-    starts_b = list(itertools.accumulate((len(line) + 1 for line in b), initial=head))
-    runs = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b).get_opcodes():
-        if op != "equal":
-            runs.append(
-                (
-                    starts_a[i1],
-                    min(starts_a[i2], len(pre) - tail),
-                    starts_b[j1],
-                    min(starts_b[j2], len(post) - tail),
-                )
-            )
-    return runs
+    of whole lines (`changes.changed_line_runs`, the line diff the change mapping uses)."""
+    a, b = pre.split("\n"), post.split("\n")
+    starts_a = list(itertools.accumulate((len(line) + 1 for line in a), initial=0))
+    starts_b = list(itertools.accumulate((len(line) + 1 for line in b), initial=0))
+    return [
+        (starts_a[i1], min(starts_a[i2], len(pre)), starts_b[j1], min(starts_b[j2], len(post)))
+        for i1, i2, j1, j2 in changed_line_runs(a, b)
+    ]
 
 
 def _items_near(
@@ -427,21 +416,3 @@ def _depth_change(segment: str, floor: int) -> int | None:
             if depth < floor:
                 return None
     return depth
-
-
-def _common_lines(a: str, b: str) -> tuple[int, int]:
-    """The lengths of the longest common prefix and suffix of whole lines (ending in newlines)
-    of `a` and `b`, not overlapping: what lies between them is what differs."""
-    lines_a, lines_b = a.split("\n"), b.split("\n")
-    most = min(len(lines_a), len(lines_b)) - 1  # the last piece ends no line
-    i = 0
-    while i < most and lines_a[i] == lines_b[i]:
-        i += 1
-    j = 0
-    rest = min(len(lines_a), len(lines_b)) - i
-    while j < rest and lines_a[-1 - j] == lines_b[-1 - j]:
-        j += 1
-    head = sum(len(line) + 1 for line in lines_a[:i])
-    # The suffix starts after a newline: its first piece is a whole line, its last the rest.
-    tail = sum(len(line) + 1 for line in lines_a[len(lines_a) - j :]) - 1 if j else 0
-    return head, tail
