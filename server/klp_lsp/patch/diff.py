@@ -118,7 +118,7 @@ def read_patch_text(path: Path) -> str:
         raise PatchParseError(f"{path}: {_too_large(MAX_PATCH_BYTES + 1)}")
     # Patches may carry text in any 8-bit encoding; surrogateescape keeps line counts and bytes.
     text = raw.decode("utf-8", errors="surrogateescape")
-    problem = patch_limit_problem(text, str(path))
+    problem = _limit_problem(text, text.splitlines(), str(path))
     if problem is not None:
         raise PatchParseError(f"{path}: line {problem.line}: {problem.message}")
     return text
@@ -137,22 +137,18 @@ def _too_large(size: int) -> str:
     )
 
 
-def patch_limit_problem(text: str, patch_file: str) -> Problem | None:
+def _limit_problem(text: str, lines: list[str], patch_file: str) -> Problem | None:
     """A problem when `text` exceeds `MAX_PATCH_BYTES` or has a line over `MAX_LINE_CHARS`.
 
     Such a patch is not parsed at all: no real patch looks like that, and its cost (the diff
     parser, tree-sitter over the pre-image) would grow with it.
     """
-    return _limit_problem(text, text.splitlines(), patch_file)
-
-
-def _limit_problem(text: str, lines: list[str], patch_file: str) -> Problem | None:
     if len(text) > MAX_PATCH_BYTES // 4:
         size = len(text.encode("utf-8", errors="replace"))
         if size > MAX_PATCH_BYTES:
             return Problem(patch_file, 0, _too_large(size))
-    if max(map(len, lines), default=0) > MAX_LINE_CHARS:
-        number = next(i for i, line in enumerate(lines, 1) if len(line) > MAX_LINE_CHARS)
+    number = next((i for i, line in enumerate(lines, 1) if len(line) > MAX_LINE_CHARS), None)
+    if number is not None:
         return Problem(
             patch_file,
             number,
