@@ -38,7 +38,6 @@ from klp_lsp.index.locate import index_path
 from klp_lsp.index.store import (
     CU_ANALYSED,
     CU_FAILED,
-    CU_LISTED,
     CuRow,
     FactRows,
     Index,
@@ -399,17 +398,10 @@ def build_index(
         existing = _open_existing(target)
         if existing is not None:
             done = existing.complete
-            states = {} if done else existing.cu_states()
-            names = (
-                {}
-                if done
-                else {
-                    r.unit.offset: source_name(r.unit.name, r.unit.comp_dir)
-                    for r in existing.iter_cus()
-                }
-            )
+            # Read once: what is analysed, and the units to extend with it.
+            units = [] if done else list(existing.iter_cus())
             existing.close()
-            if done or (cu_names is not None and _covers(states, names, cu_names)):
+            if done or (cu_names is not None and _covers(units, cu_names)):
                 return BuildResult(
                     path,
                     binary.object_name,
@@ -420,10 +412,8 @@ def build_index(
                     time.monotonic() - started,
                 )
             writer = IndexWriter.extend(target)
-            units = _reload_units(target)
             write_symbols: Callable[[], None] | None = None
         else:
-            states = {}
             writer = IndexWriter.create(target)
             # A binary that fails here (corrupt DWARF) must not leave the temporary file.
             try:
@@ -460,11 +450,7 @@ def build_index(
                 )
 
         try:
-            todo = [
-                u
-                for u in _select_units(units, cu_names)
-                if u.state < CU_ANALYSED and states.get(u.unit.offset, CU_LISTED) < CU_ANALYSED
-            ]
+            todo = [u for u in _select_units(units, cu_names) if u.state < CU_ANALYSED]
             if todo:
                 from klp_lsp.binary.dwarf import DWARF_SECTIONS, DwarfData
 
@@ -519,17 +505,11 @@ def _open_existing(target: Path) -> Index | None:
         return None
 
 
-def _covers(states: dict[int, int], names: dict[int, str], cu_names: Sequence[str]) -> bool:
+def _covers(units: Sequence[CuRow], cu_names: Sequence[str]) -> bool:
     wanted = {source_name(n, "") for n in cu_names}
-    return all(states.get(o, 0) >= CU_ANALYSED for o, n in names.items() if n in wanted)
-
-
-def _reload_units(target: Path) -> list[CuRow]:
-    idx = Index(target)
-    try:
-        return list(idx.iter_cus())
-    finally:
-        idx.close()
+    return all(
+        u.state >= CU_ANALYSED for u in units if source_name(u.unit.name, u.unit.comp_dir) in wanted
+    )
 
 
 def _all_analysed(writer: IndexWriter) -> bool:

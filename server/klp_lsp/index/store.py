@@ -538,9 +538,6 @@ class Index:
         )
         return _cu_row(r, ranges)
 
-    def cu_states(self) -> dict[int, int]:
-        return {r[0]: r[1] for r in self._con.execute("SELECT id, state FROM cus")}
-
     def cus_with_file(self, path: str) -> list[int]:
         """Ids of the CUs whose line table lists `path` (tree-relative), in id order."""
         rows = self._con.execute(
