@@ -408,11 +408,12 @@ class DwarfData:
         # Without the *_base attributes, DWARF 5 bases point just past each section's header.
         header = 8 if u.offset_size == 4 else 16
         return _Bases(
-            str_offsets=_offset(top.get(AT_STR_OFFSETS_BASE), header),
-            addr=_offset(top.get(AT_ADDR_BASE), header),
-            rnglists=_offset(top.get(AT_RNGLISTS_BASE), header + 4),
-            loclists=_offset(top.get(AT_LOCLISTS_BASE), header + 4),
-            low_pc=_offset(top.get(AT_LOW_PC), 0),
+            # Their forms are unsigned (`form_fits` drops any other), so never negative.
+            str_offsets=top.get(AT_STR_OFFSETS_BASE, header),
+            addr=top.get(AT_ADDR_BASE, header),
+            rnglists=top.get(AT_RNGLISTS_BASE, header + 4),
+            loclists=top.get(AT_LOCLISTS_BASE, header + 4),
+            low_pc=top.get(AT_LOW_PC, 0),
         )
 
     # --- attribute decoding ------------------------------------------------------------------
@@ -616,7 +617,7 @@ class DwarfData:
                 out = ranges_v4(self._s[".debug_ranges"], r, base, u.address_size)
         # Empty ranges say nothing; one that ends past the address space is corrupt.
         top = 1 << (8 * u.address_size)
-        return tuple(x for x in out if 0 <= x[0] < x[1] < top)
+        return tuple(x for x in out if x[0] < x[1] < top)
 
     # --- the scan ----------------------------------------------------------------------------
 
@@ -815,11 +816,6 @@ def _bad_sibling(u: _Unit, pos: int, target: int) -> ValueError:
     if target <= pos:
         return ValueError(f"a DW_AT_sibling near 0x{pos:x} points back to 0x{target:x}")
     return ValueError(f"a DW_AT_sibling near 0x{pos:x} points past the end of its unit")
-
-
-def _offset(v: object, default: int) -> int:
-    """An attribute that must be a non-negative offset or address; `default` if it is not."""
-    return v if isinstance(v, int) and v >= 0 else default
 
 
 def _small(v: object) -> int | None:
@@ -1153,8 +1149,6 @@ class _UnitScan:
             return "constant" if AT_CONST_VALUE in vals else "optimized-out"
         if isinstance(loc, bytes):
             return self.d.location_at_entry(loc)
-        if loc < 0:
-            return "unknown"
         u, s, b = self.u, self.d._s, self.bases
 
         def entries() -> Iterator[tuple[int, int, bytes]]:
